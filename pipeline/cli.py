@@ -1,0 +1,237 @@
+"""The ``churn`` command: a thin layer that parses options, calls ``pipeline.jobs`` and prints.
+
+Heavy libraries load inside the commands, so ``churn --help`` answers at once.  Every
+failure is one ``error:`` line on stderr and a non-zero exit; ``--debug`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from pipeline import __version__
+
+DEFAULT_MODEL_NAME = "post-breach-churn"
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _common(parser: argparse.ArgumentParser, *, tracking: bool = True) -> None:
+    parser.add_argument("--config", metavar="TOML", help="configuration file (defaults otherwise)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    if tracking:
+        parser.add_argument(
+            "--tracking-uri",
+            metavar="URI",
+            help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+        )
+        parser.add_argument(
+            "--model-name", metavar="NAME", default=None, help=f"registered model name (default {DEFAULT_MODEL_NAME})"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="churn",
+        description="Predict which subscribers will leave after a data breach, and whom to call first.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    gen = commands.add_parser("generate", help="generate a synthetic post-breach subscriber base")
+    gen.add_argument("--subscribers", type=int, default=100_000, metavar="N", help="number of subscribers")
+    gen.add_argument("--seed", type=int, default=42, metavar="S", help="random seed (same seed, same base)")
+    gen.add_argument("--scenario", default=None, help="breach scenario by name (see docs/simulator.md)")
+    gen.add_argument("--out", required=True, metavar="DIR", help="folder to write the record tables to")
+    gen.add_argument("--overwrite", action="store_true", help="replace an existing base in DIR")
+    _common(gen, tracking=False)
+
+    tr = commands.add_parser("train", help="train, evaluate, track and register a churn model")
+    tr.add_argument("--data", required=True, metavar="PATH",
+                    help="record folder, database URL, or one churn table (CSV or Parquet)")
+    tr.add_argument("--id", dest="id_column", metavar="COL", help="subscriber id column (single table)")
+    tr.add_argument("--target", metavar="COL", help="churn label column (single table)")
+    tr.add_argument("--positive", metavar="VALUE", help="label value that means churned, when not 1/true/yes")
+    tr.add_argument("--value", dest="value_column", metavar="COL", help="monthly monetary value column")
+    tr.add_argument("--snapshot", metavar="DATE", help="snapshot date for records (default: the manifest's)")
+    tr.add_argument("--seed", type=int, default=None, help="random seed (default from config: 42)")
+    _common(tr)
+
+    sc = commands.add_parser("score", help="score a subscriber base and write the ranked at-risk list")
+    sc.add_argument("--data", required=True, metavar="PATH", help="record folder, database URL, or one table")
+    sc.add_argument("--output", required=True, metavar="PATH", help="output file (.csv or .parquet)")
+    sc.add_argument("--model", metavar="URI", help=f"model URI (default models:/{DEFAULT_MODEL_NAME}@champion)")
+    sc.add_argument("--all", dest="write_all", action="store_true", help="write every subscriber, not only at-risk")
+    sc.add_argument("--snapshot", metavar="DATE", help="snapshot date for records (default: the manifest's)")
+    _common(sc)
+
+    pr = commands.add_parser("promote", help="make a registered model version the champion by hand")
+    pr.add_argument("version", type=int, help="model version number")
+    _common(pr)
+
+    demo = commands.add_parser("demo", help="generate a base, train, register, score and summarise, end to end")
+    demo.add_argument("--subscribers", type=int, default=100_000, metavar="N")
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--workdir", default=".", metavar="DIR", help="where data/, outputs/ and the MLflow store go")
+    _common(demo)
+    return parser
+
+
+class Progress:
+    """Progress lines on stderr when it is a terminal (or when asked); silent in logs and CI."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            print(f"[{time.perf_counter() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _config(args):
+    from pipeline.config import load_config, with_overrides
+
+    config = load_config(args.config)
+    overrides = {}
+    if getattr(args, "model_name", None):
+        overrides["tracking"] = {"model_name": args.model_name}
+    if getattr(args, "seed", None) is not None and args.command in ("train", "demo"):
+        overrides["train"] = {"seed": args.seed}
+    return with_overrides(config, **overrides) if overrides else config
+
+
+def _fmt_money(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def cmd_generate(args, progress: Progress) -> int:
+    from pipeline.jobs import generate_job
+
+    def step(done: int, total: int) -> None:
+        progress(f"generated {done:,} / {total:,} subscribers")
+
+    manifest = generate_job(args.subscribers, seed=args.seed, out=args.out, scenario=args.scenario,
+                            overwrite=args.overwrite, progress=step)
+    print(f"wrote {args.subscribers:,} subscribers to {args.out} "
+          f"(scenario {manifest.get('scenario')}, snapshot {manifest.get('snapshot_date')})")
+    return 0
+
+
+def cmd_train(args, progress: Progress) -> int:
+    from pipeline.jobs import train_job
+    from pipeline.tracking import resolve_uri
+
+    config = _config(args)
+    outcome = train_job(
+        args.data, config=config, uri=resolve_uri(args.tracking_uri), id_column=args.id_column, target=args.target,
+        positive=args.positive, value_column=args.value_column, snapshot_date=args.snapshot, progress=progress,
+    )
+    m = outcome.metrics
+    print(f"trained {outcome.family} ({outcome.calibration} calibration) on {outcome.rows:,} rows; hold-out: "
+          f"ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f}, Brier {m['brier']:.4f}, "
+          f"top-decile lift {m['top_decile_lift']:.2f}, EMPC {m['empc']:.4g}")
+    print(f"run {outcome.run_id}; registered {config.tracking.model_name} version {outcome.version}")
+    print(outcome.message)
+    return 0
+
+
+def _print_score(outcome, *, workdir: Path | None = None) -> None:
+    print(f"scored {outcome.rows_scored:,} subscribers with model version {outcome.model_version}: "
+          f"{outcome.at_risk:,} at risk, expected loss among them {_fmt_money(outcome.expected_loss_at_risk)}")
+    print(f"wrote {outcome.rows_written:,} rows to {outcome.output}")
+
+
+def cmd_score(args, progress: Progress) -> int:
+    from pipeline.jobs import score_job
+    from pipeline.tracking import resolve_uri
+
+    config = _config(args)
+    outcome = score_job(args.data, args.output, config=config, uri=resolve_uri(args.tracking_uri), model=args.model,
+                        write_all=args.write_all, snapshot_date=args.snapshot, progress=progress)
+    _print_score(outcome)
+    return 0
+
+
+def cmd_promote(args, progress: Progress) -> int:
+    from pipeline.jobs import promote_job
+    from pipeline.tracking import resolve_uri
+
+    print(promote_job(args.version, config=_config(args), uri=resolve_uri(args.tracking_uri)))
+    return 0
+
+
+def cmd_demo(args, progress: Progress) -> int:
+    import pandas as pd
+
+    from pipeline.jobs import generate_job, score_job, train_job
+    from pipeline.tracking import resolve_uri, ui_command
+
+    config = _config(args)
+    workdir = Path(args.workdir).resolve()
+    data_dir = workdir / "data" / "demo"
+    outputs = workdir / "outputs"
+    outputs.mkdir(parents=True, exist_ok=True)
+    uri = resolve_uri(args.tracking_uri, workdir)
+    started = time.perf_counter()
+    progress(f"generating {args.subscribers:,} subscribers into {data_dir}")
+    generate_job(args.subscribers, seed=args.seed, out=str(data_dir), scenario=None, overwrite=True,
+                 progress=lambda done, total: progress(f"generated {done:,} / {total:,}"))
+    trained = train_job(str(data_dir), config=config, uri=uri, progress=progress)
+    at_risk_path = outputs / "at_risk.csv"
+    scored = score_job(str(data_dir), str(at_risk_path), config=config, uri=uri, progress=progress)
+    m = trained.metrics
+    print(f"\nPost-breach churn demo: {args.subscribers:,} synthetic subscribers, seed {args.seed}")
+    print(f"model: {trained.family} ({trained.calibration} calibration); hold-out ROC AUC {m['roc_auc']:.3f}, "
+          f"top-decile lift {m['top_decile_lift']:.2f}, Brier {m['brier']:.4f}")
+    print(f"registered {config.tracking.model_name} version {trained.version}; {trained.message}")
+    print(f"at risk: {scored.at_risk:,} subscribers; expected value at risk {_fmt_money(scored.expected_loss_at_risk)} KRW")
+    columns = [c for c in ("rank", "subscriber_id", "churn_probability", "risk_tier", "expected_loss", "reasons")
+               if c in scored.top.columns]
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 70):
+        print("\ntop 10:")
+        print(scored.top[columns].to_string(index=False, float_format=lambda v: f"{v:,.3f}" if v < 1 else f"{v:,.0f}"))
+    print(f"\nfiles: records {data_dir}; at-risk list {at_risk_path}")
+    print(f"MLflow store: {uri}")
+    print(f"open the MLflow UI: {ui_command(uri)}")
+    print(f"done in {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+COMMANDS = {"generate": cmd_generate, "train": cmd_train, "score": cmd_score, "promote": cmd_promote, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``churn`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    show_progress = sys.stderr.isatty() or os.environ.get("CHURN_PROGRESS") == "1"
+    progress = Progress(show_progress)
+    from pipeline.errors import PipelineError
+
+    try:
+        return COMMANDS[args.command](args, progress)
+    except KeyboardInterrupt:
+        print("error: interrupted; no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except PipelineError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as err:  # an unexpected failure still ends in one line, not a traceback
+        if args.debug:
+            raise
+        text = str(err).splitlines()[0] if str(err) else ""
+        print(f"error: {type(err).__name__}: {text} (rerun with --debug for details)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""One typed configuration for every stage, loaded once at the CLI edge.
+
+The configuration is a tree of frozen dataclasses.  ``load_config(path)`` reads a TOML
+file whose tables mirror the dataclasses; unknown tables or keys are errors, so a typo
+never silently falls back to a default.  Nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How labels and point-in-time features are cut from subscriber records."""
+
+    #: The snapshot date (ISO ``YYYY-MM-DD``); records dated before it are features,
+    #: events after it only labels.  ``None``: taken from the record folder's manifest.
+    snapshot_date: str | None = None
+    #: A subscriber is a churner when they leave within this many days of the snapshot.
+    horizon_days: int = 90
+    #: Subscribers per chunk when records are processed in pieces.
+    chunk_subscribers: int = 250_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model selection, calibration and the hold-out."""
+
+    seed: int = 42
+    #: Share of rows kept aside, never seen by selection, for the reported metrics.
+    holdout_fraction: float = 0.2
+    #: Stratified folds used by selection and calibration.
+    cv_folds: int = 5
+    #: Candidate model families tried by selection.
+    candidates: tuple[str, ...] = ("logistic", "hist_gradient_boosting")
+    #: Random-search draws per candidate family (besides its default).
+    search_iterations: int = 4
+    #: Stop starting new search candidates after this many seconds (``0``: no limit).
+    time_budget_seconds: float = 0.0
+    #: Calibration methods chosen between by cross-validated Brier score.
+    calibration_methods: tuple[str, ...] = ("sigmoid", "isotonic")
+    #: Metric on which a challenger must beat the champion: ``empc`` or ``roc_auc``.
+    promotion_metric: str = "empc"
+    #: Threads a boosted model may use while fitting or predicting.
+    n_threads: int = 2
+    #: Selection's cross-validation runs on at most this many (stratified) training rows;
+    #: the final model is fit on all of them.
+    selection_max_rows: int = 60_000
+    #: Try a weighted blend of the best model of each family, kept only when its
+    #: cross-validated ROC AUC beats the best single family by ``blend_min_gain``.
+    blend: bool = True
+    blend_min_gain: float = 0.002
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """The economics of a retention campaign (Verbraken et al. 2013; Gupta & Lehmann 2003)."""
+
+    #: Monthly margin as a share of the monthly value (revenue) of a subscriber.
+    margin: float = 0.4
+    #: Monthly probability that a subscriber who was saved stays another month.
+    monthly_retention: float = 0.99
+    #: Yearly discount rate for future margins.
+    annual_discount_rate: float = 0.10
+    #: Incentive offered to a targeted subscriber, in months of that subscriber's monthly value
+    #: (0.5: half a bill, like SK Telecom's breach compensation), used when a value is known.
+    offer_cost_months: float = 0.5
+    #: Cost of one contact (call, message) in months of monthly value, used when a value is known.
+    contact_cost_months: float = 0.05
+    #: Absolute incentive and contact costs, used when no value is known (EMPC's defaults,
+    #: Verbraken et al. 2013: CLV 200, incentive 10, contact 1).
+    offer_cost: float = 10.0
+    contact_cost: float = 1.0
+    #: Beta(alpha, beta) distribution of the share of would-be churners who accept the offer.
+    acceptance_alpha: float = 6.0
+    acceptance_beta: float = 14.0
+    #: Customer lifetime value used when no value is known.
+    default_clv: float = 200.0
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Risk tiers and the at-risk list."""
+
+    #: A subscriber is at risk when their probability is at least this multiple of the
+    #: training churn rate (tier ``medium``); ``high`` from the second multiple on.
+    medium_risk_multiple: float = 1.5
+    high_risk_multiple: float = 3.0
+    #: Rows scored per chunk.
+    chunk_rows: int = 200_000
+    #: Population stability index above which a feature is reported as drifting.
+    psi_warning: float = 0.2
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where runs and models go."""
+
+    experiment: str = "post-breach-churn"
+    model_name: str = "post-breach-churn"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    campaign: CampaignConfig = field(default_factory=CampaignConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting as ``section.key -> value``, for logging as run parameters."""
+        out: dict[str, Any] = {}
+        for section in dataclasses.fields(self):
+            for key, value in dataclasses.asdict(getattr(self, section.name)).items():
+                out[f"{section.name}.{key}"] = value
+        return out
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected one of {', '.join(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [{name}] must be a table")
+            kwargs[name] = _build(type(default), value, f"{where} [{name}]")
+            continue
+        if isinstance(default, tuple):
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}: {name} must be a list, got {value!r}")
+            value = tuple(value)
+        elif isinstance(default, bool) or (default is not None and not isinstance(default, (int, float))):
+            if default is not None and not isinstance(value, type(default)):
+                raise ConfigError(f"{where}: {name} must be {type(default).__name__}, got {value!r}")
+        elif isinstance(default, (int, float)):
+            kind = "an integer" if isinstance(default, int) else "a number"
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{where}: {name} must be {kind}, got {value!r}")
+            if isinstance(default, int) and not isinstance(value, int):
+                raise ConfigError(f"{where}: {name} must be {kind}, got {value!r}")
+        kwargs[name] = value
+    return dataclasses.replace(cls(), **kwargs)
+
+
+def validate(config: Config) -> Config:
+    """Check ranges that types alone cannot express; return the config unchanged."""
+    checks = [
+        (0 < config.train.holdout_fraction < 1, "train.holdout_fraction must be between 0 and 1"),
+        (config.train.cv_folds >= 2, "train.cv_folds must be at least 2"),
+        (config.train.promotion_metric in ("empc", "roc_auc"), "train.promotion_metric must be 'empc' or 'roc_auc'"),
+        (bool(config.train.candidates), "train.candidates must name at least one model family"),
+        (config.data.horizon_days > 0, "data.horizon_days must be positive"),
+        (0 < config.campaign.monthly_retention < 1, "campaign.monthly_retention must be between 0 and 1"),
+        (config.campaign.acceptance_alpha > 0 and config.campaign.acceptance_beta > 0,
+         "campaign.acceptance_alpha and acceptance_beta must be positive"),
+        (0 < config.scoring.medium_risk_multiple <= config.scoring.high_risk_multiple,
+         "scoring.medium_risk_multiple must be positive and at most scoring.high_risk_multiple"),
+        (config.scoring.chunk_rows > 0 and config.data.chunk_subscribers > 0, "chunk sizes must be positive"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return config
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read a TOML config file (or the defaults when ``path`` is None) into a ``Config``."""
+    if path is None:
+        return validate(Config())
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            values = tomllib.load(handle)
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: config file not found") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from err
+    return validate(_build(Config, values, str(path)))
+
+
+def with_overrides(config: Config, **sections: dict[str, Any]) -> Config:
+    """Return a copy with some keys replaced, e.g. ``with_overrides(c, train={"seed": 1})``."""
+    changes = {}
+    for section, values in sections.items():
+        values = {k: v for k, v in values.items() if v is not None}
+        if values:
+            changes[section] = dataclasses.replace(getattr(config, section), **values)
+    return validate(dataclasses.replace(config, **changes))

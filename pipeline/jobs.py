@@ -1,0 +1,314 @@
+"""The pipeline's jobs: each wires the stages together for one CLI command.
+
+Stages stay pure (``dataset``, ``train``, ``score``...); this module does the loading,
+the MLflow calls through ``pipeline.tracking``, and the file writing, in the order that
+keeps failures clean: everything that can fail on bad input happens before anything is
+registered or written.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.errors import DataError, PipelineError
+
+log = logging.getLogger(__name__)
+Say = Callable[[str], None]
+
+
+def _say(progress: Say | None) -> Say:
+    return progress or (lambda message: log.info(message))
+
+
+def is_records(path: str) -> bool:
+    """True when ``path`` is a record folder or a database URL (not a single churn table)."""
+    from pipeline.records import is_record_source
+
+    return is_record_source(path)
+
+
+def load_dataset(
+    data: str,
+    *,
+    config: Config,
+    id_column: str | None = None,
+    target: str | None = None,
+    positive: str | None = None,
+    value_column: str | None = None,
+    snapshot_date: str | None = None,
+    require_label: bool = True,
+):
+    """A ``Dataset`` from a record folder, a database URL or one churn table."""
+    from pipeline.dataset import read_table, records_dataset, table_dataset
+
+    if is_records(data):
+        from pipeline.records import load_records
+
+        records = load_records(data)
+        if not require_label:
+            records = records.without("outcomes")
+        return records_dataset(
+            records,
+            snapshot_date=snapshot_date or config.data.snapshot_date,
+            horizon_days=config.data.horizon_days,
+            require_label=require_label,
+        )
+    if require_label and target is None:
+        raise DataError(f"{data}: a single table needs --target (the churn label column) and usually --id")
+    frame = read_table(data)
+    return table_dataset(
+        frame, id_column=id_column, target=target, positive=positive, value_column=value_column,
+        source=str(data), require_label=require_label,
+    )
+
+
+@dataclass
+class TrainOutcome:
+    """What ``train_job`` did, for the CLI to print."""
+
+    run_id: str
+    version: int
+    promoted: bool
+    champion_version: int | None
+    message: str
+    metrics: dict[str, float]
+    family: str
+    calibration: str
+    rows: int
+    dropped: dict[str, str] = field(default_factory=dict)
+
+
+def _champion_metric(model_name: str, champion: int, dataset, result, config: Config) -> float | None:
+    """The champion's promotion metric on this run's hold-out, or None if it takes other inputs."""
+    from pipeline import evaluate, tracking
+    from pipeline.score import predict
+    from pipeline.targeting import clv
+
+    loaded = tracking.load_model(f"models:/{model_name}/{champion}")
+    columns = loaded.metadata.get("input_columns") or [c for c, _ in loaded.signature_columns]
+    holdout = dataset.frame.iloc[result.holdout_index].reset_index(drop=True)
+    if any(c not in holdout.columns for c in columns):
+        return None
+    proba = predict(loaded.model, holdout, columns, n_threads=config.train.n_threads)
+    y = dataset.label.to_numpy()[result.holdout_index]
+    value = None
+    if dataset.monthly_value is not None:
+        value = clv(dataset.monthly_value.to_numpy()[result.holdout_index], config.campaign)
+    metrics = evaluate.classification_metrics(y, proba, value=value, campaign=config.campaign)
+    return float(metrics[config.train.promotion_metric])
+
+
+def train_job(
+    data: str,
+    *,
+    config: Config,
+    uri: str,
+    id_column: str | None = None,
+    target: str | None = None,
+    positive: str | None = None,
+    value_column: str | None = None,
+    snapshot_date: str | None = None,
+    progress: Say | None = None,
+) -> TrainOutcome:
+    """Load, train, evaluate, log, register as challenger, and promote when the gate says so."""
+    from pipeline import evaluate, tracking
+    from pipeline.targeting import clv
+    from pipeline.train import train
+
+    say = _say(progress)
+    tracking.connect(uri)  # fail fast, before any work, when the store is unreachable
+    say(f"loading {data}")
+    dataset = load_dataset(
+        data, config=config, id_column=id_column, target=target, positive=positive,
+        value_column=value_column, snapshot_date=snapshot_date,
+    )
+    say(f"{dataset.n_rows:,} subscribers, churn rate {float(dataset.label.mean()):.2%}")
+    result = train(dataset, config, progress=say)
+    holdout = dataset.frame.iloc[result.holdout_index].reset_index(drop=True)
+    y_holdout = dataset.label.to_numpy()[result.holdout_index]
+    value = None
+    if dataset.monthly_value is not None:
+        value = clv(dataset.monthly_value.to_numpy()[result.holdout_index], config.campaign)
+    say("evaluating on the hold-out (metrics, plots, permutation importance)")
+    importances = evaluate.permutation_importance_table(
+        result.model, holdout[result.input_columns], y_holdout, seed=config.train.seed
+    )
+    from pipeline.dataset import segments
+
+    segment_table = evaluate.segment_metrics(y_holdout, result.holdout_proba, segments(holdout))
+    with tempfile.TemporaryDirectory() as tmp:
+        plots = evaluate.save_plots(
+            y_holdout, result.holdout_proba, Path(tmp), value=value, campaign=config.campaign, importances=importances
+        )
+        extra = {
+            "selection/candidates.csv": result.candidates.assign(params=result.candidates["params"].astype(str)),
+            "evaluation/segments.csv": segment_table,
+            "evaluation/permutation_importance.csv": importances.rename("importance").rename_axis("column").reset_index(),
+            "data/columns.csv": result.columns,
+            "evaluation/reliability.csv": evaluate.reliability_table(y_holdout, result.holdout_proba).table,
+        }
+        say("logging the run to MLflow")
+        run_id = tracking.log_training(result, dataset, config, uri=uri, plots=plots, extra_artifacts=extra)
+    model_name = config.tracking.model_name
+    version = tracking.register(run_id, model_name)
+    metric = config.train.promotion_metric
+    challenger_score = float(result.metrics[metric])
+    champion = tracking.champion_version(model_name)
+    if champion is None:
+        tracking.promote(model_name, version, reason=f"first model ({metric} {challenger_score:.4f})",
+                         metrics=result.metrics)
+        promoted, message = True, f"version {version} is the first model: it is champion"
+    else:
+        champion_score = _champion_metric(model_name, champion, dataset, result, config)
+        if champion_score is None:
+            promoted = False
+            message = (
+                f"version {version} stays challenger: champion version {champion} takes other input columns, so the "
+                f"two cannot be compared on one hold-out (promote by hand with `churn promote {version}`)"
+            )
+        elif challenger_score > champion_score:
+            tracking.promote(
+                model_name, version,
+                reason=f"beat version {champion} on the same hold-out: {metric} {challenger_score:.4f} > {champion_score:.4f}",
+                metrics=result.metrics,
+            )
+            promoted = True
+            message = f"version {version} is champion: {metric} {challenger_score:.4f} beats version {champion}'s {champion_score:.4f}"
+        else:
+            promoted = False
+            message = (
+                f"version {version} stays challenger: {metric} {challenger_score:.4f} does not beat champion "
+                f"version {champion}'s {champion_score:.4f} on the same hold-out"
+            )
+        import mlflow
+
+        with mlflow.start_run(run_id=run_id):
+            if champion_score is not None:
+                mlflow.log_metric(f"champion_{metric}", champion_score)
+            mlflow.set_tag("promoted", str(promoted).lower())
+    return TrainOutcome(
+        run_id=run_id, version=version, promoted=promoted,
+        champion_version=tracking.champion_version(model_name), message=message, metrics=result.metrics,
+        family=result.family, calibration=result.calibration, rows=dataset.n_rows,
+        dropped=dict(zip(result.columns.loc[result.columns["use"] == "dropped", "column"],
+                         result.columns.loc[result.columns["use"] == "dropped", "reason"])),
+    )
+
+
+@dataclass
+class ScoreOutcome:
+    """What ``score_job`` wrote, for the CLI to print."""
+
+    output: Path
+    rows_scored: int
+    rows_written: int
+    at_risk: int
+    expected_loss_at_risk: float
+    model_version: str
+    top: pd.DataFrame
+    run_id: str | None
+
+
+def score_job(
+    data: str,
+    output: str,
+    *,
+    config: Config,
+    uri: str,
+    model: str | None = None,
+    write_all: bool = False,
+    snapshot_date: str | None = None,
+    progress: Say | None = None,
+) -> ScoreOutcome:
+    """Score a base with a registered model and write the ranked at-risk list (or every row)."""
+    from pipeline import tracking
+    from pipeline.score import at_risk, rank_scores, score_dataset, write_output
+
+    say = _say(progress)
+    output_path = Path(output)
+    if output_path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise DataError(f"{output}: unsupported output type {output_path.suffix!r} (expected .csv or .parquet)")
+    tracking.connect(uri)
+    model_uri = model or tracking.model_uri(config.tracking.model_name)
+    say(f"loading model {model_uri}")
+    loaded = tracking.load_model(model_uri)
+    meta = loaded.metadata
+    input_columns = list(meta.get("input_columns") or [c for c, _ in loaded.signature_columns])
+    started = time.perf_counter()
+    say(f"reading {data}")
+    if meta.get("mode") == "records":
+        if not is_records(data):
+            raise DataError(f"{data}: model {model_uri} was trained on subscriber records; give a record folder or database URL")
+        dataset = load_dataset(data, config=config, snapshot_date=snapshot_date, require_label=False)
+    else:
+        from pipeline.dataset import read_table, table_dataset
+
+        frame = read_table(data)
+        id_column = meta.get("id_column")
+        id_column = id_column if id_column in frame.columns else None
+        value_column = meta.get("value_column")
+        value_column = value_column if value_column in frame.columns else None
+        dataset = table_dataset(frame, id_column=id_column, target=None, value_column=value_column,
+                                source=str(data), require_label=False)
+    scores = score_dataset(
+        loaded.model, dataset, base_rate=float(meta.get("base_rate", 0.1)), input_columns=input_columns,
+        model_version=loaded.version, config=config,
+    )
+    ranked = rank_scores(scores)
+    listed = at_risk(ranked)
+    written = ranked if write_all else listed
+    write_output(written, output_path)
+    seconds = time.perf_counter() - started
+    summary = {
+        "rows_scored": len(ranked),
+        "rows_written": len(written),
+        "at_risk": len(listed),
+        "expected_loss_at_risk": float(listed["expected_loss"].sum()) if len(listed) else 0.0,
+        "mean_probability": float(ranked["churn_probability"].mean()),
+        "rows_per_second": len(ranked) / max(seconds, 1e-9),
+        "output_format": output_path.suffix.lower().lstrip("."),
+    }
+    for q in (0.5, 0.9, 0.99):
+        summary[f"probability_p{int(q * 100)}"] = float(np.quantile(ranked["churn_probability"], q))
+    run_id = tracking.log_scoring(
+        config=config, uri=uri, loaded=loaded, summary=summary,
+        artifacts={"score/tiers.json": ranked["risk_tier"].value_counts().to_dict()},
+    )
+    return ScoreOutcome(
+        output=output_path, rows_scored=len(ranked), rows_written=len(written), at_risk=len(listed),
+        expected_loss_at_risk=summary["expected_loss_at_risk"], model_version=loaded.version,
+        top=written.head(10), run_id=run_id,
+    )
+
+
+def promote_job(version: int, *, config: Config, uri: str) -> str:
+    """Make ``version`` champion by hand; say what it replaced."""
+    from pipeline import tracking
+
+    tracking.connect(uri)
+    previous = tracking.promote(config.tracking.model_name, version, reason="promoted by hand with `churn promote`")
+    replaced = "no champion before" if previous is None else f"replaced version {previous}"
+    return f"{config.tracking.model_name} version {version} is champion ({replaced})"
+
+
+def generate_job(subscribers: int, *, seed: int, out: str, scenario: str | None, overwrite: bool,
+                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Generate a synthetic post-breach base into ``out``."""
+    from pipeline import simulate
+
+    kwargs = {"seed": seed, "out": out, "overwrite": overwrite, "progress": progress}
+    if scenario:
+        kwargs["scenario"] = scenario
+    return simulate.generate(subscribers, **kwargs)
+
+
+__all__ = ["PipelineError", "TrainOutcome", "ScoreOutcome", "train_job", "score_job", "promote_job", "generate_job"]

@@ -1,0 +1,238 @@
+"""Column typing for any churn table: the first, learned step of every model pipeline.
+
+``TableTyper`` is a scikit-learn transformer.  ``fit`` decides, for every raw column, whether
+it is numeric, boolean or categorical, or why it must be dropped (identifier, personal data,
+constant, empty, free text); ``transform`` applies those decisions to new rows: numbers stored
+as text become floats, blanks become missing, yes/no become 0/1, and categories become a
+pandas ``Categorical`` with the levels seen in training (rare and unseen levels fold into
+``"__other__"``).  Because it lives inside the fitted pipeline, the logged model takes raw
+rows, and training and scoring share one code path.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+OTHER = "__other__"
+
+#: Column names that carry personal data (matched on lower-cased, underscore-separated names):
+#: a whole name such as ``name`` or ``phone``, or a suffix such as ``..._phone_number``.
+#: Deliberately narrow: ``PhoneService`` or ``Voice mail plan`` are features, not personal data.
+_PERSONAL_NAME = re.compile(
+    r"^(name|names|phone|mobile|telephone|tel|cell|msisdn|email|mail|address|street|postcode|zip|zip_code|"
+    r"ssn|passport|dob|iban|imsi|imei)$"
+    r"|(^|_)(first_name|last_name|full_name|given_name|family_name|surname|customer_name|subscriber_name|"
+    r"phone_number|phone_no|mobile_number|mobile_no|cell_number|telephone_number|email|email_address|e_mail|"
+    r"street_address|home_address|postal_address|birth_date|date_of_birth|identity_number|id_number|"
+    r"national_id|passport_number|card_number)$"
+)
+_EMAIL_VALUE = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
+_PHONE_VALUE = re.compile(r"^\+?[\d][\d\s().-]{7,}\d$")
+_ID_NAME = re.compile(r"(^|_)(id|key|uuid|guid|code|number|no|num)$")
+_TRUE = {"yes", "y", "true", "t", "1", "1.0"}
+_FALSE = {"no", "n", "false", "f", "0", "0.0"}
+
+
+def _normalise_name(name: object) -> str:
+    text = re.sub(r"([a-z])([A-Z])", r"\1_\2", str(name))
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def _as_text(column: pd.Series) -> pd.Series:
+    """Strings with surrounding blanks removed; blank strings become missing."""
+    text = column.astype("string").str.strip()
+    return text.mask(text == "")
+
+
+def looks_personal(name: object, values: pd.Series) -> str | None:
+    """Why a column looks like personal data (a reason string), or ``None`` when it does not."""
+    if _PERSONAL_NAME.search(_normalise_name(name)):
+        return "personal data (column name)"
+    if values.dtype.kind in "biufcmM":
+        return None
+    sample = _as_text(values).dropna()
+    if sample.empty:
+        return None
+    sample = sample.iloc[:500]
+    if sample.str.match(_EMAIL_VALUE).mean() > 0.5:
+        return "personal data (email addresses)"
+    if sample.str.match(_PHONE_VALUE).mean() > 0.5 and sample.str.count(r"\d").median() >= 9:
+        return "personal data (phone numbers)"
+    return None
+
+
+class TableTyper(TransformerMixin, BaseEstimator):
+    """Learn the type of every raw column and apply it consistently to new rows.
+
+    Parameters
+    ----------
+    drop_columns : tuple of str
+        Columns never used as features (the id, the label, a value column).
+    max_levels : int
+        Categories keep at most this many most frequent levels; the rest become ``"__other__"``.
+    min_level_count : int
+        Levels seen fewer times than this in training become ``"__other__"``.
+    max_unique_ratio : float
+        Text columns whose share of distinct values exceeds this are identifiers or free
+        text, and are dropped.
+    numeric_text_share : float
+        A text column whose non-blank values parse as numbers at least this often is numeric.
+
+    Attributes
+    ----------
+    kinds_ : dict
+        ``column -> "numeric" | "boolean" | "categorical"`` for every kept column.
+    levels_ : dict
+        ``column -> list of levels`` for categorical columns (``"__other__"`` last).
+    dropped_ : dict
+        ``column -> reason`` for every input column not used.
+    """
+
+    def __init__(
+        self,
+        drop_columns: tuple[str, ...] = (),
+        max_levels: int = 60,
+        min_level_count: int = 5,
+        max_unique_ratio: float = 0.5,
+        numeric_text_share: float = 0.95,
+    ):
+        self.drop_columns = drop_columns
+        self.max_levels = max_levels
+        self.min_level_count = min_level_count
+        self.max_unique_ratio = max_unique_ratio
+        self.numeric_text_share = numeric_text_share
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.string = True
+        tags.input_tags.categorical = True
+        return tags
+
+    def _frame(self, X, *, reset: bool) -> pd.DataFrame:
+        if isinstance(X, pd.DataFrame):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            return X
+        array = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite="allow-nan")
+        return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+
+    def _infer(self, name: str, column: pd.Series, n_rows: int) -> tuple[str, object]:
+        """Return (kind, detail) where kind is a feature kind or "drop" with a reason."""
+        if name in set(self.drop_columns):
+            return "drop", "excluded by configuration (id, label or value column)"
+        personal = looks_personal(name, column)
+        if personal:
+            return "drop", personal
+        if column.dtype.kind in "mM":
+            return "drop", "date or time (derive features from it first)"
+        if column.dtype.kind == "b":
+            column = column.astype(float)
+        if column.dtype.kind in "iuf":
+            values = column.astype(float)
+            observed = values.dropna()
+            if observed.empty:
+                return "drop", "empty"
+            if observed.nunique() == 1:
+                return "drop", "constant"
+            if (
+                column.dtype.kind in "iu"
+                and _ID_NAME.search(_normalise_name(name))
+                and observed.nunique() == len(observed) == n_rows
+            ):
+                return "drop", "identifier (unique integer per row)"
+            return "numeric", None
+        text = _as_text(column)
+        observed = text.dropna()
+        if observed.empty:
+            return "drop", "empty"
+        distinct = observed.unique()
+        if len(distinct) == 1:
+            return "drop", "constant"
+        lowered = {str(v).lower() for v in distinct}
+        if len(distinct) == 2 and lowered <= _TRUE | _FALSE and lowered & _TRUE and lowered & _FALSE:
+            return "boolean", None
+        numbers = pd.to_numeric(observed, errors="coerce")
+        if numbers.notna().mean() >= self.numeric_text_share:
+            return ("numeric", None) if numbers.nunique() > 1 else ("drop", "constant")
+        if len(distinct) / len(observed) > self.max_unique_ratio and len(distinct) > self.max_levels:
+            return "drop", "identifier or free text (mostly distinct values)"
+        counts = observed.value_counts(sort=True)
+        counts = counts[counts >= self.min_level_count].iloc[: self.max_levels]
+        levels = sorted(str(level) for level in counts.index)
+        if not levels:
+            return "drop", "no level frequent enough"
+        return "categorical", levels
+
+    def fit(self, X, y=None):
+        """Learn each column's kind (and categorical levels) from the training rows."""
+        frame = self._frame(X, reset=True)
+        self.kinds_: dict[str, str] = {}
+        self.levels_: dict[str, list[str]] = {}
+        self.dropped_: dict[str, str] = {}
+        for name in frame.columns:
+            kind, detail = self._infer(str(name), frame[name], len(frame))
+            if kind == "drop":
+                self.dropped_[str(name)] = detail
+                continue
+            self.kinds_[str(name)] = kind
+            if kind == "categorical":
+                self.levels_[str(name)] = [*detail, OTHER]
+        self.n_features_out_ = len(self.kinds_)
+        return self
+
+    def transform(self, X):
+        """Apply the learned types: a frame of float and categorical columns, in training order."""
+        check_is_fitted(self, "kinds_")
+        frame = self._frame(X, reset=False)
+        out = {}
+        for name, kind in self.kinds_.items():
+            column = frame[name]
+            if kind == "numeric":
+                if column.dtype.kind in "biuf":
+                    out[name] = column.astype("float64").to_numpy()
+                else:
+                    out[name] = pd.to_numeric(_as_text(column), errors="coerce").astype("float64").to_numpy()
+            elif kind == "boolean":
+                if column.dtype.kind in "biuf":
+                    out[name] = column.astype("float64").to_numpy()
+                else:
+                    lowered = _as_text(column).str.lower()
+                    values = np.where(lowered.isin(_TRUE), 1.0, np.where(lowered.isin(_FALSE), 0.0, np.nan))
+                    out[name] = values.astype("float64")
+            else:
+                levels = self.levels_[name]
+                text = _as_text(column).astype(object)
+                known = text.isin(levels[:-1])
+                folded = text.where(known | text.isna(), OTHER)
+                out[name] = pd.Categorical(folded, categories=levels)
+        result = pd.DataFrame(out, index=frame.index if isinstance(X, pd.DataFrame) else None)
+        if not isinstance(X, pd.DataFrame) and not self.levels_:
+            return result.to_numpy(dtype="float64")
+        return result
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the kept columns, in output order."""
+        check_is_fitted(self, "kinds_")
+        return np.asarray(list(self.kinds_), dtype=object)
+
+    def columns_report(self) -> pd.DataFrame:
+        """One row per input column: what it became and why (for logging with the run)."""
+        check_is_fitted(self, "kinds_")
+        rows = [{"column": c, "use": k, "reason": ""} for c, k in self.kinds_.items()]
+        rows += [{"column": c, "use": "dropped", "reason": r} for c, r in self.dropped_.items()]
+        return pd.DataFrame(rows, columns=["column", "use", "reason"])
+
+
+def numeric_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns of a typed frame that are not categorical (a ColumnTransformer selector)."""
+    return [c for c in frame.columns if not isinstance(frame[c].dtype, pd.CategoricalDtype)]
+
+
+def categorical_columns(frame: pd.DataFrame) -> list[str]:
+    """Categorical columns of a typed frame (a ColumnTransformer selector)."""
+    return [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]

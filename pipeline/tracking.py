@@ -1,0 +1,462 @@
+"""Everything MLflow: the store, training and scoring runs, the registry and its aliases.
+
+With no tracking URI given, runs go to an embedded store in the current directory: a
+SQLite file ``mlflow.db`` (so the model registry and aliases work with no server) and an
+artifact folder ``mlruns/``.  A team server is used when ``--tracking-uri`` or
+``MLFLOW_TRACKING_URI`` names one; an unreachable server fails before any work.
+
+Models are saved in MLflow's skops format (loading never runs arbitrary code) with the
+reviewed ``TRUSTED_TYPES``; ``pip_requirements`` are given explicitly.  Nothing personal is
+logged: no rows, no ids, no names; the input example is a synthetic typical row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import ModelError, TrackingError
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "mlflow.db"
+ARTIFACT_DIR = "mlruns"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+#: Types outside skops' own safe list that the loader may build, each reviewed by hand:
+#: this project's transformer; numpy dtypes; scikit-learn's column selector; the
+#: boosting trees; calibration's fitted pieces and its fold splitter; scikit-learn's
+#: ``Bunch`` (a dict); and HistGradientBoosting's stored ``functools.partial(check_array, ...)``
+#: (a partial of scikit-learn's own input check, no user code).  A model holding any other
+#: type is refused when logged, so a new type must be reviewed and added here.
+TRUSTED_TYPES = (
+    "functools.partial",
+    "numpy.dtype",
+    "pipeline.prepare.TableTyper",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.compose._column_transformer.make_column_selector",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.model_selection._split.StratifiedKFold",
+    "sklearn.utils._bunch.Bunch",
+    "sklearn.utils.validation.check_array",
+)
+
+
+def quiet_mlflow() -> None:
+    """Keep MLflow's and its database layer's chatter out of the user's terminal."""
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    import mlflow  # noqa: F401  (configures its loggers on import; quieten them afterwards)
+
+    for name in ("mlflow", "alembic", "alembic.runtime.migration", "sqlalchemy", "urllib3", "git", "skops"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+def resolve_uri(explicit: str | None, workdir: str | Path = ".") -> str:
+    """The tracking URI: the option, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<workdir>/mlflow.db``."""
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{(Path(workdir).resolve() / DB_FILE).as_posix()}"
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a local store keeps artifacts (``mlruns/`` beside the SQLite file); None for servers."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).resolve().parent / ARTIFACT_DIR).as_uri()
+    return None
+
+
+def ui_command(uri: str) -> str:
+    """The exact shell command that opens the MLflow UI on this store."""
+    if uri.startswith("sqlite:///"):
+        root = Path(artifact_root(uri)[len("file://"):])
+        return f"mlflow ui --backend-store-uri {uri} --default-artifact-root {root} --port 5000"
+    return f"open {uri} in a browser (a tracking server has its own UI)"
+
+
+def connect(uri: str) -> None:
+    """Point MLflow at ``uri`` and make sure the store answers; fail fast with one line if not.
+
+    A local SQLite store is created once under a file lock, since concurrent first
+    migrations of one SQLite file can corrupt it.
+    """
+    quiet_mlflow()
+    import mlflow
+
+    if uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            response = requests.get(uri.rstrip("/") + "/health", timeout=5)
+        except requests.RequestException as err:
+            raise TrackingError(f"tracking server {uri} is unreachable ({type(err).__name__})") from err
+        if response.status_code != 200:
+            raise TrackingError(f"tracking server {uri} answered HTTP {response.status_code} on /health")
+    elif uri.startswith("sqlite:///"):
+        import fcntl
+
+        db = Path(uri[len("sqlite:///"):])
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            with open(db.with_name(db.name + ".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                from mlflow.tracking import MlflowClient
+
+                MlflowClient(uri).search_experiments(max_results=1)
+        except OSError as err:
+            raise TrackingError(f"cannot create the MLflow store {db}: {err}") from err
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+
+def experiment_id(name: str, uri: str) -> str:
+    """The id of experiment ``name``, created with the local artifact root when new."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root(uri))
+    except Exception:  # another process created it first
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def git_commit() -> str:
+    """The commit of the code that ran, or ``unknown`` outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape a model's behaviour."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("scikit-learn", "pandas", "numpy", "scipy", "mlflow", "skops", "pyarrow"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def pip_requirements() -> list[str]:
+    """Exact requirements of a logged model (given explicitly: inference is slow and needs the network)."""
+    return [f"{name}=={v}" for name, v in package_versions().items() if name != "mlflow"]
+
+
+def _scalar_params(params: dict[str, Any], limit: int = 250) -> dict[str, str]:
+    """Loggable parameters: scalars and short values only (no estimators, no arrays)."""
+    out = {}
+    for key, value in params.items():
+        if hasattr(value, "get_params") or callable(value) or isinstance(value, (np.ndarray, pd.DataFrame)):
+            continue
+        text = str(value)
+        out[key] = text if len(text) <= limit else text[: limit - 3] + "..."
+    return out
+
+
+def example_row(frame: pd.DataFrame, id_column: str | None) -> pd.DataFrame:
+    """A synthetic, typical input row (medians and most common values): no subscriber's data."""
+    row = {}
+    for name in frame.columns:
+        column = frame[name]
+        if name == id_column:
+            row[name] = ["example"]
+        elif column.dtype.kind in "biuf":
+            value = column.median() if column.notna().any() else np.nan
+            row[name] = pd.Series([value]).astype(column.dtype if column.dtype.kind == "f" else "float64")
+        else:
+            mode = column.dropna().mode()
+            row[name] = [str(mode.iloc[0]) if len(mode) else None]
+    return pd.DataFrame({k: pd.Series(v) for k, v in row.items()})
+
+
+def signature_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as MLflow should see it.
+
+    No pandas ``category`` dtype (signatures reject it) and integers as floats, since a
+    blank in an integer column at scoring time arrives as a float and would fail the schema.
+    """
+    cast = {}
+    for name in frame.columns:
+        dtype = frame[name].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            cast[name] = "object"
+        elif dtype.kind in "iu":
+            cast[name] = "float64"
+    return frame.astype(cast) if cast else frame
+
+
+def check_trusted(model) -> list[str]:
+    """The skops types of ``model``; raises when one is not in the reviewed ``TRUSTED_TYPES``."""
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    unknown = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if unknown:
+        raise ModelError(f"the model holds types not reviewed for safe loading: {', '.join(unknown)}")
+    return sorted(set(untrusted))
+
+
+@dataclass
+class Registration:
+    """What registering a trained model did."""
+
+    run_id: str
+    version: int
+    promoted: bool
+    champion_version: int | None
+    message: str
+
+
+def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], extra_artifacts: dict[str, Any]) -> str:
+    """Log a training run (params, metrics, candidates, plots, lineage, model); return its run id."""
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.models import infer_signature
+
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+    mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
+    trusted = check_trusted(result.model)
+    X = dataset.frame[result.input_columns]
+    example = example_row(X, dataset.id_column)
+    signature = infer_signature(signature_frame(X.head(1000)), result.model.predict_proba(example)[:, 1])
+    with mlflow.start_run(run_name=f"train-{result.family}") as run:
+        mlflow.set_tags(
+            {
+                "stage": "train",
+                "git_commit": git_commit(),
+                "seed": str(config.train.seed),
+                "model_family": result.family,
+                "calibration": result.calibration,
+                "data_mode": dataset.mode,
+                **{f"version.{k}": v for k, v in package_versions().items()},
+            }
+        )
+        mlflow.log_params(config.flat())
+        mlflow.log_params({f"model.{k}": v for k, v in _scalar_params(result.model.get_params(deep=True)).items()})
+        mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if np.isfinite(v)})
+        mlflow.log_metrics({f"cv.{k}": float(v) for k, v in result.calibration_scores.items()})
+        mlflow.log_metrics({f"timing.{k}": v for k, v in result.timings.items()})
+        for _, row in result.candidates.iterrows():
+            with mlflow.start_run(run_name=row["candidate"], nested=True):
+                mlflow.set_tag("stage", "selection")
+                mlflow.log_params({"family": row["family"], **_scalar_params(dict(row["params"]))})
+                mlflow.log_metrics({f"cv_{k}": float(row[k]) for k in ("roc_auc", "pr_auc", "log_loss", "brier", "fit_seconds")})
+        source = MetaDataset(
+            source=_dataset_source(dataset.source),
+            name=Path(str(dataset.source)).name or "training-data",
+            digest=dataset.content_hash()[:16],
+        )
+        mlflow.log_input(
+            source,
+            context="training",
+            tags={
+                "content_sha256": dataset.content_hash(),
+                "rows": str(dataset.n_rows),
+                "label_rate": f"{float(dataset.label.mean()):.6f}",
+                "mode": dataset.mode,
+            },
+        )
+        for name, path in plots.items():
+            mlflow.log_artifact(str(path), artifact_path="plots")
+        for name, payload in extra_artifacts.items():
+            if isinstance(payload, pd.DataFrame):
+                mlflow.log_table(payload, artifact_file=name) if name.endswith(".json") else _log_frame(payload, name)
+            else:
+                mlflow.log_dict(payload, name)
+        mlflow.sklearn.log_model(
+            result.model,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=trusted,
+            signature=signature,
+            input_example=signature_frame(example),
+            pip_requirements=pip_requirements(),
+            code_paths=[str(Path(__file__).parent)],
+            pyfunc_predict_fn="predict_proba",
+            metadata={
+                "base_rate": result.base_rate,
+                "mode": dataset.mode,
+                "id_column": dataset.id_column,
+                "label_column": dataset.label_column,
+                "value_column": dataset.value_column,
+                "input_columns": result.input_columns,
+                "family": result.family,
+                "calibration": result.calibration,
+            },
+        )
+        return run.info.run_id
+
+
+def _log_frame(frame: pd.DataFrame, name: str) -> None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(name).name
+        frame.to_csv(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(name).parent) if Path(name).parent != Path(".") else None)
+
+
+def _dataset_source(source: str):
+    """An MLflow dataset source for a path or URL, with any credentials removed."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    text = str(source)
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        text = f"{scheme}://{rest.split('@')[-1]}"  # drop user:password@ from database URLs
+    else:
+        text = Path(text).resolve().as_uri()
+    try:
+        return resolve_dataset_source(text)
+    except Exception:  # no source type for this scheme (e.g. postgresql://): record it as a plain URL
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+        return HTTPDatasetSource(url=text)
+
+
+def register(run_id: str, model_name: str) -> int:
+    """Register the run's model as a new version with the ``challenger`` alias; return the version."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered ..." itself
+        version = mlflow.register_model(f"runs:/{run_id}/model", model_name)
+    client = MlflowClient()
+    client.set_registered_model_alias(model_name, CHALLENGER, version.version)
+    return int(version.version)
+
+
+def champion_version(model_name: str) -> int | None:
+    """The version holding the ``champion`` alias, or None."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return int(MlflowClient().get_model_version_by_alias(model_name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def promote(model_name: str, version: int, *, reason: str, metrics: dict[str, float] | None = None) -> int | None:
+    """Give ``version`` the ``champion`` alias; record who, when, why; return the version it replaced."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        client.get_model_version(model_name, str(version))
+    except Exception as err:
+        raise TrackingError(f"model {model_name} has no version {version}") from err
+    previous = champion_version(model_name)
+    client.set_registered_model_alias(model_name, CHAMPION, str(version))
+    record = {
+        "promoted_by": getpass.getuser(),
+        "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "promotion_reason": reason,
+        "replaced_version": "none" if previous is None else str(previous),
+    }
+    if metrics:
+        record["promotion_metrics"] = json.dumps({k: round(float(v), 6) for k, v in metrics.items()})
+    for key, value in record.items():
+        client.set_model_version_tag(model_name, str(version), key, value)
+    client.update_model_version(
+        model_name,
+        str(version),
+        description=f"Champion since {record['promoted_at']} ({record['promoted_by']}): {reason}",
+    )
+    return previous
+
+
+def model_uri(model_name: str, alias: str = CHAMPION) -> str:
+    """The registry URI of a model alias."""
+    return f"models:/{model_name}@{alias}"
+
+
+@dataclass
+class LoadedModel:
+    """A model loaded for scoring, with what the registry and its metadata say about it."""
+
+    model: Any
+    uri: str
+    version: str
+    metadata: dict[str, Any]
+    signature_columns: list[tuple[str, str]]
+
+
+def load_model(uri: str) -> LoadedModel:
+    """Load a logged scikit-learn model (skops, trusted types only) and its metadata."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        info = mlflow.models.get_model_info(uri)
+        model = mlflow.sklearn.load_model(uri)
+    except (MlflowException, OSError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise TrackingError(f"cannot load model {uri}: {message}") from err
+    version = "unknown"
+    if uri.startswith("models:/"):
+        from mlflow.tracking import MlflowClient
+
+        name, _, ref = uri[len("models:/"):].partition("@")
+        client = MlflowClient()
+        if ref:
+            version = str(client.get_model_version_by_alias(name, ref).version)
+        else:
+            version = uri.rsplit("/", 1)[-1]
+    elif info.run_id:
+        version = f"run:{info.run_id[:8]}"
+    columns = []
+    if info.signature is not None and info.signature.inputs is not None:
+        for spec in info.signature.inputs.inputs:
+            columns.append((spec.name, str(spec.type)))
+    return LoadedModel(model=model, uri=uri, version=version, metadata=dict(info.metadata or {}), signature_columns=columns)
+
+
+def log_scoring(*, config, uri: str, loaded: LoadedModel, summary: dict[str, Any], artifacts: dict[str, Any]) -> str:
+    """Log a scoring run: the model used, input lineage, score distribution and list summary."""
+    import mlflow
+
+    mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
+    with mlflow.start_run(run_name="score") as run:
+        mlflow.set_tags({"stage": "score", "model_uri": loaded.uri, "model_version": loaded.version, "git_commit": git_commit()})
+        mlflow.log_params({k: v for k, v in summary.items() if isinstance(v, str)})
+        mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and np.isfinite(v)})
+        for name, payload in artifacts.items():
+            if isinstance(payload, pd.DataFrame):
+                _log_frame(payload, name)
+            else:
+                mlflow.log_dict(payload, name)
+        return run.info.run_id

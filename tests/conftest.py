@@ -1,0 +1,46 @@
+"""Shared pytest fixtures.  Each block below belongs to one area; add yours in its own block."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+# --- records: a private PostgreSQL server (tests/postgres.py) --------------------------
+
+
+def _load_postgres_helper():
+    # Loaded by path so that it works whether or not tests/ is a package.
+    spec = importlib.util.spec_from_file_location("churn_tests_postgres", Path(__file__).with_name("postgres.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A ``postgresql+psycopg://`` URL of an empty database on a private loopback server.
+
+    The server is installed if needed, started once per session and stopped at the end;
+    the test is skipped only when PostgreSQL cannot be installed.
+    """
+    helper = _load_postgres_helper()
+    try:
+        server = helper.postgres_server()
+        url = server.__enter__()
+    except helper.PostgresUnavailable as err:
+        pytest.skip(f"PostgreSQL unavailable: {err}")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_database(postgres_url):
+    """A URL of a fresh, empty database of its own on the session's PostgreSQL server."""
+    return _load_postgres_helper().create_database(postgres_url)
+
+
+# --- end records -------------------------------------------------------------------------

@@ -1,0 +1,46 @@
+"""The typed config: defaults, TOML loading, and errors for unknown or mistyped keys."""
+
+import pytest
+
+from pipeline.config import Config, load_config, with_overrides
+from pipeline.errors import ConfigError
+
+
+def test_defaults_without_a_file():
+    config = load_config(None)
+    assert config == Config()
+    assert config.data.horizon_days == 90 and config.train.promotion_metric == "empc"
+
+
+def test_toml_overrides_only_what_it_names(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[train]\nseed = 7\ncandidates = ["logistic"]\n[campaign]\nmargin = 0.3\n')
+    config = load_config(path)
+    assert config.train.seed == 7 and config.train.candidates == ("logistic",)
+    assert config.campaign.margin == 0.3 and config.campaign.offer_cost_months == 0.5
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[train]\nseeds = 1\n", r"unknown key\(s\) seeds"),
+        ("[trian]\nseed = 1\n", r"unknown key\(s\) trian"),
+        ('[train]\nseed = "one"\n', "seed must be an integer"),
+        ("[train]\nholdout_fraction = 1.5\n", "holdout_fraction must be between 0 and 1"),
+        ('[train]\npromotion_metric = "accuracy"\n', "promotion_metric must be 'empc' or 'roc_auc'"),
+        ("[train\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_is_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_missing_file_and_overrides(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    config = with_overrides(Config(), train={"seed": 3, "cv_folds": None})
+    assert config.train.seed == 3 and config.train.cv_folds == 5
+    assert "train.seed" in config.flat() and config.flat()["train.seed"] == 3
