@@ -15,6 +15,11 @@ within the horizon after the snapshot", plus the AUC of the true probabilities (
 ceiling no model can beat)::
 
     .venv/bin/python benchmarks/generate.py --difficulty --subscribers 100000
+
+``--facts`` prints, per scenario, the churn figures that ``docs/simulator.md`` compares with
+``breach-facts.md`` (monthly churn after the snapshot, the waiver window's outflow)::
+
+    .venv/bin/python benchmarks/generate.py --facts --subscribers 100000 --seed 7
 """
 
 from __future__ import annotations
@@ -192,21 +197,67 @@ def difficulty(n: int, seed: int, scenario: str) -> dict:
     }
 
 
+def fact_figures(n: int, seed: int, scenario: str) -> dict:
+    """Churn figures of a generated base that the facts also report."""
+    import numpy as np
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT))
+    from pipeline import simulate
+
+    sc = simulate.SCENARIOS[scenario]
+    frames = simulate.simulate(n, seed=seed, scenario=scenario)
+    snapshot = pd.Timestamp(sc.snapshot_date)
+    day = (frames["outcomes"]["defection_date"] - snapshot).dt.days.to_numpy(dtype=float)
+    day = np.where(np.isnan(day), np.inf, day)
+    figures = {
+        "scenario": scenario,
+        "left_within_90_days": float(np.mean(day < 90)),
+        "monthly_churn": [float(np.mean((day >= a) & (day < a + 30)) / np.mean(day >= a)) for a in (0, 30, 60)],
+        "mean_true_probability": float(frames["truth"]["true_churn_probability"].mean()),
+    }
+    if sc.waiver_start:
+        first = (pd.Timestamp(sc.waiver_start) - snapshot).days
+        stop = first + sc.waiver_days
+        window = (day >= first) & (day < stop)
+        daily_before = np.mean((day >= first - 30) & (day < first)) / np.mean(day >= first - 30) / 30
+        outflow = float(window.sum() / np.sum(day >= first))
+        figures["waiver_outflow_share_of_base"] = outflow
+        figures["waiver_daily_multiple_of_month_before"] = outflow / sc.waiver_days / daily_before
+        last_days = window & (day >= stop - sc.waiver_deadline_days)
+        figures["waiver_last_days_share"] = float(last_days.sum() / window.sum())
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subscribers", type=int, default=None, help="base size (1,000,000; 100,000 with --difficulty)")
+    parser.add_argument("--subscribers", type=int, default=None,
+                        help="base size (1,000,000; 100,000 with --difficulty or --facts)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--scenario", default=None, help="scenario name (default: the simulator's default)")
+    parser.add_argument("--scenario", default=None,
+                        help="scenario name, or 'all' (default: the simulator's default; all with --facts)")
     parser.add_argument("--chunk-subscribers", type=int, default=250_000)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs; the median is reported")
     parser.add_argument("--difficulty", action="store_true", help="report model AUCs instead of timing")
+    parser.add_argument("--facts", action="store_true", help="report churn figures to compare with the facts")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from pipeline import simulate
 
     scenario = args.scenario or simulate.DEFAULT_SCENARIO
+    scenarios = list(simulate.SCENARIOS) if scenario == "all" or (args.facts and not args.scenario) else [scenario]
+    if args.facts:
+        print("| scenario | left within 90 days | monthly churn, months 1-3 | waiver outflow (share of base) "
+              "| x the month before | last-days share |")
+        print("|---|---:|---|---:|---:|---:|")
+        for name in scenarios:
+            r = fact_figures(args.subscribers or 100_000, args.seed, name)
+            months = ", ".join(f"{m:.2%}" for m in r["monthly_churn"])
+            waiver = (f"{r['waiver_outflow_share_of_base']:.2%} | {r['waiver_daily_multiple_of_month_before']:.1f} "
+                      f"| {r['waiver_last_days_share']:.0%}") if "waiver_last_days_share" in r else "- | - | -"
+            print(f"| {name} | {r['left_within_90_days']:.2%} | {months} | {waiver} |", flush=True)
+        return 0
     if args.difficulty:
-        scenarios = list(simulate.SCENARIOS) if scenario == "all" else [scenario]
         print("| scenario | subscribers | 90-day churn | AUC HGB | AUC logistic | AUC truth | lift@10% HGB "
               "| lift@10% logistic | lift@10% truth |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--model", metavar="URI", help=f"model URI (default models:/{DEFAULT_MODEL_NAME}@champion)")
     sc.add_argument("--all", dest="write_all", action="store_true", help="write every subscriber, not only at-risk")
     sc.add_argument("--snapshot", metavar="DATE", help="snapshot date for records (default: the manifest's)")
+    sc.add_argument("--disclosure", metavar="DATE", help="breach disclosure date for records (default: the manifest's)")
+    limit = sc.add_mutually_exclusive_group()
+    limit.add_argument("--budget", type=float, metavar="AMOUNT",
+                       help="campaign budget: target the subscribers that maximise expected net retained value")
+    limit.add_argument("--capacity", type=int, metavar="N", help="calls the team can make: target the best N")
     _common(sc)
 
     pr = commands.add_parser("promote", help="make a registered model version the champion by hand")
@@ -141,9 +146,18 @@ def cmd_train(args, progress: Progress) -> int:
     return 0
 
 
-def _print_score(outcome, *, workdir: Path | None = None) -> None:
-    print(f"scored {outcome.rows_scored:,} subscribers with model version {outcome.model_version}: "
-          f"{outcome.at_risk:,} at risk, expected loss among them {_fmt_money(outcome.expected_loss_at_risk)}")
+def _print_score(outcome) -> None:
+    print(f"scored {outcome.rows_scored:,} subscribers with model version {outcome.model_version} in "
+          f"{outcome.seconds:.1f}s: {outcome.at_risk:,} at risk, expected loss among them "
+          f"{_fmt_money(outcome.expected_loss_at_risk)}")
+    t = outcome.targeting
+    if t is not None:
+        limit = {"budget": f"budget {_fmt_money(t.limit or 0)}", "capacity": f"capacity {int(t.limit or 0):,} calls",
+                 "all": "every subscriber worth a call"}[t.rule]
+        print(f"targeting ({limit}): {t.targeted:,} subscribers, expected saves {t.expected_saves:,.1f}, "
+              f"cost {_fmt_money(t.expected_cost)}, expected net value {_fmt_money(t.expected_net_value)}")
+    for line in outcome.drift_warnings:
+        print(f"warning: {line}", file=sys.stderr)
     print(f"wrote {outcome.rows_written:,} rows to {outcome.output}")
 
 
@@ -153,7 +167,8 @@ def cmd_score(args, progress: Progress) -> int:
 
     config = _config(args)
     outcome = score_job(args.data, args.output, config=config, uri=resolve_uri(args.tracking_uri), model=args.model,
-                        write_all=args.write_all, snapshot_date=args.snapshot, progress=progress)
+                        write_all=args.write_all, snapshot_date=args.snapshot, disclosure_date=args.disclosure,
+                        budget=args.budget, capacity=args.capacity, progress=progress)
     _print_score(outcome)
     return 0
 
@@ -172,7 +187,13 @@ def cmd_demo(args, progress: Progress) -> int:
     from pipeline.jobs import generate_job, score_job, train_job
     from pipeline.tracking import resolve_uri, ui_command
 
+    from pipeline.config import with_overrides
+
+    # The demo's selection is lighter than a real run's (fewer random-search draws and folds)
+    # so the whole job stays within a few minutes on two cores; --config can change it.
     config = _config(args)
+    if args.config is None:
+        config = with_overrides(config, train={"search_iterations": 1, "cv_folds": 3, "selection_max_rows": 20_000})
     workdir = Path(args.workdir).resolve()
     data_dir = workdir / "data" / "demo"
     outputs = workdir / "outputs"
@@ -191,7 +212,10 @@ def cmd_demo(args, progress: Progress) -> int:
           f"top-decile lift {m['top_decile_lift']:.2f}, Brier {m['brier']:.4f}")
     print(f"registered {config.tracking.model_name} version {trained.version}; {trained.message}")
     print(f"at risk: {scored.at_risk:,} subscribers; expected value at risk {_fmt_money(scored.expected_loss_at_risk)} KRW")
-    columns = [c for c in ("rank", "subscriber_id", "churn_probability", "risk_tier", "expected_loss", "reasons")
+    t = scored.targeting
+    print(f"worth a retention call: {t.targeted:,} subscribers; expected saves {t.expected_saves:,.0f}, "
+          f"cost {_fmt_money(t.expected_cost)} KRW, expected net value {_fmt_money(t.expected_net_value)} KRW")
+    columns = [c for c in ("rank", "subscriber_id", "churn_probability", "risk_tier", "expected_loss", "reason_1")
                if c in scored.top.columns]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 70):
         print("\ntop 10:")
@@ -210,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``churn`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # OpenMP threads that spin while waiting slow boosting down badly when the cores are
+    # shared (CI, busy servers); passive waiting costs nothing on an idle machine.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     show_progress = sys.stderr.isatty() or os.environ.get("CHURN_PROGRESS") == "1"
     progress = Progress(show_progress)

@@ -41,7 +41,7 @@ class TrainConfig:
     #: Candidate model families tried by selection.
     candidates: tuple[str, ...] = ("logistic", "hist_gradient_boosting")
     #: Random-search draws per candidate family (besides its default).
-    search_iterations: int = 4
+    search_iterations: int = 3
     #: Stop starting new search candidates after this many seconds (``0``: no limit).
     time_budget_seconds: float = 0.0
     #: Calibration methods chosen between by cross-validated Brier score.
@@ -52,7 +52,7 @@ class TrainConfig:
     n_threads: int = 2
     #: Selection's cross-validation runs on at most this many (stratified) training rows;
     #: the final model is fit on all of them.
-    selection_max_rows: int = 60_000
+    selection_max_rows: int = 40_000
     #: Try a weighted blend of the best model of each family, kept only when its
     #: cross-validated ROC AUC beats the best single family by ``blend_min_gain``.
     blend: bool = True
@@ -97,6 +97,10 @@ class ScoringConfig:
     chunk_rows: int = 200_000
     #: Population stability index above which a feature is reported as drifting.
     psi_warning: float = 0.2
+    #: The action rule table (first match wins), as ``[[scoring.actions]]`` tables with
+    #: ``when = {column = [op, value]}`` and ``action = "text"``; empty: the built-in rules
+    #: (``pipeline.targeting.DEFAULT_ACTIONS``).
+    actions: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,7 @@ def records_dataset(records, *, snapshot_date=None, horizon_days: int = 90, requ
     label = None
     if records.outcomes is not None:
         label = features.make_labels(records, snapshot_date, horizon_days=horizon_days)
-        label = label.reindex(frame[features.ID_COLUMN].to_numpy()).astype("int8").reset_index(drop=True)
+        label = label.astype("int8").reset_index(drop=True)  # same rows, same order as the features
     elif require_label:
         raise DataError(f"{records.source}: the outcomes table is needed to train (it gives the labels)")
     ids = frame[features.ID_COLUMN].astype(str).reset_index(drop=True)

@@ -140,7 +140,7 @@ def train_job(
         value = clv(dataset.monthly_value.to_numpy()[result.holdout_index], config.campaign)
     say("evaluating on the hold-out (metrics, plots, permutation importance)")
     importances = evaluate.permutation_importance_table(
-        result.model, holdout[result.input_columns], y_holdout, seed=config.train.seed
+        result.model, holdout[result.input_columns], y_holdout, seed=config.train.seed, n_repeats=3, max_rows=5000
     )
     from pipeline.dataset import segments
 
@@ -216,6 +216,108 @@ class ScoreOutcome:
     model_version: str
     top: pd.DataFrame
     run_id: str | None
+    targeting: Any = None
+    drift: pd.Series | None = None
+    drift_warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _Rate:
+    """Rows done, rows per second and time left, for progress lines."""
+
+    def __init__(self, total: int | None):
+        self.total = total
+        self.done = 0
+        self.started = time.perf_counter()
+
+    def add(self, rows: int) -> str:
+        self.done += rows
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = self.done / elapsed
+        text = f"scored {self.done:,}"
+        if self.total:
+            left = max(self.total - self.done, 0) / max(rate, 1e-9)
+            text += f" / {self.total:,} rows ({rate:,.0f} rows/s, about {left:,.0f}s left)"
+        else:
+            text += f" rows ({rate:,.0f} rows/s)"
+        return text
+
+
+def _record_total(data: str) -> int | None:
+    import json
+
+    manifest = Path(data) / "manifest.json"
+    if manifest.is_file():
+        try:
+            return int(json.loads(manifest.read_text()).get("subscribers"))
+        except (ValueError, TypeError):
+            return None
+    return None
+
+
+def _table_total(data: str) -> int | None:
+    if Path(data).suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(data).metadata.num_rows
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def scoring_model(loaded) -> "ScoringModel":
+    """What scoring needs from a loaded model, from its MLflow metadata and signature."""
+    from pipeline.score import ScoringModel
+
+    meta = loaded.metadata
+    return ScoringModel(
+        model=loaded.model,
+        version=loaded.version,
+        input_columns=list(meta.get("input_columns") or [c for c, _ in loaded.signature_columns]),
+        base_rate=float(meta.get("base_rate", 0.1)),
+        mode=meta.get("mode", "table"),
+        id_column=meta.get("id_column"),
+        value_column=meta.get("value_column"),
+        label_column=meta.get("label_column"),
+        signature=dict(loaded.signature_columns),
+        profile=meta.get("profile") or {},
+    )
+
+
+def input_chunks(data: str, scoring, *, config: Config, snapshot_date: str | None = None,
+                 disclosure_date: str | None = None):
+    """Check the input against the model, then stream it as modelling-table chunks.
+
+    Returns ``(chunks, total rows or None)``; the check happens before any scoring work.
+    """
+    from pipeline.dataset import records_dataset
+    from pipeline.score import check_signature, column_kinds, table_chunks, table_sample
+
+    if scoring.mode == "records":
+        if not is_records(data):
+            raise DataError(
+                f"{data}: the model was trained on subscriber records; give a record folder or database URL"
+            )
+        from pipeline.records import iter_record_chunks
+        from pipeline.schema import TABLES
+
+        tables = [name for name in TABLES if name != "outcomes"]
+        chunks = (
+            records_dataset(chunk, snapshot_date=snapshot_date or config.data.snapshot_date,
+                            horizon_days=config.data.horizon_days, require_label=False)
+            for chunk in iter_record_chunks(
+                data, chunk_subscribers=config.data.chunk_subscribers, tables=tables,
+                snapshot_date=snapshot_date or config.data.snapshot_date, disclosure_date=disclosure_date,
+            )
+        )
+        return chunks, _record_total(data)
+    if is_records(data):
+        raise DataError(f"{data}: the model was trained on a single table; give a CSV or Parquet file")
+    check_signature(column_kinds(table_sample(data)), scoring, source=str(data))
+    chunks = table_chunks(data, rows=config.scoring.chunk_rows, id_column=scoring.id_column,
+                          value_column=scoring.value_column, label_column=scoring.label_column)
+    return chunks, _table_total(data)
 
 
 def score_job(
@@ -227,67 +329,105 @@ def score_job(
     model: str | None = None,
     write_all: bool = False,
     snapshot_date: str | None = None,
+    disclosure_date: str | None = None,
+    budget: float | None = None,
+    capacity: int | None = None,
     progress: Say | None = None,
 ) -> ScoreOutcome:
-    """Score a base with a registered model and write the ranked at-risk list (or every row)."""
+    """Score a base chunk by chunk with a registered model; write the ranked at-risk list (or every row)."""
     from pipeline import tracking
-    from pipeline.score import at_risk, rank_scores, score_dataset, write_output
+    from pipeline.drift import DriftCounter
+    from pipeline.errors import ConfigError
+    from pipeline.score import finalize, score_dataset, write_output
 
     say = _say(progress)
     output_path = Path(output)
     if output_path.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise DataError(f"{output}: unsupported output type {output_path.suffix!r} (expected .csv or .parquet)")
+    if not output_path.parent.exists():
+        raise DataError(f"{output}: folder {output_path.parent} does not exist")
+    if budget is not None and budget < 0 or capacity is not None and capacity < 0:
+        raise ConfigError("--budget and --capacity must not be negative")
     tracking.connect(uri)
     model_uri = model or tracking.model_uri(config.tracking.model_name)
     say(f"loading model {model_uri}")
-    loaded = tracking.load_model(model_uri)
-    meta = loaded.metadata
-    input_columns = list(meta.get("input_columns") or [c for c, _ in loaded.signature_columns])
+    scoring = scoring_model(tracking.load_model(model_uri))
     started = time.perf_counter()
-    say(f"reading {data}")
-    if meta.get("mode") == "records":
-        if not is_records(data):
-            raise DataError(f"{data}: model {model_uri} was trained on subscriber records; give a record folder or database URL")
-        dataset = load_dataset(data, config=config, snapshot_date=snapshot_date, require_label=False)
-    else:
-        from pipeline.dataset import read_table, table_dataset
-
-        frame = read_table(data)
-        id_column = meta.get("id_column")
-        id_column = id_column if id_column in frame.columns else None
-        value_column = meta.get("value_column")
-        value_column = value_column if value_column in frame.columns else None
-        dataset = table_dataset(frame, id_column=id_column, target=None, value_column=value_column,
-                                source=str(data), require_label=False)
-    scores = score_dataset(
-        loaded.model, dataset, base_rate=float(meta.get("base_rate", 0.1)), input_columns=input_columns,
-        model_version=loaded.version, config=config,
-    )
-    ranked = rank_scores(scores)
-    listed = at_risk(ranked)
-    written = ranked if write_all else listed
+    chunks, total = input_chunks(data, scoring, config=config, snapshot_date=snapshot_date,
+                                 disclosure_date=disclosure_date)
+    drift = DriftCounter(scoring.profile)
+    rate = _Rate(total)
+    parts = []
+    for chunk in chunks:
+        drift.add(chunk.frame)
+        parts.append(score_dataset(scoring, chunk, config))
+        say(rate.add(chunk.n_rows))
+    if not parts:
+        raise DataError(f"{data}: no subscribers to score")
+    scores = pd.concat(parts, ignore_index=True)
+    del parts
+    written, summary = finalize(scores, budget=budget, capacity=capacity, write_all=write_all)
+    listed = written if not write_all else written[written["risk_tier"] != "low"]
     write_output(written, output_path)
     seconds = time.perf_counter() - started
-    summary = {
-        "rows_scored": len(ranked),
+    psi = drift.psi()
+    warnings = [
+        f"input drift: {name} has population stability index {value:.2f} (above {config.scoring.psi_warning})"
+        for name, value in psi.items() if value > config.scoring.psi_warning
+    ]
+    at_risk_rows = scores[scores["risk_tier"] != "low"]
+    summary_metrics = {
+        "rows_scored": len(scores),
         "rows_written": len(written),
-        "at_risk": len(listed),
-        "expected_loss_at_risk": float(listed["expected_loss"].sum()) if len(listed) else 0.0,
-        "mean_probability": float(ranked["churn_probability"].mean()),
-        "rows_per_second": len(ranked) / max(seconds, 1e-9),
+        "at_risk": len(at_risk_rows),
+        "expected_loss_at_risk": float(at_risk_rows["expected_loss"].sum()) if len(at_risk_rows) else 0.0,
+        "mean_probability": float(scores["churn_probability"].mean()),
+        "rows_per_second": len(scores) / max(seconds, 1e-9),
+        "seconds": seconds,
+        "targeted": summary.targeted,
+        "targeting_expected_saves": summary.expected_saves,
+        "targeting_expected_cost": summary.expected_cost,
+        "targeting_expected_net_value": summary.expected_net_value,
+        "drifting_features": len(warnings),
         "output_format": output_path.suffix.lower().lstrip("."),
+        "targeting_rule": summary.rule,
+        "input_sha256": _input_hash(data),
     }
-    for q in (0.5, 0.9, 0.99):
-        summary[f"probability_p{int(q * 100)}"] = float(np.quantile(ranked["churn_probability"], q))
+    for q in (0.1, 0.5, 0.9, 0.99):
+        summary_metrics[f"probability_p{int(q * 100)}"] = float(np.quantile(scores["churn_probability"], q))
+    for tier in ("low", "medium", "high"):
+        summary_metrics[f"tier_{tier}"] = int((scores["risk_tier"] == tier).sum())
+    if len(psi):
+        summary_metrics["psi_max"] = float(psi.max())
     run_id = tracking.log_scoring(
-        config=config, uri=uri, loaded=loaded, summary=summary,
-        artifacts={"score/tiers.json": ranked["risk_tier"].value_counts().to_dict()},
+        config=config, uri=uri, model_uri=model_uri, version=scoring.version, summary=summary_metrics,
+        artifacts={"score/psi.csv": psi.rename_axis("feature").reset_index(),
+                   "score/targeting.json": summary.as_dict()},
     )
     return ScoreOutcome(
-        output=output_path, rows_scored=len(ranked), rows_written=len(written), at_risk=len(listed),
-        expected_loss_at_risk=summary["expected_loss_at_risk"], model_version=loaded.version,
-        top=written.head(10), run_id=run_id,
+        output=output_path, rows_scored=len(scores), rows_written=len(written), at_risk=len(at_risk_rows),
+        expected_loss_at_risk=summary_metrics["expected_loss_at_risk"], model_version=scoring.version,
+        top=written.head(10), run_id=run_id, targeting=summary, drift=psi, drift_warnings=warnings,
+        seconds=seconds,
     )
+
+
+def _input_hash(data: str) -> str:
+    """SHA-256 of the input files (all files of a record folder, in name order); URLs hash their text."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    path = Path(data)
+    if "://" in str(data) or not path.exists():
+        digest.update(str(data).split("@")[-1].encode())
+        return digest.hexdigest()
+    files = sorted(p for p in path.rglob("*") if p.is_file() and "truth" not in p.parts) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def promote_job(version: int, *, config: Config, uri: str) -> str:

@@ -175,11 +175,13 @@ class Scenario:
     selective_contract_share: float = 0.6
     #: Range of the peak ETF as a multiple of the monthly fee (facts: up to ~2.7x).
     etf_peak_fee_multiple: tuple[float, float] = (1.5, 2.7)
-    #: Shares of plans (in ``_PLANS`` order) before the usage-matching shift. Assumption.
+    #: Share with a family bundle, share with a fixed-line bundle, and the extra chance of
+    #: a fixed-line bundle with a family bundle (~26% overall). Assumption.
     family_bundle_share: float = 0.30
     fixed_line_bundle_share: float = 0.15
-    #: Extra chance of a fixed-line bundle for family-bundle subscribers. Assumption.
     fixed_line_given_family: float = 0.35
+    #: Shares of age bands (schema.AGE_BANDS order; roughly the adult population of Korea)
+    #: and of acquisition channels (schema.CHANNELS order). Assumption.
     age_band_shares: tuple[float, ...] = (0.17, 0.18, 0.22, 0.21, 0.22)
     channel_shares: tuple[float, ...] = (0.42, 0.20, 0.10, 0.28)
     #: Share of blanks in the nullable subscriber columns (age band, region, channel).
@@ -396,8 +398,8 @@ def generate(
     Raises
     ------
     ConfigError
-        For invalid arguments, an unknown scenario, or a non-empty ``out`` without
-        ``overwrite``.
+        For invalid arguments, an unknown scenario, a non-empty ``out`` without
+        ``overwrite``, or an ``out`` that cannot be written (nothing is left behind).
     """
     scenario = resolve_scenario(scenario)
     _check_count(n_subscribers, "n_subscribers", minimum=1)
@@ -409,12 +411,18 @@ def generate(
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"{out}: folder is not empty; choose another folder or pass overwrite=True (--overwrite)")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    staging.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as err:
+        raise ConfigError(f"{out}: cannot create the output folder ({err.strerror or err})") from err
     try:
         manifest = _write_base(staging, n_subscribers, seed, scenario, chunk_subscribers, progress)
         _swap_into_place(staging, out)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ConfigError(f"{out}: cannot write the generated base ({err.strerror or err})") from err
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -449,14 +457,19 @@ def simulate(
         ``{table name: pandas.DataFrame}`` for every table of ``pipeline.schema.TABLES`` and
         ``"truth"``, plus ``"manifest"`` (a dict).
     """
+    import pyarrow as pa
+
     scenario = resolve_scenario(scenario)
     _check_count(n_subscribers, "n_subscribers", minimum=1)
     _check_count(seed, "seed", minimum=0)
     _check_count(first_subscriber, "first_subscriber", minimum=0)
     calendar = _Calendar.of(scenario)
     id_width = _id_width(first_subscriber + n_subscribers)
-    tables = _chunk_tables(first_subscriber, first_subscriber + n_subscribers, seed, scenario, calendar, id_width)
-    frames: dict[str, Any] = {name: table.to_pandas() for name, table in tables.items()}
+    stop = first_subscriber + n_subscribers
+    pieces = [_arrow_tables(arrays, first, calendar, id_width)
+              for first, arrays in _slices(first_subscriber, stop, seed, scenario, calendar)]
+    frames: dict[str, Any] = {name: pa.concat_tables([piece[name] for piece in pieces]).to_pandas()
+                              for name in pieces[0]}
     frames["manifest"] = _manifest(scenario, seed, n_subscribers, calendar)
     return frames
 
@@ -610,7 +623,9 @@ class _Calendar:
 
 # Independent random streams per block, so that changing how one table is drawn does not
 # change the others.
-_STREAM_PEOPLE, _STREAM_EXPOSURE, _STREAM_OUTCOME, _STREAM_USAGE, _STREAM_CONTACTS, _STREAM_PERSONAL = range(6)
+_STREAM_PEOPLE, _STREAM_EXPOSURE, _STREAM_OUTCOME, _STREAM_USAGE, _STREAM_CONTACTS = range(5)
+# The stream of the per-base phone-number offset (outside the block numbering).
+_PHONE_STREAM = 2**31
 
 
 def _rng(seed: int, block: int, stream: int) -> np.random.Generator:
@@ -685,7 +700,8 @@ def _draw_people(rng: np.random.Generator, size: int, sc: Scenario) -> dict[str,
         "channel": channel, "age_missing": age_missing, "region_missing": region_missing,
         "channel_missing": channel_missing, "voice_level": voice_level, "sms_level": sms_level,
         "dissatisfaction": dissatisfaction, "stress": stress, "concern": concern, "random_effect": random_effect,
-        "usage_slope": usage_slope, "acceptance": acceptance, "persuadability": persuadability, "backfire": backfire, "backfire_boost": backfire_boost,
+        "usage_slope": usage_slope, "acceptance": acceptance, "persuadability": persuadability,
+        "backfire": backfire, "backfire_boost": backfire_boost,
     }
 
 
@@ -810,14 +826,13 @@ def _waiver_multiplier_of(people, exposure, sc: Scenario, cal: _Calendar) -> np.
     return np.where(exposure["bound"], 1.0 + (sc.waiver_multiplier - 1.0) * damping, 1.0)
 
 
-def _waiver_multiplier(people, exposure, sc: Scenario, cal: _Calendar, days: np.ndarray) -> np.ndarray:
-    """(subscribers, days) hazard multiple of the ETF waiver: the volume times the daily shape."""
+def _waiver_multiplier(level: np.ndarray, sc: Scenario, cal: _Calendar, days: np.ndarray) -> np.ndarray:
+    """(subscribers, days) hazard multiple of the ETF waiver: each one's level times the daily shape."""
     window = np.ones(len(days))
     if cal.waiver_first_day is None:
         return window[None, :]
     inside = (days >= cal.waiver_first_day) & (days < cal.waiver_end_day)
     window[inside] = _waiver_profile(sc)
-    level = _waiver_multiplier_of(people, exposure, sc, cal)
     return np.where(inside[None, :], level[:, None] * window[None, :], 1.0)
 
 
@@ -847,7 +862,8 @@ def _simulate_block(block: int, seed: int, sc: Scenario, cal: _Calendar) -> dict
     base = np.exp(_intercept(sc) + _log_hazard_effects(people, sc))
     no_breach = base[:, None] * _contract_multiplier(people, sc, days)
     breach = _breach_multiplier(people, exposure, sc, cal, days)
-    waiver = _waiver_multiplier(people, exposure, sc, cal, days)
+    waiver_level = _waiver_multiplier_of(people, exposure, sc, cal)
+    waiver = _waiver_multiplier(waiver_level, sc, cal, days)
     hazard = no_breach * breach * waiver
     cumulative = np.cumsum(hazard, axis=1)
     rng = _rng(seed, block, _STREAM_OUTCOME)
@@ -860,12 +876,11 @@ def _simulate_block(block: int, seed: int, sc: Scenario, cal: _Calendar) -> dict
     horizon = cal.horizon_days
     cumulative_horizon = cumulative[:, horizon - 1]
     probability = -np.expm1(-cumulative_horizon)
-    # Retention offer: removes a share of the hazard.  The share is only weakly tied to risk
-    # (Ascarza 2018): price-sensitive and waiver-bound subscribers respond more, the riskiest
-    # ("lost causes") less, and most of it is a trait of its own.
-    # An offer multiplies the hazard by exp(-strength): with an average response the share
-    # removed is the acceptance draw; subscribers riskier than an average one at the
-    # baseline rate respond less ("lost causes").
+    # A retention offer multiplies the hazard over the horizon by exp(-strength).  The
+    # response is only weakly tied to risk (Ascarza 2018): an average subscriber removes the
+    # share drawn as their acceptance; price-sensitive and waiver-bound ones remove more,
+    # those riskier than an average subscriber at the baseline rate less ("lost causes"),
+    # and a persuadability trait of its own spreads it further.
     reference_risk = math.log(-math.log(1.0 - sc.baseline_monthly_churn) / _DAYS_PER_MONTH * horizon)
     log_response = (0.4 * people["overpay"] + 0.5 * exposure["bound"] + people["persuadability"]
                     - sc.lost_cause_elasticity * np.maximum(np.log(cumulative_horizon) - reference_risk, 0.0)
@@ -885,7 +900,7 @@ def _simulate_block(block: int, seed: int, sc: Scenario, cal: _Calendar) -> dict
         "contract_multiplier_at_snapshot": _contract_multiplier(people, sc, np.zeros(1, dtype=np.int64))[:, 0],
         "breach_multiplier_mean": breach_mean,
         "waiver_bound": exposure["bound"],
-        "waiver_multiplier": _waiver_multiplier_of(people, exposure, sc, cal),
+        "waiver_multiplier": waiver_level,
         "exposed": exposure["exposed"],
         "directly_harmed": exposure["harmed"],
         "dissatisfaction": people["dissatisfaction"],
@@ -945,8 +960,10 @@ def _usage_rows(rng, people, exposure, defection, life_end, sc: Scenario, cal: _
     data = np.minimum(data, allowance * 1.3)
     sms = rng.poisson(people["sms_level"][sub] * trend * fraction)
     overage = np.minimum(np.maximum(data - allowance, 0.0) * 1_500.0, 20_000.0)
-    paying_instalment = people["has_instalment"][sub] & (starts[month] + lengths[month] > people["instalment_start"][sub]) \
-        & (starts[month] < people["instalment_start"][sub] + 730)
+    instalment_start = people["instalment_start"][sub]
+    month_end = starts[month] + lengths[month]
+    paying_instalment = people["has_instalment"][sub] & (month_end > instalment_start) \
+        & (starts[month] < instalment_start + 730)
     instalment = np.where(paying_instalment, people["device_price"][sub] / 24.0, 0.0)
     extras = np.where(rng.random(rows) < 0.35, rng.exponential(4_000.0, rows), 0.0)
     bill = people["monthly_fee"][sub] * fraction + overage + instalment * fraction + extras
@@ -959,7 +976,8 @@ def _usage_rows(rng, people, exposure, defection, life_end, sc: Scenario, cal: _
     delay = np.where(late, rng.geometric(0.12, rows), 0)
     return {
         "_sub": sub, "month": starts[month], "voice_minutes": np.round(voice, 1), "data_gb": np.round(data, 2),
-        "sms_count": sms.astype(np.int64), "bill_amount": np.round(bill, -1), "payment_delay_days": delay.astype(np.int64),
+        "sms_count": sms.astype(np.int64), "bill_amount": np.round(bill, -1),
+        "payment_delay_days": delay.astype(np.int64),
     }
 
 
@@ -1055,7 +1073,7 @@ def _exposure_rows(exposure, sc: Scenario, cal: _Calendar) -> dict[str, np.ndarr
 
 def _phone_digits(seed: int, block: int) -> np.ndarray:
     """Eight synthetic digits per subscriber, distinct within a base (a seeded permutation)."""
-    offset = int(np.random.SeedSequence(seed, spawn_key=(2**31,)).generate_state(1)[0]) % 100_000_000
+    offset = int(np.random.SeedSequence(seed, spawn_key=(_PHONE_STREAM,)).generate_state(1)[0]) % 100_000_000
     number = block * RNG_BLOCK + np.arange(RNG_BLOCK, dtype=np.int64)
     return (number * 48_271 + offset) % 100_000_000
 
@@ -1084,25 +1102,15 @@ def _slice_block(block: dict[str, dict[str, np.ndarray]], lo: int, hi: int) -> d
     return out
 
 
-def _chunk_arrays(first: int, stop: int, seed: int, sc: Scenario, cal: _Calendar) -> dict[str, dict[str, np.ndarray]]:
-    """Records of subscribers ``first <= number < stop``, row tables with a chunk-local ``_sub``."""
-    pieces = []
+def _slices(first: int, stop: int, seed: int, sc: Scenario, cal: _Calendar):
+    """Yield ``(number of the first subscriber, records)`` for each block's share of ``[first, stop)``.
+
+    Row tables carry ``_sub``, the row's subscriber counted from that first subscriber.
+    """
     for block in range(first // RNG_BLOCK, (stop - 1) // RNG_BLOCK + 1):
         block_first = block * RNG_BLOCK
         lo, hi = max(first, block_first) - block_first, min(stop, block_first + RNG_BLOCK) - block_first
-        sliced = _slice_block(_simulate_block(block, seed, sc, cal), lo, hi)
-        offset = block_first + lo - first
-        for columns in sliced.values():
-            if isinstance(columns, dict) and "_sub" in columns:
-                columns["_sub"] = columns["_sub"] + offset
-        pieces.append(sliced)
-    merged: dict[str, dict[str, np.ndarray]] = {}
-    for name in pieces[0]:
-        if name == "_phone":
-            merged[name] = np.concatenate([p[name] for p in pieces])
-        else:
-            merged[name] = {key: np.concatenate([p[name][key] for p in pieces]) for key in pieces[0][name]}
-    return merged
+        yield block_first + lo, _slice_block(_simulate_block(block, seed, sc, cal), lo, hi)
 
 
 def _dates(days: np.ndarray, cal: _Calendar):
@@ -1124,13 +1132,12 @@ def _categories(codes: np.ndarray, names: tuple[str, ...]):
     return pa.DictionaryArray.from_arrays(indices, pa.array(names, type=pa.string())).cast(pa.string())
 
 
-def _chunk_tables(first: int, stop: int, seed: int, sc: Scenario, cal: _Calendar, id_width: int) -> dict[str, Any]:
-    """Arrow tables (schema order and types) for subscribers ``first <= number < stop``."""
+def _arrow_tables(arrays: dict[str, Any], first: int, cal: _Calendar, id_width: int) -> dict[str, Any]:
+    """Arrow tables (schema order and types) of consecutive subscribers from number ``first``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arrays = _chunk_arrays(first, stop, seed, sc, cal)
-    numbers = np.arange(first + 1, stop + 1).astype(str)
+    numbers = np.arange(first + 1, first + len(arrays["_phone"]) + 1).astype(str)
     ids = pa.array(np.strings.add("S", np.strings.zfill(numbers, id_width)), type=pa.string())
 
     def row_ids(sub: np.ndarray):
@@ -1238,12 +1245,22 @@ def _write_base(folder: Path, n_subscribers: int, seed: int, sc: Scenario, chunk
         (folder / name).mkdir()
     rows = dict.fromkeys(names, 0)
     parts = 0
+    # Each part is written block by block, so memory is bounded by one block, not a part.
     for part, first in enumerate(range(0, n_subscribers, chunk_subscribers)):
         stop = min(first + chunk_subscribers, n_subscribers)
-        tables = _chunk_tables(first, stop, seed, sc, cal, id_width)
-        for name, table in tables.items():
-            pq.write_table(table, folder / name / f"part-{part:05d}.parquet", compression="zstd")
-            rows[name] += table.num_rows
+        writers: dict[str, Any] = {}
+        try:
+            for slice_first, arrays in _slices(first, stop, seed, sc, cal):
+                for name, table in _arrow_tables(arrays, slice_first, cal, id_width).items():
+                    if name not in writers:
+                        path = folder / name / f"part-{part:05d}.parquet"
+                        writers[name] = pq.ParquetWriter(path, table.schema, compression="zstd")
+                    if table.num_rows:
+                        writers[name].write_table(table)
+                    rows[name] += table.num_rows
+        finally:
+            for writer in writers.values():
+                writer.close()
         parts = part + 1
         log.debug("part %d: subscribers %d-%d written", part, first + 1, stop)
         if progress is not None:

@@ -248,6 +248,9 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
     mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
     trusted = check_trusted(result.model)
     X = dataset.frame[result.input_columns]
+    from pipeline.drift import profile as drift_profile
+
+    profile = drift_profile(X, skip=(dataset.id_column,))
     example = example_row(X, dataset.id_column)
     signature = infer_signature(signature_frame(X.head(1000)), result.model.predict_proba(example)[:, 1])
     with mlflow.start_run(run_name=f"train-{result.family}") as run:
@@ -313,6 +316,7 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
                 "input_columns": result.input_columns,
                 "family": result.family,
                 "calibration": result.calibration,
+                "profile": profile,
             },
         )
         return run.info.run_id
@@ -445,15 +449,18 @@ def load_model(uri: str) -> LoadedModel:
     return LoadedModel(model=model, uri=uri, version=version, metadata=dict(info.metadata or {}), signature_columns=columns)
 
 
-def log_scoring(*, config, uri: str, loaded: LoadedModel, summary: dict[str, Any], artifacts: dict[str, Any]) -> str:
-    """Log a scoring run: the model used, input lineage, score distribution and list summary."""
+def log_scoring(*, config, uri: str, model_uri: str, version: str, summary: dict[str, Any],
+                artifacts: dict[str, Any]) -> str:
+    """Log a scoring run: the model used, input lineage, score distribution, list and drift summary."""
     import mlflow
 
     mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
     with mlflow.start_run(run_name="score") as run:
-        mlflow.set_tags({"stage": "score", "model_uri": loaded.uri, "model_version": loaded.version, "git_commit": git_commit()})
+        mlflow.set_tags({"stage": "score", "model_uri": model_uri, "model_version": str(version),
+                         "model_name": config.tracking.model_name, "git_commit": git_commit()})
         mlflow.log_params({k: v for k, v in summary.items() if isinstance(v, str)})
-        mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and np.isfinite(v)})
+        mlflow.log_metrics({k: float(v) for k, v in summary.items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)})
         for name, payload in artifacts.items():
             if isinstance(payload, pd.DataFrame):
                 _log_frame(payload, name)

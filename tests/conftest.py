@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+
+# OpenMP threads that spin while waiting make boosting many times slower on shared cores
+# (the CLI sets the same); must be set before scikit-learn loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 
 import pytest
