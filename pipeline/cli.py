@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--positive", metavar="VALUE", help="label value that means churned, when not 1/true/yes")
     tr.add_argument("--value", dest="value_column", metavar="COL", help="monthly monetary value column")
     tr.add_argument("--snapshot", metavar="DATE", help="snapshot date for records (default: the manifest's)")
+    tr.add_argument("--disclosure", metavar="DATE", help="breach disclosure date for records (default: the manifest's)")
     tr.add_argument("--seed", type=int, default=None, help="random seed (default from config: 42)")
     _common(tr)
 
@@ -135,7 +136,8 @@ def cmd_train(args, progress: Progress) -> int:
     config = _config(args)
     outcome = train_job(
         args.data, config=config, uri=resolve_uri(args.tracking_uri), id_column=args.id_column, target=args.target,
-        positive=args.positive, value_column=args.value_column, snapshot_date=args.snapshot, progress=progress,
+        positive=args.positive, value_column=args.value_column, snapshot_date=args.snapshot,
+        disclosure_date=args.disclosure, progress=progress,
     )
     m = outcome.metrics
     print(f"trained {outcome.family} ({outcome.calibration} calibration) on {outcome.rows:,} rows; hold-out: "

@@ -33,6 +33,7 @@ class DataConfig:
 class TrainConfig:
     """Model selection, calibration and the hold-out."""
 
+    #: Seed of every random step (splits, folds, search, models): same data and config, same model.
     seed: int = 42
     #: Share of rows kept aside, never seen by selection, for the reported metrics.
     holdout_fraction: float = 0.2

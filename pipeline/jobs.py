@@ -45,6 +45,7 @@ def load_dataset(
     positive: str | None = None,
     value_column: str | None = None,
     snapshot_date: str | None = None,
+    disclosure_date: str | None = None,
     require_label: bool = True,
 ):
     """A ``Dataset`` from a record folder, a database URL or one churn table."""
@@ -53,7 +54,8 @@ def load_dataset(
     if is_records(data):
         from pipeline.records import load_records
 
-        records = load_records(data)
+        snapshot = snapshot_date or config.data.snapshot_date
+        records = load_records(data, snapshot_date=snapshot, disclosure_date=disclosure_date)
         if not require_label:
             records = records.without("outcomes")
         return records_dataset(
@@ -117,6 +119,7 @@ def train_job(
     positive: str | None = None,
     value_column: str | None = None,
     snapshot_date: str | None = None,
+    disclosure_date: str | None = None,
     progress: Say | None = None,
 ) -> TrainOutcome:
     """Load, train, evaluate, log, register as challenger, and promote when the gate says so."""
@@ -129,7 +132,7 @@ def train_job(
     say(f"loading {data}")
     dataset = load_dataset(
         data, config=config, id_column=id_column, target=target, positive=positive,
-        value_column=value_column, snapshot_date=snapshot_date,
+        value_column=value_column, snapshot_date=snapshot_date, disclosure_date=disclosure_date,
     )
     say(f"{dataset.n_rows:,} subscribers, churn rate {float(dataset.label.mean()):.2%}")
     result = train(dataset, config, progress=say)

@@ -237,6 +237,16 @@ def signature_types(model_uri: str) -> dict[str, str]:
     return {spec.name: spec.type.name for spec in info.signature.inputs.inputs if getattr(spec, "name", None)}
 
 
+def input_format(text: str, data_format: str = "auto") -> str:
+    """``csv`` or ``parquet``: ``data_format`` itself, or by suffix when ``auto`` (a folder is Parquet)."""
+    if data_format not in ("auto", "parquet", "csv"):
+        raise ConfigError(f"data_format must be auto, parquet or csv, got {data_format!r}")
+    if data_format != "auto":
+        return data_format
+    lowered = text.lower()
+    return "csv" if lowered.endswith((".csv", ".txt", ".csv.gz")) else "parquet"
+
+
 def read_input(spark, data: str | Path, *, data_format: str = "auto"):
     """A Spark DataFrame of ``data`` (Parquet file or folder, or CSV with a header row).
 
@@ -563,16 +573,6 @@ def score_spark_to_parquet(
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def input_format(text: str, data_format: str = "auto") -> str:
-    """``csv`` or ``parquet``: ``data_format`` itself, or by suffix when ``auto`` (a folder is Parquet)."""
-    if data_format not in ("auto", "parquet", "csv"):
-        raise ConfigError(f"data_format must be auto, parquet or csv, got {data_format!r}")
-    if data_format != "auto":
-        return data_format
-    lowered = text.lower()
-    return "csv" if lowered.endswith((".csv", ".txt", ".csv.gz")) else "parquet"
 
 
 def _quote(name: str) -> str:

@@ -445,7 +445,7 @@ def load_model(uri: str) -> LoadedModel:
     columns = []
     if info.signature is not None and info.signature.inputs is not None:
         for spec in info.signature.inputs.inputs:
-            columns.append((spec.name, str(spec.type)))
+            columns.append((spec.name, getattr(spec.type, "name", str(spec.type))))
     return LoadedModel(model=model, uri=uri, version=version, metadata=dict(info.metadata or {}), signature_columns=columns)
 
 

@@ -66,9 +66,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+#: Variables that point MLflow at a store.  ``mlflow.set_tracking_uri`` and ``set_registry_uri``
+#: export them to the environment, so a test that ran before may have left them pointing at a
+#: server that is gone: children get them only when a test gives them explicitly.
+MLFLOW_STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def _clean_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in MLFLOW_STORE_VARIABLES}
+
+
 def server_env(**extra: str) -> dict[str, str]:
-    """This process's environment with the venv's ``bin`` first on ``PATH``, plus ``extra``."""
-    env = dict(os.environ)
+    """This process's environment (no MLflow store variables) with the venv's ``bin`` first on ``PATH``, plus ``extra``."""
+    env = _clean_environ()
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(extra)
     return env
@@ -106,8 +116,8 @@ def model_server_command(model_uri: str) -> list[str]:
 
 def run_churn(args: Sequence[str], cwd: Path, *, env: dict[str, str] | None = None, check: bool = True,
               timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the ``churn`` command beside this Python; ``MLFLOW_TRACKING_URI`` only as ``env`` gives it."""
-    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    """Run the ``churn`` command beside this Python; MLflow store variables only as ``env`` gives them."""
+    full_env = _clean_environ()
     full_env.update(env or {})
     result = subprocess.run([CHURN, *args], cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
     if check and result.returncode != 0:

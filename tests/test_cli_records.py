@@ -85,3 +85,18 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "at risk:" in out.stdout and "top 10:" in out.stdout and "mlflow ui --backend-store-uri" in out.stdout
     listed = pd.read_csv(tmp_path / "outputs" / "at_risk.csv")
     assert len(listed) > 0 and listed["rank"].iloc[0] == 1
+
+
+def test_database_url_scores_like_the_folder(trained):
+    from pipeline.records import write_records_sql
+
+    work, _ = trained
+    manifest = json.loads((work / "base" / "manifest.json").read_text())
+    url = f"sqlite:///{work / 'records.db'}"
+    write_records_sql(load_records(work / "base"), url)
+    dates = ["--snapshot", manifest["snapshot_date"], "--disclosure", manifest["disclosure_date"]]
+    churn("score", "--data", url, "--output", "from_db.parquet", "--all", *dates, cwd=work)
+    churn("score", "--data", "base", "--output", "from_folder.parquet", "--all", cwd=work)
+    from_db = pd.read_parquet(work / "from_db.parquet")
+    from_folder = pd.read_parquet(work / "from_folder.parquet")
+    pd.testing.assert_frame_equal(from_db, from_folder)

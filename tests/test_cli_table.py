@@ -163,3 +163,87 @@ def test_unreachable_tracking_server_fails_fast(workdir):
     assert result.returncode == 1
     assert result.stderr.strip() == "error: tracking server http://127.0.0.1:9 is unreachable (ConnectionError)"
     assert time.perf_counter() - started < 30
+
+
+@pytest.fixture(scope="module")
+def scored_model(tmp_path_factory):
+    """One trained model on the small table, shared by the scoring tests below."""
+    work = tmp_path_factory.mktemp("scoring")
+    churn_table().to_csv(work / "table.csv", index=False)
+    (work / "boosting.toml").write_text(FAST.format(candidates='["hist_gradient_boosting"]'))
+    run([*TRAIN, "--config", "boosting.toml"], work)
+    return work
+
+
+def test_chunked_and_one_shot_scoring_agree_exactly(scored_model):
+    work = scored_model
+    (work / "small_chunks.toml").write_text("[scoring]\nchunk_rows = 97\n")
+    (work / "one_chunk.toml").write_text("[scoring]\nchunk_rows = 100000\n")
+    run(["score", "--data", "table.csv", "--output", "chunked.csv", "--all", "--config", "small_chunks.toml"], work)
+    run(["score", "--data", "table.csv", "--output", "whole.csv", "--all", "--config", "one_chunk.toml"], work)
+    assert (work / "chunked.csv").read_bytes() == (work / "whole.csv").read_bytes()
+
+
+def test_drift_is_logged_and_warned(scored_model):
+    work = scored_model
+    shifted = churn_table().assign(x=lambda t: t["x"] + 3.0, tenure=lambda t: t["tenure"] * 3)
+    shifted.to_csv(work / "shifted.csv", index=False)
+    result = run(["score", "--data", "shifted.csv", "--output", "shifted_out.csv"], work)
+    assert "warning: input drift: x has population stability index" in result.stderr
+    quiet = run(["score", "--data", "table.csv", "--output", "same_out.csv"], work)
+    assert "input drift" not in quiet.stderr
+    client = _client(work)
+    runs = client.search_runs([client.get_experiment_by_name("post-breach-churn").experiment_id],
+                              filter_string="tags.stage = 'score'", order_by=["attributes.start_time DESC"])
+    assert runs[1].data.metrics["psi_max"] > 0.2 and runs[0].data.metrics["psi_max"] < 0.1
+    assert runs[0].data.tags["model_version"] == "1" and runs[0].data.metrics["rows_scored"] == 1200
+    assert len(runs[0].data.params["input_sha256"]) == 64
+
+
+def test_signature_check_names_every_missing_and_mistyped_column(scored_model):
+    work = scored_model
+    broken = churn_table().drop(columns=["tenure", "contract"]).assign(x="high")
+    broken.to_csv(work / "broken.csv", index=False)
+    result = run(["score", "--data", "broken.csv", "--output", "broken_out.csv"], work, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: broken.csv: missing column(s) the model needs: tenure, contract; "
+        "mistyped column(s): x (text, expected number)"
+    )
+    assert not (work / "broken_out.csv").exists()
+
+
+def test_budget_and_capacity_targeting(scored_model):
+    work = scored_model
+    out = run(["score", "--data", "table.csv", "--output", "cap.csv", "--all", "--capacity", "25"], work)
+    assert "targeting (capacity 25 calls): 25 subscribers" in out.stdout
+    listed = pd.read_csv(work / "cap.csv")
+    assert int(listed["targeted"].sum()) == 25
+    best = listed.sort_values("expected_net_value", ascending=False).head(25)
+    assert set(best["subscriber_id"]) == set(listed.loc[listed["targeted"], "subscriber_id"])
+    out = run(["score", "--data", "table.csv", "--output", "budget.parquet", "--all", "--budget", "500"], work)
+    listed = pd.read_parquet(work / "budget.parquet")
+    assert listed.loc[listed["targeted"], "expected_cost"].sum() <= 500 + 1e-6
+    assert "targeting (budget 500)" in out.stdout
+
+
+def test_interrupted_scoring_leaves_no_output(scored_model):
+    import signal
+
+    work = scored_model
+    pd.concat([churn_table(seed=s).assign(customer=lambda t, s=s: t["customer"] + f"-{s}") for s in range(40)]
+              ).to_csv(work / "big.csv", index=False)
+    (work / "tiny_chunks.toml").write_text("[scoring]\nchunk_rows = 500\n")
+    env = {**os.environ, "CHURN_PROGRESS": "1"}
+    process = subprocess.Popen([CHURN, "score", "--data", "big.csv", "--output", "big_out.csv", "--all", "--config",
+                                "tiny_chunks.toml"], cwd=work, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True, env=env)
+    for line in process.stderr:
+        if "scored" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "error: interrupted; no output was written" in err
+    assert not (work / "big_out.csv").exists()
+    assert not [p for p in work.iterdir() if p.name.startswith(".big_out.csv")]

@@ -44,3 +44,21 @@ def test_missing_file_and_overrides(tmp_path):
     config = with_overrides(Config(), train={"seed": 3, "cv_folds": None})
     assert config.train.seed == 3 and config.train.cv_folds == 5
     assert "train.seed" in config.flat() and config.flat()["train.seed"] == 3
+
+
+def test_documented_example_loads_and_every_key_is_documented(tmp_path):
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", doc, re.S).group(1)
+    (tmp_path / "example.toml").write_text(example)
+    config = load_config(tmp_path / "example.toml")
+    assert config.train.promotion_metric == "roc_auc" and len(config.scoring.actions) == 1
+    from pipeline.targeting import parse_rules
+
+    assert parse_rules(config.scoring.actions)[0].action == "Senior agent call with a premium retention offer"
+    for section in dataclasses.fields(Config):
+        for key in dataclasses.fields(type(getattr(Config(), section.name))):
+            assert f"| `{key.name}` |" in doc, f"{section.name}.{key.name} is not documented"

@@ -56,13 +56,18 @@ def model(base):
 
     from pipeline import tracking
 
+    # ``connect`` sets MLflow's global URIs, which MLflow also exports to the environment.
     saved = tracking_utils._tracking_uri, registry_utils._registry_uri
-    tracking.connect(f"sqlite:///{(base / 'mlflow.db').as_posix()}")
-    try:
-        info = mlflow.models.get_model_info(MODEL_URI)
-        yield {"columns": list(info.metadata["input_columns"]), "sklearn": mlflow.sklearn.load_model(MODEL_URI)}
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+    uri = f"sqlite:///{(base / 'mlflow.db').as_posix()}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("MLFLOW_REGISTRY_URI", uri)
+        tracking.connect(uri)
+        try:
+            info = mlflow.models.get_model_info(MODEL_URI)
+            yield {"columns": list(info.metadata["input_columns"]), "sklearn": mlflow.sklearn.load_model(MODEL_URI)}
+        finally:
+            tracking_utils._tracking_uri, registry_utils._registry_uri = saved
 
 
 @pytest.fixture(scope="module")

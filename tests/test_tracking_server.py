@@ -87,27 +87,28 @@ def test_train_and_score_through_the_tracking_server(tracking_server, server_sto
     assert [r.data.tags["model_version"] for r in score_runs] == ["1"]
 
     # The scores are the registered champion's, downloaded from the server by this client too.
-    proba = _champion_probabilities(tracking_server.url, pd.read_csv(tmp_path / "unlabelled.csv"))
+    downloaded = tmp_path / "downloaded"
+    downloaded.mkdir()
+    proba = _champion_probabilities(tracking_server.url, pd.read_csv(tmp_path / "unlabelled.csv"), downloaded)
     by_id = every.set_index("subscriber_id")["churn_probability"]
     np.testing.assert_allclose(by_id.loc[[f"C-{i:05d}" for i in range(1200)]].to_numpy(), proba, rtol=0, atol=1e-9)
 
 
-def _champion_probabilities(server_url: str, rows: pd.DataFrame) -> np.ndarray:
+def _champion_probabilities(server_url: str, rows: pd.DataFrame, folder: Path) -> np.ndarray:
+    """The champion's probabilities, the model downloaded from the server (no global MLflow state)."""
     import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
+    from mlflow.tracking import MlflowClient
 
-    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
-    try:
-        mlflow.set_tracking_uri(server_url)
-        mlflow.set_registry_uri(server_url)
-        model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
-        # The signature takes integers as doubles, and pyfunc refuses int64 for a double column.
-        from pipeline.tracking import signature_frame
+    from pipeline.tracking import signature_frame
 
-        return np.asarray(model.predict(signature_frame(rows)))[:, 1]
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+    client = MlflowClient(tracking_uri=server_url, registry_uri=server_url)
+    version = client.get_model_version_by_alias(MODEL, "champion").version
+    source = client.get_model_version_download_uri(MODEL, version)
+    assert source.startswith("mlflow-artifacts:/")
+    local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=server_url, dst_path=str(folder))
+    model = mlflow.pyfunc.load_model(local)
+    # The signature takes integers as doubles, and pyfunc refuses int64 for a double column.
+    return np.asarray(model.predict(signature_frame(rows.drop(columns=["customer_name"]))))[:, 1]
 
 
 @pytest.mark.parametrize("command", [TRAIN, ["score", "--data", "unlabelled.csv", "--output", "out.csv"]])

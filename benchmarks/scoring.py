@@ -1,0 +1,530 @@
+"""Benchmark batch scoring at subscriber-base scale: ``churn score`` against the bare model and MLflow pyfunc.
+
+Issue 6's goal: a generated base (10,000,000 subscribers by default) scored end to end on
+2 cores with peak memory under 2 GiB, at no less than half the rows/s of the bare fitted
+model's ``predict_proba`` on the already-prepared feature matrix, and no slower than, with
+at most half the peak memory of, ``mlflow.pyfunc.load_model(uri).predict`` on the whole base
+in one call.  Three measurements, side by side in one run, each in a fresh subprocess whose
+wall time and peak RSS (``resource.getrusage(RUSAGE_CHILDREN)`` of a wrapper process) are
+recorded:
+
+- **(a) end to end**: ``churn score --data BASE --output scores.parquet --all`` (read the
+  record parts, point-in-time features, model, reasons, actions, drift, ranking, every
+  subscriber written as Parquet, the MLflow scoring run), and the CRM variant
+  ``churn score --data BASE --output at_risk.csv`` (the at-risk list only, as CSV);
+- **(b) bare model**: the model loaded with ``mlflow.sklearn.load_model``, its
+  ``predict_proba`` timed alone on the prepared feature matrix read back chunk by chunk
+  from a Parquet file; also the inner ``HistGradientBoostingClassifier`` alone on the
+  already-typed matrix (no ``TableTyper``, no calibration), the issue's "bare booster";
+- **(c) pyfunc**: ``mlflow.pyfunc.load_model(uri).predict(frame)`` on the whole prepared
+  feature frame in one call.
+
+Setup is cached under ``benchmarks/results/`` (git-ignored) and reused: the scored base
+(``pipeline.simulate.generate``, seed 42), a 100,000-subscriber training base (seed 7), a
+model trained once with ``churn train`` and a fast config (HistGradientBoosting only, no
+search, 3 folds, no blend) into its own SQLite MLflow store, and the prepared feature
+matrix (``pipeline.dataset.records_dataset`` chunk by chunk, as scoring computes it)::
+
+    .venv/bin/python benchmarks/scoring.py                          # 10,000,000 subscribers, 1 run each
+    .venv/bin/python benchmarks/scoring.py --subscribers 1000000    # 3 runs each, medians
+    .venv/bin/python benchmarks/scoring.py --subscribers 1000000 --profile   # + where (a)'s time goes
+    .venv/bin/python benchmarks/scoring.py --subscribers 1000000 --only a --config my.toml --tag chunk500k
+    .venv/bin/python benchmarks/scoring.py --subscribers 1000000 --iterations 200   # a 200-tree model
+
+``--iterations N`` trains a model whose boosting runs exactly N iterations (early stopping
+off; the same ``churn train`` otherwise, with ``pipeline.model.make_candidate`` wrapped in
+the training subprocess), like the issue's reference model.  ``--profile`` runs (a) once
+more under ``cProfile`` and prints the time of each stage.  The table goes to stdout;
+every run's figures, the 1-minute load average before and after each measurement, the
+configuration and the package versions to ``benchmarks/results/scoring-<N>[-tag].json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MODEL_NAME = "post-breach-churn"
+TRAIN_SEED = 7
+GIB = 1024.0
+
+#: The fast training configuration: the real ``churn train``, with selection reduced to
+#: the booster's defaults, since the benchmark measures scoring, not selection.
+TRAIN_TOML = """\
+[train]
+candidates = ["hist_gradient_boosting"]
+search_iterations = 0
+cv_folds = 3
+blend = false
+"""
+
+_GENERATE = """
+import sys
+sys.path.insert(0, {root!r})
+from pipeline import simulate
+simulate.generate({n}, seed={seed}, out={out!r}, chunk_subscribers={part}, overwrite=True)
+"""
+
+# ``churn train`` in-process, with HistGradientBoosting fixed to ``iterations`` trees when asked.
+_TRAIN = """
+import sys
+sys.path.insert(0, {root!r})
+from pipeline import cli, model
+
+iterations = {iterations!r}
+if iterations:
+    original = model.make_candidate
+
+    def fixed_iterations(family, **kwargs):
+        candidate = original(family, **kwargs)
+        if family == "hist_gradient_boosting":
+            candidate.set_params(classifier__max_iter=iterations, classifier__early_stopping=False)
+        return candidate
+
+    model.make_candidate = fixed_iterations
+sys.exit(cli.main({argv!r}))
+"""
+
+# The prepared feature matrix: the modelling table scoring builds, chunk by chunk, as Parquet.
+_FEATURES = """
+import sys
+sys.path.insert(0, {root!r})
+import pyarrow as pa, pyarrow.parquet as pq
+from pipeline.config import load_config
+from pipeline.dataset import records_dataset
+from pipeline.records import iter_record_chunks
+from pipeline.schema import TABLES
+
+config = load_config(None)
+writer = None
+for chunk in iter_record_chunks({base!r}, chunk_subscribers=config.data.chunk_subscribers,
+                                tables=[name for name in TABLES if name != "outcomes"]):
+    frame = records_dataset(chunk, require_label=False).frame[{columns!r}]
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if writer is None:
+        writer = pq.ParquetWriter({temp!r}, table.schema, compression="zstd")
+    writer.write_table(table)
+writer.close()
+"""
+
+# (b): predict_proba alone, timed chunk by chunk on the prepared matrix; then the booster alone.
+_BARE = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+import mlflow, pyarrow.parquet as pq
+from threadpoolctl import threadpool_limits
+from pipeline.model import final_estimator
+
+started = time.perf_counter()
+model = mlflow.sklearn.load_model({uri!r})
+load_seconds = time.perf_counter() - started
+inner = final_estimator(model)
+typer, booster = inner.named_steps["typer"], inner.named_steps["classifier"]
+read = predict = typing = booster_predict = 0.0
+rows = 0
+batches = pq.ParquetFile({features!r}).iter_batches(batch_size={chunk})
+with threadpool_limits(limits={threads}):
+    while True:
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            break
+        frame = batch.to_pandas()
+        t1 = time.perf_counter()
+        model.predict_proba(frame)
+        t2 = time.perf_counter()
+        typed = typer.transform(frame)
+        t3 = time.perf_counter()
+        booster.predict_proba(typed)
+        t4 = time.perf_counter()
+        read += t1 - t0; predict += t2 - t1; typing += t3 - t2; booster_predict += t4 - t3
+        rows += len(frame)
+        del frame, typed
+print(json.dumps({{"rows": rows, "load_seconds": load_seconds, "read_seconds": read, "predict_seconds": predict,
+                  "typing_seconds": typing, "booster_predict_seconds": booster_predict,
+                  "booster_iterations": int(booster.n_iter_), "leaves": booster.max_leaf_nodes,
+                  "columns": int(booster.n_features_in_)}}))
+"""
+
+# (c): mlflow.pyfunc on the whole prepared frame in one call.
+_PYFUNC = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+import mlflow, pandas as pd
+
+started = time.perf_counter()
+model = mlflow.pyfunc.load_model({uri!r})
+t1 = time.perf_counter()
+frame = pd.read_parquet({features!r})
+t2 = time.perf_counter()
+scores = model.predict(frame)
+t3 = time.perf_counter()
+print(json.dumps({{"rows": len(frame), "load_seconds": t1 - started, "read_seconds": t2 - t1,
+                  "predict_seconds": t3 - t2, "outputs": len(scores)}}))
+"""
+
+# Wraps one measured command: its wall time and peak RSS, isolated from every other child.
+_WRAPPER = """
+import json, os, resource, subprocess, sys, time
+argv = json.loads(sys.argv[1])
+load_before = os.getloadavg()[0]
+started = time.perf_counter()
+done = subprocess.run(argv, capture_output=True, text=True)
+wall = time.perf_counter() - started
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"returncode": done.returncode, "wall_seconds": wall, "peak_mib": usage.ru_maxrss / 1024,
+                  "cpu_seconds": usage.ru_utime + usage.ru_stime, "load_before": load_before,
+                  "load_after": os.getloadavg()[0], "stdout": done.stdout[-4000:], "stderr": done.stderr[-4000:]}))
+"""
+
+
+def _run(code: str, *, env: dict[str, str], what: str) -> None:
+    """Run setup code in a fresh interpreter; fail with its last lines of stderr."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{what} failed:\n{done.stderr[-3000:]}")
+
+
+def child_env(uri: str | None = None) -> dict[str, str]:
+    """The environment of every child: passive OpenMP waiting (as the CLI sets), the benchmark's store."""
+    env = dict(os.environ)
+    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    env["MLFLOW_TRACKING_URI"] = uri or env.get("MLFLOW_TRACKING_URI", "")
+    if not env["MLFLOW_TRACKING_URI"]:
+        del env["MLFLOW_TRACKING_URI"]
+    return env
+
+
+def churn_command() -> list[str]:
+    """The ``churn`` console script of this interpreter's environment (or ``python -m pipeline.cli``)."""
+    script = Path(sys.executable).with_name("churn")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
+
+
+def ensure_base(n: int, seed: int, part: int) -> Path:
+    """The cached generated base of ``n`` subscribers, generating it (in a subprocess) when missing."""
+    sys.path.insert(0, str(ROOT))
+    from pipeline import simulate
+
+    suffix = "" if part == 250_000 else f"-part{part}"
+    folder = RESULTS / f"scoring-base-{n}-seed{seed}{suffix}"
+    manifest = folder / "manifest.json"
+    if manifest.exists():
+        found = json.loads(manifest.read_text(encoding="utf-8"))
+        if found.get("generator_version") == simulate.GENERATOR_VERSION and found.get("subscribers") == n:
+            return folder
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    _run(_GENERATE.format(root=str(ROOT), n=n, seed=seed, out=str(folder), part=part), env=child_env(),
+         what=f"generating {n:,} subscribers")
+    print(f"generated {n:,} subscribers into {folder} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return folder
+
+
+def ensure_model(train_subscribers: int, iterations: int | None) -> dict:
+    """Train the benchmark's model once with ``churn train`` into its own store; return what it is."""
+    folder = RESULTS / (f"scoring-model-{train_subscribers}" + (f"-hgb{iterations}" if iterations else ""))
+    stamp = folder / "model.json"
+    if stamp.exists():
+        return json.loads(stamp.read_text(encoding="utf-8"))
+    base = ensure_base(train_subscribers, TRAIN_SEED, 250_000)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / "train.toml").write_text(TRAIN_TOML, encoding="utf-8")
+    uri = f"sqlite:///{(folder / 'mlflow.db').as_posix()}"
+    argv = ["train", "--data", str(base), "--tracking-uri", uri, "--config", str(folder / "train.toml")]
+    started = time.perf_counter()
+    _run(_TRAIN.format(root=str(ROOT), iterations=iterations, argv=argv), env=child_env(uri),
+         what="churn train")
+    seconds = time.perf_counter() - started
+    model = {"uri": uri, "model_uri": f"models:/{MODEL_NAME}@champion", "train_base": str(base),
+             "train_command": " ".join(["churn", *argv]), "iterations_forced": iterations,
+             "train_seconds": seconds}
+    model.update(_describe_model(model))
+    stamp.write_text(json.dumps(model, indent=2) + "\n", encoding="utf-8")
+    print(f"trained the benchmark model in {seconds:.0f} s ({model['booster_iterations']} iterations)",
+          file=sys.stderr)
+    return model
+
+
+def _describe_model(model: dict) -> dict:
+    """The model's input columns and booster size, read in a subprocess (keeps this process light)."""
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT)!r})
+from pipeline import tracking
+from pipeline.model import final_estimator
+tracking.connect({model['uri']!r})
+loaded = tracking.load_model({model['model_uri']!r})
+booster = final_estimator(loaded.model).named_steps["classifier"]
+print(json.dumps({{"input_columns": loaded.metadata["input_columns"], "booster_iterations": int(booster.n_iter_),
+                  "leaves": booster.max_leaf_nodes, "version": loaded.version,
+                  "calibration": loaded.metadata.get("calibration")}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=child_env(model["uri"]),
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def ensure_features(base: Path, columns: list[str]) -> Path:
+    """The prepared feature matrix of ``base`` as one Parquet file (a row group per scoring chunk)."""
+    path = RESULTS / f"{base.name}-features.parquet"
+    if path.exists():
+        import pyarrow.parquet as pq
+
+        if pq.read_schema(path).names == list(columns):
+            return path
+    temp = path.with_suffix(".parquet.tmp")
+    started = time.perf_counter()
+    _run(_FEATURES.format(root=str(ROOT), base=str(base), columns=list(columns), temp=str(temp)), env=child_env(),
+         what="building the feature matrix")
+    os.replace(temp, path)
+    print(f"prepared the feature matrix {path} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return path
+
+
+def measure(argv: list[str], env: dict[str, str]) -> dict:
+    """Run ``argv`` under the wrapper; its wall time, peak RSS, CPU time, load averages, output."""
+    done = subprocess.run([sys.executable, "-c", _WRAPPER, json.dumps(argv)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["returncode"]:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{result['stderr']}")
+    lines = result["stdout"].strip().splitlines()
+    if lines and lines[-1].startswith("{"):
+        result["inner"] = json.loads(lines[-1])
+    return result
+
+
+def score_argv(base: Path, output: Path, model: dict, config: str | None, write_all: bool) -> list[str]:
+    """The ``churn score`` command of (a)."""
+    argv = [*churn_command(), "score", "--data", str(base), "--output", str(output), "--tracking-uri", model["uri"]]
+    if write_all:
+        argv.append("--all")
+    if config:
+        argv += ["--config", str(config)]
+    return argv
+
+
+def _job_seconds(stdout: str) -> float | None:
+    """The scoring job's own timer, from ``churn score``'s summary line ("... in 12.3s: ...")."""
+    import re
+
+    found = re.search(r" in ([0-9.]+)s:", stdout)
+    return float(found.group(1)) if found else None
+
+
+def profile_stages(base: Path, model: dict, config: str | None, out: Path) -> dict:
+    """Run (a) once under cProfile; the seconds of each stage (cumulative, from the profile)."""
+    import pstats
+
+    stats_path = out / "score.prof"
+    argv = [sys.executable, "-m", "cProfile", "-o", str(stats_path), "-m", "pipeline.cli",
+            *score_argv(base, out / "profiled.parquet", model, config, True)[len(churn_command()):]]
+    run = measure(argv, child_env(model["uri"]))
+    stats = pstats.Stats(str(stats_path)).stats
+
+    def cumulative(file_suffix: str, name: str, caller: tuple[str, str] | None = None) -> float:
+        total = 0.0
+        for (filename, _, function), (_, _, _, ct, callers) in stats.items():
+            if function != name or not filename.endswith(file_suffix):
+                continue
+            if caller is None:
+                total += ct
+            else:
+                total += sum(entry[3] for (cfile, _, cfunc), entry in callers.items()
+                             if cfunc == caller[1] and cfile.endswith(caller[0]))
+        return total
+
+    score_job = ("pipeline/jobs.py", "score_job")
+    stages = {
+        "whole command (profiled)": cumulative("pipeline/cli.py", "main"),
+        "score_job": cumulative(*score_job),
+        "load model (tracking.load_model)": cumulative("pipeline/tracking.py", "load_model"),
+        "read parts (_read_parquet)": cumulative("pipeline/records.py", "_read_parquet"),
+        "coerce types (_prepare_table)": cumulative("pipeline/records.py", "_prepare_table"),
+        "validate records (validate_records)": cumulative("pipeline/records.py", "validate_records"),
+        "features (build_features)": cumulative("pipeline/features.py", "build_features"),
+        "drift counting (DriftCounter.add)": cumulative("pipeline/drift.py", "add"),
+        "score_dataset": cumulative("pipeline/score.py", "score_dataset"),
+        "  predict (score.predict)": cumulative("pipeline/score.py", "predict", ("pipeline/score.py", "score_dataset")),
+        "  reasons: attribution (explain._explain)": cumulative("pipeline/explain.py", "_explain"),
+        "  reasons: phrasing (explain.top_reasons)": cumulative("pipeline/explain.py", "top_reasons"),
+        "  actions (recommend_actions)": cumulative("pipeline/targeting.py", "recommend_actions"),
+        "  campaign values (campaign_values)": cumulative("pipeline/targeting.py", "campaign_values"),
+        "concatenate chunks (pd.concat in score_job)": cumulative("pandas/core/reshape/concat.py", "concat", score_job),
+        "rank, target, cut (finalize)": cumulative("pipeline/score.py", "finalize"),
+        "write output (write_output)": cumulative("pipeline/score.py", "write_output"),
+        "input hash (_input_hash)": cumulative("pipeline/jobs.py", "_input_hash"),
+        "log the run (tracking.log_scoring)": cumulative("pipeline/tracking.py", "log_scoring"),
+        "quantiles and tier counts in score_job": cumulative("numpy/lib/_function_base_impl.py", "quantile", score_job),
+    }
+    return {"stages": stages, "wall_seconds": run["wall_seconds"], "peak_mib": run["peak_mib"],
+            "load_before": run["load_before"], "load_after": run["load_after"], "profile": str(stats_path)}
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide the figures."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("scikit-learn", "pandas", "numpy", "pyarrow", "mlflow", "skops"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
+def _median(runs: list[dict], key) -> float:
+    return statistics.median(key(run) for run in runs)
+
+
+def _seconds(runs: list[dict], key: str) -> str:
+    return ", ".join(f"{run[key]:.1f}" for run in runs)
+
+
+def _fmt_load(runs: list[dict]) -> str:
+    values = [v for run in runs for v in (run["load_before"], run["load_after"])]
+    return f"{min(values):.1f}-{max(values):.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=10_000_000, help="size of the scored base")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the scored base")
+    parser.add_argument("--part-subscribers", type=int, default=250_000,
+                        help="subscribers per part file of the generated base (the simulator's default)")
+    parser.add_argument("--train-subscribers", type=int, default=100_000, help="size of the training base")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="fix the booster to this many iterations (early stopping off)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="runs of each measurement, medians reported (default 3, or 1 above 2,000,000)")
+    parser.add_argument("--only", nargs="+", choices=("a", "a-csv", "b", "c"), default=("a", "a-csv", "b", "c"),
+                        help="measurements to run")
+    parser.add_argument("--config", default=None, help="config TOML for (a) (chunk sizes, threads)")
+    parser.add_argument("--chunk-rows", type=int, default=250_000, help="rows per batch in (b)")
+    parser.add_argument("--threads", type=int, default=2, help="threads in (b) (the config's n_threads for (a))")
+    parser.add_argument("--profile", action="store_true", help="also profile (a) once with cProfile")
+    parser.add_argument("--tag", default="", help="suffix of the results file")
+    args = parser.parse_args(argv)
+    repeat = args.repeat or (3 if args.subscribers <= 2_000_000 else 1)
+
+    sys.path.insert(0, str(ROOT))
+    base = ensure_base(args.subscribers, args.seed, args.part_subscribers)
+    model = ensure_model(args.train_subscribers, args.iterations)
+    env = child_env(model["uri"])
+    name = f"scoring-{args.subscribers}" + (f"-hgb{args.iterations}" if args.iterations else "") + (
+        f"-{args.tag}" if args.tag else "")
+    out = RESULTS / name
+    out.mkdir(parents=True, exist_ok=True)
+    n = args.subscribers
+    results: dict = {"subscribers": n, "repeat": repeat, "model": {k: v for k, v in model.items()
+                                                                      if k != "input_columns"},
+                     "columns": len(model["input_columns"]) - 1, "config": args.config,
+                     "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+                     "versions": package_versions(), "runs": {}}
+    if "b" in args.only or "c" in args.only:
+        features = ensure_features(base, model["input_columns"])
+    # Interleave the measurements run by run, so that a change in the machine's load hits them alike.
+    for number in range(repeat):
+        for which in ("a", "a-csv", "b", "c"):
+            if which not in args.only:
+                continue
+            if which == "a":
+                run = measure(score_argv(base, out / "scores.parquet", model, args.config, True), env)
+                run["job_seconds"] = _job_seconds(run["stdout"])
+            elif which == "a-csv":
+                run = measure(score_argv(base, out / "at_risk.csv", model, args.config, False), env)
+                run["job_seconds"] = _job_seconds(run["stdout"])
+            elif which == "b":
+                code = _BARE.format(root=str(ROOT), uri=model["model_uri"], features=str(features),
+                                    chunk=args.chunk_rows, threads=args.threads)
+                run = measure([sys.executable, "-c", code], env)
+            else:
+                code = _PYFUNC.format(root=str(ROOT), uri=model["model_uri"], features=str(features))
+                run = measure([sys.executable, "-c", code], env)
+            results["runs"].setdefault(which, []).append(run)
+            print(f"run {number + 1}/{repeat} {which}: {run['wall_seconds']:.1f} s, {run['peak_mib']:,.0f} MiB "
+                  f"(load {run['load_before']:.1f})", file=sys.stderr)
+    if args.profile:
+        results["profile"] = profile_stages(base, model, args.config, out)
+
+    runs = results["runs"]
+    rows_table = ["| measurement | what is timed | rows/s | wall (median) | runs (s) | peak RSS | load avg |",
+                  "|---|---|---:|---:|---|---:|---|"]
+    summary = {}
+    for which, label in (("a", "(a) `churn score --all` to Parquet"), ("a-csv", "(a) `churn score` at-risk CSV")):
+        if which in runs:
+            wall = _median(runs[which], lambda r: r["wall_seconds"])
+            job = _median(runs[which], lambda r: r.get("job_seconds") or r["wall_seconds"])
+            peak = max(r["peak_mib"] for r in runs[which])
+            summary[which] = {"rows_per_second": n / wall, "job_rows_per_second": n / job, "wall": wall, "peak_mib": peak}
+            rows_table.append(
+                f"| {label} | whole command (job's own timer {job:.1f} s: {n / job:,.0f} rows/s) | {n / wall:,.0f} "
+                f"| {wall:.1f} s | {_seconds(runs[which], 'wall_seconds')} "
+                f"| {peak / GIB:.2f} GiB | {_fmt_load(runs[which])} |")
+    if "b" in runs:
+        inner = [r["inner"] for r in runs["b"]]
+        predict = statistics.median(i["predict_seconds"] for i in inner)
+        booster = statistics.median(i["booster_predict_seconds"] for i in inner)
+        peak = max(r["peak_mib"] for r in runs["b"])
+        summary["b"] = {"rows_per_second": n / predict, "booster_rows_per_second": n / booster, "peak_mib": peak,
+                        "wall": _median(runs["b"], lambda r: r["wall_seconds"])}
+        rows_table.append(
+            f"| (b) bare model `predict_proba` | predict_proba only, {args.chunk_rows:,}-row batches "
+            f"| {n / predict:,.0f} | {predict:.1f} s | {_seconds(inner, 'predict_seconds')} "
+            f"| {peak / GIB:.2f} GiB | {_fmt_load(runs['b'])} |")
+        rows_table.append(
+            f"| (b') booster alone on the typed matrix | `HistGradientBoostingClassifier.predict_proba` only "
+            f"| {n / booster:,.0f} | {booster:.1f} s | {_seconds(inner, 'booster_predict_seconds')} "
+            f"| (same process) | |")
+    if "c" in runs:
+        inner = [r["inner"] for r in runs["c"]]
+        predict = statistics.median(i["predict_seconds"] for i in inner)
+        wall = _median(runs["c"], lambda r: r["wall_seconds"])
+        peak = max(r["peak_mib"] for r in runs["c"])
+        summary["c"] = {"rows_per_second": n / predict, "wall_rows_per_second": n / wall, "wall": wall,
+                        "peak_mib": peak}
+        rows_table.append(
+            f"| (c) `mlflow.pyfunc` `predict`, whole frame | predict only (whole process: {wall:.1f} s, "
+            f"{n / wall:,.0f} rows/s) | {n / predict:,.0f} | {predict:.1f} s "
+            f"| {_seconds(inner, 'predict_seconds')} | {peak / GIB:.2f} GiB "
+            f"| {_fmt_load(runs['c'])} |")
+    results["summary"] = summary
+    print(f"\n{n:,} subscribers, {results['columns']} feature columns, model: HistGradientBoosting "
+          f"{model['booster_iterations']} iterations x {model['leaves']} leaves, {model['calibration']} calibration; "
+          f"{repeat} run(s) each; {results['machine']}\n")
+    print("\n".join(rows_table))
+    if "a" in summary and "b" in summary:
+        a, b = summary["a"], summary["b"]
+        print(f"\n(a) / (b) rows/s: {a['rows_per_second'] / b['rows_per_second']:.2f} (goal >= 0.5); "
+              f"(a) peak {a['peak_mib'] / GIB:.2f} GiB (goal < 2)")
+    if "a" in summary and "c" in summary:
+        a, c = summary["a"], summary["c"]
+        print(f"(a) wall / (c) whole-process wall: {a['wall'] / c['wall']:.2f} (goal <= 1); (a) rows/s vs (c) "
+              f"predict-only rows/s: {a['rows_per_second'] / c['rows_per_second']:.2f}; "
+              f"(a) peak / (c) peak: {a['peak_mib'] / c['peak_mib']:.2f} (goal <= 0.5)")
+    if "profile" in results:
+        stages = results["profile"]["stages"]
+        print(f"\nwhere (a)'s time goes (cProfile, cumulative; profiled wall {results['profile']['wall_seconds']:.1f} s):")
+        print("| stage | seconds |\n|---|---:|")
+        for stage, seconds in stages.items():
+            print(f"| {stage} | {seconds:.1f} |")
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
