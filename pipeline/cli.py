@@ -74,7 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     limit.add_argument("--budget", type=float, metavar="AMOUNT",
                        help="campaign budget: target the subscribers that maximise expected net retained value")
     limit.add_argument("--capacity", type=int, metavar="N", help="calls the team can make: target the best N")
+    sc.add_argument("--engine", choices=("pandas", "spark"), default="pandas",
+                    help="pandas: stream on this machine (default); spark: score a table with Spark")
     _common(sc)
+
+    fe = commands.add_parser("features", help="write the point-in-time feature table of a record base (Parquet)")
+    fe.add_argument("--data", required=True, metavar="PATH", help="record folder or database URL")
+    fe.add_argument("--output", required=True, metavar="PATH", help="output file (.parquet)")
+    fe.add_argument("--snapshot", metavar="DATE", help="snapshot date (default: the manifest's)")
+    fe.add_argument("--disclosure", metavar="DATE", help="breach disclosure date (default: the manifest's)")
+    _common(fe, tracking=False)
 
     pr = commands.add_parser("promote", help="make a registered model version the champion by hand")
     pr.add_argument("version", type=int, help="model version number")
@@ -170,8 +179,17 @@ def cmd_score(args, progress: Progress) -> int:
     config = _config(args)
     outcome = score_job(args.data, args.output, config=config, uri=resolve_uri(args.tracking_uri), model=args.model,
                         write_all=args.write_all, snapshot_date=args.snapshot, disclosure_date=args.disclosure,
-                        budget=args.budget, capacity=args.capacity, progress=progress)
+                        budget=args.budget, capacity=args.capacity, engine=args.engine, progress=progress)
     _print_score(outcome)
+    return 0
+
+
+def cmd_features(args, progress: Progress) -> int:
+    from pipeline.jobs import features_job
+
+    path, rows = features_job(args.data, args.output, config=_config(args), snapshot_date=args.snapshot,
+                              disclosure_date=args.disclosure, progress=progress)
+    print(f"wrote the features of {rows:,} subscribers to {path}")
     return 0
 
 
@@ -229,7 +247,8 @@ def cmd_demo(args, progress: Progress) -> int:
     return 0
 
 
-COMMANDS = {"generate": cmd_generate, "train": cmd_train, "score": cmd_score, "promote": cmd_promote, "demo": cmd_demo}
+COMMANDS = {"generate": cmd_generate, "train": cmd_train, "score": cmd_score, "features": cmd_features,
+            "promote": cmd_promote, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

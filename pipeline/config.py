@@ -98,6 +98,8 @@ class ScoringConfig:
     chunk_rows: int = 200_000
     #: Population stability index above which a feature is reported as drifting.
     psi_warning: float = 0.2
+    #: Spark master URL for ``churn score --engine spark`` (``local[2]``: two local workers).
+    spark_master: str = "local[2]"
     #: The action rule table (first match wins), as ``[[scoring.actions]]`` tables with
     #: ``when = {column = [op, value]}`` and ``action = "text"``; empty: the built-in rules
     #: (``pipeline.targeting.DEFAULT_ACTIONS``).

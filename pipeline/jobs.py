@@ -297,11 +297,7 @@ def input_chunks(data: str, scoring, *, config: Config, snapshot_date: str | Non
     from pipeline.dataset import records_dataset
     from pipeline.score import check_signature, column_kinds, table_chunks, table_sample
 
-    if scoring.mode == "records":
-        if not is_records(data):
-            raise DataError(
-                f"{data}: the model was trained on subscriber records; give a record folder or database URL"
-            )
+    if scoring.mode == "records" and is_records(data):
         from pipeline.records import iter_record_chunks
         from pipeline.schema import TABLES
 
@@ -318,9 +314,27 @@ def input_chunks(data: str, scoring, *, config: Config, snapshot_date: str | Non
     if is_records(data):
         raise DataError(f"{data}: the model was trained on a single table; give a CSV or Parquet file")
     check_signature(column_kinds(table_sample(data)), scoring, source=str(data))
-    chunks = table_chunks(data, rows=config.scoring.chunk_rows, id_column=scoring.id_column,
-                          value_column=scoring.value_column, label_column=scoring.label_column)
+    columns = _table_roles(scoring)
+    chunks = table_chunks(data, rows=config.scoring.chunk_rows, id_column=columns["id"],
+                          value_column=columns["value"], label_column=scoring.label_column)
+    if scoring.mode == "records":  # a feature table written by `churn features`
+        chunks = (_with_waiver(chunk) for chunk in chunks)
     return chunks, _table_total(data)
+
+
+def _table_roles(scoring) -> dict[str, str | None]:
+    """The id and value columns of a table scored by this model (a feature table for record models)."""
+    from pipeline.features import ID_COLUMN
+
+    if scoring.mode == "records":
+        return {"id": ID_COLUMN, "value": "monthly_fee", "waiver": "etf_waivable_amount"}
+    return {"id": scoring.id_column, "value": scoring.value_column, "waiver": None}
+
+
+def _with_waiver(chunk):
+    if "etf_waivable_amount" in chunk.frame.columns:
+        chunk.extra["etf_waivable"] = chunk.frame["etf_waivable_amount"].astype("float64").reset_index(drop=True)
+    return chunk
 
 
 def score_job(
@@ -335,9 +349,15 @@ def score_job(
     disclosure_date: str | None = None,
     budget: float | None = None,
     capacity: int | None = None,
+    engine: str = "pandas",
     progress: Say | None = None,
 ) -> ScoreOutcome:
-    """Score a base chunk by chunk with a registered model; write the ranked at-risk list (or every row)."""
+    """Score a base with a registered model; write the ranked at-risk list (or every row).
+
+    The ``pandas`` engine streams the input chunk by chunk on this machine; the ``spark``
+    engine scores a table (Parquet or CSV) with ``mlflow.pyfunc.spark_udf`` on Spark and
+    builds the same list from its probabilities.
+    """
     from pipeline import tracking
     from pipeline.drift import DriftCounter
     from pipeline.errors import ConfigError
@@ -356,19 +376,24 @@ def score_job(
     say(f"loading model {model_uri}")
     scoring = scoring_model(tracking.load_model(model_uri))
     started = time.perf_counter()
-    chunks, total = input_chunks(data, scoring, config=config, snapshot_date=snapshot_date,
-                                 disclosure_date=disclosure_date)
     drift = DriftCounter(scoring.profile)
-    rate = _Rate(total)
-    parts = []
-    for chunk in chunks:
-        drift.add(chunk.frame)
-        parts.append(score_dataset(scoring, chunk, config))
-        say(rate.add(chunk.n_rows))
-    if not parts:
-        raise DataError(f"{data}: no subscribers to score")
-    scores = pd.concat(parts, ignore_index=True)
-    del parts
+    if engine == "spark":
+        scores = _score_on_spark(data, scoring, model_uri=model_uri, config=config, say=say)
+    elif engine == "pandas":
+        chunks, total = input_chunks(data, scoring, config=config, snapshot_date=snapshot_date,
+                                     disclosure_date=disclosure_date)
+        rate = _Rate(total)
+        parts = []
+        for chunk in chunks:
+            drift.add(chunk.frame)
+            parts.append(score_dataset(scoring, chunk, config))
+            say(rate.add(chunk.n_rows))
+        if not parts:
+            raise DataError(f"{data}: no subscribers to score")
+        scores = pd.concat(parts, ignore_index=True)
+        del parts
+    else:
+        raise ConfigError(f"unknown engine {engine!r}; expected pandas or spark")
     written, summary = finalize(scores, budget=budget, capacity=capacity, write_all=write_all)
     listed = written if not write_all else written[written["risk_tier"] != "low"]
     write_output(written, output_path)
@@ -413,6 +438,88 @@ def score_job(
         top=written.head(10), run_id=run_id, targeting=summary, drift=psi, drift_warnings=warnings,
         seconds=seconds,
     )
+
+
+def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: Say) -> pd.DataFrame:
+    """Probabilities from Spark, then the same list columns, reasons and actions as the pandas engine."""
+    import pyarrow.dataset as ds
+
+    from pipeline.score import check_signature, column_kinds, explain_rows, score_rows, table_sample, worth_explaining
+    from pipeline.spark import score_spark
+
+    if is_records(data):
+        raise DataError(f"{data}: the Spark engine scores a table (Parquet or CSV); "
+                        "write the features of a record folder with `churn features` first")
+    sample = table_sample(data)
+    check_signature(column_kinds(sample), scoring, source=str(data))
+    roles = _table_roles(scoring)
+    id_column = roles["id"] if roles["id"] in sample.columns else None
+    keep = [c for c in (roles["value"], roles["waiver"]) if c and c in sample.columns]
+    say(f"scoring {data} on Spark ({config.scoring.spark_master})")
+    scored = score_spark(data, model_uri=model_uri, input_columns=scoring.input_columns, id_column=id_column,
+                         keep_columns=keep, master=config.scoring.spark_master)
+    number = {c: pd.to_numeric(scored[c].astype("string").str.strip(), errors="coerce") for c in keep}
+    out = score_rows(
+        scoring, scored["subscriber_id"], scored["churn_probability"].to_numpy(), config,
+        monthly_value=number[roles["value"]].to_numpy() if roles["value"] in number else None,
+        etf_waived=number[roles["waiver"]].to_numpy() if roles["waiver"] in number else None,
+    )
+    rows = np.flatnonzero(worth_explaining(out))
+    if len(rows):
+        say(f"explaining {len(rows):,} subscribers worth a call")
+        source = ds.dataset(data, format="parquet" if Path(data).suffix.lower() in (".parquet", ".pq") else "csv")
+        if id_column:
+            wanted = out["subscriber_id"].iloc[rows]
+            table = source.to_table(filter=ds.field(id_column).cast("string").isin(wanted.tolist())).to_pandas()
+            table.index = table[id_column].astype(str)
+            frame = table.loc[wanted.to_numpy()].reset_index(drop=True)
+        else:
+            frame = source.to_table().to_pandas().iloc[rows].reset_index(drop=True)
+        explain_rows(scoring, out, rows, frame, config)
+    return out
+
+
+def features_job(data: str, output: str, *, config: Config, snapshot_date: str | None = None,
+                 disclosure_date: str | None = None, progress: Say | None = None) -> tuple[Path, int]:
+    """Write the point-in-time feature table of a record folder or database to Parquet, chunk by chunk."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.features import build_features
+    from pipeline.records import iter_record_chunks
+    from pipeline.schema import TABLES
+
+    say = _say(progress)
+    path = Path(output)
+    if path.suffix.lower() not in (".parquet", ".pq"):
+        raise DataError(f"{output}: the feature table is written as Parquet (.parquet)")
+    if not path.parent.exists():
+        raise DataError(f"{output}: folder {path.parent} does not exist")
+    if not is_records(data):
+        raise DataError(f"{data}: not a record folder or database URL")
+    temp = path.with_name(f".{path.name}.tmp")
+    rows, writer = 0, None
+    snapshot = snapshot_date or config.data.snapshot_date
+    try:
+        for chunk in iter_record_chunks(data, chunk_subscribers=config.data.chunk_subscribers,
+                                        tables=[t for t in TABLES if t != "outcomes"],
+                                        snapshot_date=snapshot, disclosure_date=disclosure_date):
+            table = pa.Table.from_pandas(build_features(chunk), preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(temp, table.schema)
+            writer.write_table(table)
+            rows += table.num_rows
+            say(f"features for {rows:,} subscribers")
+        if writer is None:
+            raise DataError(f"{data}: no subscribers")
+        writer.close()
+        writer = None
+        temp.replace(path)
+    finally:
+        if writer is not None:
+            writer.close()
+        temp.unlink(missing_ok=True)
+    return path, rows
 
 
 def _input_hash(data: str) -> str:

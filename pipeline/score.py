@@ -128,26 +128,22 @@ def column_kinds(frame: pd.DataFrame) -> dict[str, str]:
     return kinds
 
 
-def score_dataset(scoring: ScoringModel, dataset, config: Config, *, explain: bool = True) -> pd.DataFrame:
-    """Score every row of one chunk: probability, tier, value, expected loss, targeting, reasons.
+def score_rows(scoring: ScoringModel, ids, proba: np.ndarray, config: Config, *, monthly_value=None,
+               etf_waived=None) -> pd.DataFrame:
+    """The list columns from probabilities: tier, value, expected loss and campaign economics.
 
-    One output row per input row, in input order.  Reasons and actions are given to the
-    rows worth a retention team's time (at risk, or with a positive expected net value);
-    the others keep blanks, since explaining costs two to three predictions.
+    Reasons and actions start blank (``explain_rows`` fills them); one row per id, in order.
     """
-    from pipeline.targeting import DEFAULT_ACTION, campaign_values, clv, parse_rules, recommend_actions
+    from pipeline.targeting import DEFAULT_ACTION, campaign_values, clv
 
-    check_columns(dataset.frame, scoring.input_columns, source=dataset.source)
-    X = dataset.frame[scoring.input_columns]
-    proba = predict(scoring.model, X, scoring.input_columns, n_threads=config.train.n_threads)
-    out = pd.DataFrame({"subscriber_id": dataset.ids.astype(str).to_numpy(), "churn_probability": proba})
+    proba = np.asarray(proba, dtype="float64")
+    out = pd.DataFrame({"subscriber_id": pd.Series(ids).astype(str).to_numpy(), "churn_probability": proba})
     out["risk_tier"] = risk_tiers(proba, scoring.base_rate, config)
-    if dataset.monthly_value is not None:
-        value = dataset.monthly_value.to_numpy(dtype="float64")
-        waived = dataset.extra.get("etf_waivable")
+    if monthly_value is not None:
+        value = np.asarray(monthly_value, dtype="float64")
         out["monthly_value"] = value
         out["clv"] = clv(value, config.campaign)
-        out["etf_waived"] = 0.0 if waived is None else waived.to_numpy(dtype="float64")
+        out["etf_waived"] = 0.0 if etf_waived is None else np.nan_to_num(np.asarray(etf_waived, dtype="float64"))
         out["expected_loss"] = proba * (out["clv"] + out["etf_waived"])
         economics = campaign_values(proba, out["clv"] + out["etf_waived"], config.campaign, monthly_value=value)
     else:
@@ -159,23 +155,51 @@ def score_dataset(scoring: ScoringModel, dataset, config: Config, *, explain: bo
     for k in (1, 2, 3):
         out[f"reason_{k}"] = ""
     out["action"] = DEFAULT_ACTION
-    worth = (out["risk_tier"] != "low").to_numpy() | (out["expected_net_value"] > 0).to_numpy()
-    if explain and worth.any():
-        from pipeline.explain import reasons
-
-        rows = np.flatnonzero(worth)
-        found = reasons(scoring.model, X.iloc[rows], k=3, n_threads=config.train.n_threads)
-        context = pd.concat(
-            [out.iloc[rows].reset_index(drop=True), found.reset_index(drop=True),
-             dataset.frame.iloc[rows].drop(columns=[c for c in out.columns if c in dataset.frame.columns]).reset_index(drop=True)],
-            axis=1,
-        )
-        rules = parse_rules(config.scoring.actions) if config.scoring.actions else None
-        actions = recommend_actions(context, rules, strict=True) if rules else recommend_actions(context)
-        for k in (1, 2, 3):
-            out.loc[rows, f"reason_{k}"] = found[f"reason_{k}"].fillna("").to_numpy()
-        out.loc[rows, "action"] = actions.to_numpy()
     out["model_version"] = str(scoring.version)
+    return out
+
+
+def worth_explaining(out: pd.DataFrame) -> np.ndarray:
+    """Rows a retention team will see: at risk, or with a positive expected net value."""
+    return (out["risk_tier"] != "low").to_numpy() | (out["expected_net_value"] > 0).to_numpy()
+
+
+def explain_rows(scoring: ScoringModel, out: pd.DataFrame, rows: np.ndarray, X: pd.DataFrame,
+                 config: Config) -> None:
+    """Fill ``reason_1..3`` and ``action`` of ``out`` at positions ``rows``; ``X`` holds those rows' inputs."""
+    from pipeline.explain import reasons
+    from pipeline.targeting import parse_rules, recommend_actions
+
+    if len(rows) == 0:
+        return
+    found = reasons(scoring.model, X[scoring.input_columns], k=3, n_threads=config.train.n_threads)
+    context = pd.concat(
+        [out.iloc[rows].reset_index(drop=True), found.reset_index(drop=True),
+         X.drop(columns=[c for c in out.columns if c in X.columns]).reset_index(drop=True)],
+        axis=1,
+    )
+    rules = parse_rules(config.scoring.actions) if config.scoring.actions else None
+    actions = recommend_actions(context, rules, strict=True) if rules else recommend_actions(context)
+    for k in (1, 2, 3):
+        out.loc[rows, f"reason_{k}"] = found[f"reason_{k}"].fillna("").to_numpy()
+    out.loc[rows, "action"] = actions.to_numpy()
+
+
+def score_dataset(scoring: ScoringModel, dataset, config: Config, *, explain: bool = True) -> pd.DataFrame:
+    """Score every row of one chunk: probability, tier, value, expected loss, targeting, reasons.
+
+    One output row per input row, in input order.  Reasons and actions are given to the
+    rows worth a retention team's time (at risk, or with a positive expected net value);
+    the others keep blanks, since explaining costs two to three predictions.
+    """
+    check_columns(dataset.frame, scoring.input_columns, source=dataset.source)
+    proba = predict(scoring.model, dataset.frame, scoring.input_columns, n_threads=config.train.n_threads)
+    waived = dataset.extra.get("etf_waivable")
+    out = score_rows(scoring, dataset.ids, proba, config, monthly_value=dataset.monthly_value,
+                     etf_waived=None if waived is None else waived.to_numpy())
+    if explain:
+        rows = np.flatnonzero(worth_explaining(out))
+        explain_rows(scoring, out, rows, dataset.frame.iloc[rows], config)
     return out
 
 

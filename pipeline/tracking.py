@@ -59,6 +59,7 @@ TRUSTED_TYPES = (
 def quiet_mlflow() -> None:
     """Keep MLflow's and its database layer's chatter out of the user's terminal."""
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import mlflow  # noqa: F401  (configures its loggers on import; quieten them afterwards)
 
     for name in ("mlflow", "alembic", "alembic.runtime.migration", "sqlalchemy", "urllib3", "git", "skops"):
@@ -252,7 +253,8 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
 
     profile = drift_profile(X, skip=(dataset.id_column,))
     example = example_row(X, dataset.id_column)
-    signature = infer_signature(signature_frame(X.head(1000)), result.model.predict_proba(example)[:, 1])
+    # The output is what the served pyfunc returns: predict_proba's two columns (stay, churn).
+    signature = infer_signature(signature_frame(X.head(1000)), result.model.predict_proba(example))
     with mlflow.start_run(run_name=f"train-{result.family}") as run:
         mlflow.set_tags(
             {

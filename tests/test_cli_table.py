@@ -26,8 +26,7 @@ blend = false
 
 
 def run(args, cwd, env=None, check=True):
-    full_env = {**os.environ, "MLFLOW_TRACKING_URI": "", **(env or {})}
-    full_env.pop("MLFLOW_TRACKING_URI")
+    full_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     full_env.update(env or {})
     result = subprocess.run([CHURN, *args], cwd=cwd, capture_output=True, text=True, env=full_env, timeout=600)
     if check and result.returncode != 0:

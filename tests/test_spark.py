@@ -218,3 +218,19 @@ def test_pandas_missing_markers_match_pandas():
     from pandas._libs.parsers import STR_NA_VALUES
 
     assert set(engine.PANDAS_NA_TEXT) == set(STR_NA_VALUES)
+
+
+@pytest.mark.slow
+@needs_java
+def test_churn_score_engine_spark_writes_the_same_list_as_pandas(base):
+    run_churn(["features", "--data", "base", "--output", "cli_features.parquet"], base)
+    pd.testing.assert_frame_equal(pd.read_parquet(base / "cli_features.parquet"),
+                                  pd.read_parquet(base / "features.parquet"))
+    run_churn(["score", "--engine", "spark", "--data", "cli_features.parquet", "--output", "spark_list.parquet",
+               "--all"], base)
+    spark_list = pd.read_parquet(base / "spark_list.parquet")
+    pandas_list = pd.read_parquet(base / "pandas.parquet")
+    assert spark_list["subscriber_id"].tolist() == pandas_list["subscriber_id"].tolist()
+    np.testing.assert_allclose(spark_list["churn_probability"], pandas_list["churn_probability"], rtol=0, atol=1e-9)
+    pd.testing.assert_frame_equal(spark_list.drop(columns=["churn_probability"]),
+                                  pandas_list.drop(columns=["churn_probability"]), check_exact=False, rtol=1e-9)
