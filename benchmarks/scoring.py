@@ -158,20 +158,126 @@ print(json.dumps({{"rows": rows, "load_seconds": load_seconds, "read_seconds": r
 
 # (c): mlflow.pyfunc on the whole prepared frame in one call.
 _PYFUNC = """
-import json, sys, time
+import json, resource, sys, time
 sys.path.insert(0, {root!r})
-import mlflow, pandas as pd
+import mlflow, pyarrow.parquet as pq
 
 started = time.perf_counter()
 model = mlflow.pyfunc.load_model({uri!r})
 t1 = time.perf_counter()
-frame = pd.read_parquet({features!r})
+loaded_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+source = pq.ParquetFile({features!r})
+groups, rows = [], 0
+for group in range(source.num_row_groups):  # the first row groups holding the rows asked for (all by default)
+    if {rows} and rows >= {rows}:
+        break
+    groups.append(group)
+    rows += source.metadata.row_group(group).num_rows
+frame = source.read_row_groups(groups).to_pandas()
+del source
 t2 = time.perf_counter()
 scores = model.predict(frame)
 t3 = time.perf_counter()
 print(json.dumps({{"rows": len(frame), "load_seconds": t1 - started, "read_seconds": t2 - t1,
-                  "predict_seconds": t3 - t2, "outputs": len(scores)}}))
+                  "predict_seconds": t3 - t2, "outputs": len(scores), "loaded_mib": loaded_mib}}))
 """
+
+# Unprofiled stage timings: the library calls ``churn score`` makes, chunk by chunk, each timed.
+_STAGES = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+import numpy as np, pandas as pd
+from pipeline import tracking
+from pipeline.config import load_config
+from pipeline.dataset import records_dataset
+from pipeline.drift import DriftCounter
+from pipeline.explain import _explain, top_reasons
+from pipeline.jobs import scoring_model
+from pipeline.records import iter_record_chunks, validate_records
+from pipeline.schema import TABLES
+from pipeline.score import finalize, score_dataset, write_output
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+config = load_config({config!r})
+seconds, peaks = {{}}, {{}}
+def timed(stage, started):
+    seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - started
+    peaks[stage] = peak()
+
+t = time.perf_counter()
+tracking.connect({uri!r})
+scoring = scoring_model(tracking.load_model({model_uri!r}))
+timed("load model", t)
+drift = DriftCounter(scoring.profile)
+chunks = iter_record_chunks({base!r}, chunk_subscribers=config.data.chunk_subscribers, validate=False,
+                            tables=[name for name in TABLES if name != "outcomes"],
+                            snapshot_date=config.data.snapshot_date)
+parts, explained, tiers = [], 0, {{}}
+while True:
+    t = time.perf_counter()
+    records = next(chunks, None)
+    timed("read and coerce records", t)
+    if records is None:
+        break
+    t = time.perf_counter()
+    records = validate_records(records)
+    timed("validate records", t)
+    t = time.perf_counter()
+    chunk = records_dataset(records, snapshot_date=config.data.snapshot_date, horizon_days=config.data.horizon_days,
+                            require_label=False)
+    timed("features (records_dataset)", t)
+    del records
+    t = time.perf_counter()
+    drift.add(chunk.frame)
+    timed("drift counting", t)
+    t = time.perf_counter()
+    plain = score_dataset(scoring, chunk, config, explain=False)
+    timed("score without reasons (predict, tiers, value, targeting)", t)
+    worth = np.flatnonzero((plain["risk_tier"] != "low").to_numpy() | (plain["expected_net_value"] > 0).to_numpy())
+    explained += len(worth)
+    for tier, count in plain["risk_tier"].value_counts().items():
+        tiers[tier] = tiers.get(tier, 0) + int(count)
+    X = chunk.frame[scoring.input_columns].iloc[worth]
+    t = time.perf_counter()
+    attribution = _explain(scoring.model, X, n_threads=config.train.n_threads)
+    timed("  reasons: attribution", t)
+    t = time.perf_counter()
+    contrib = pd.DataFrame(attribution.values, index=X.index, columns=attribution.columns)
+    top_reasons(contrib, X, k=3, high=attribution.high, low=attribution.low)
+    timed("  reasons: phrasing", t)
+    del attribution, contrib, X, plain
+    t = time.perf_counter()
+    parts.append(score_dataset(scoring, chunk, config))
+    timed("score with reasons and actions (as churn score)", t)
+    del chunk
+t = time.perf_counter()
+scores = pd.concat(parts, ignore_index=True)
+del parts
+timed("concatenate chunks", t)
+scores_mib = scores.memory_usage(deep=True).sum() / 2**20
+t = time.perf_counter()
+drift.psi()
+timed("drift PSI", t)
+t = time.perf_counter()
+written, summary = finalize(scores, write_all=True)
+timed("finalize --all (rank, target)", t)
+t = time.perf_counter()
+write_output(written, {out!r} + "/stages.parquet")
+timed("write Parquet (every subscriber)", t)
+del written
+t = time.perf_counter()
+written, summary = finalize(scores, write_all=False)
+timed("finalize (at-risk list)", t)
+t = time.perf_counter()
+write_output(written, {out!r} + "/stages.csv")
+timed("write CSV (at-risk list)", t)
+print(json.dumps({{"seconds": seconds, "peak_mib_after": peaks, "rows": len(scores), "explained_rows": explained,
+                  "tiers": tiers, "at_risk_rows": len(written), "scores_mib": scores_mib,
+                  "scores_columns": {{c: str(d) for c, d in scores.dtypes.items()}}}}))
+"""
+
 
 # Wraps one measured command: its wall time and peak RSS, isolated from every other child.
 _WRAPPER = """
@@ -411,12 +517,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="fix the booster to this many iterations (early stopping off)")
     parser.add_argument("--repeat", type=int, default=None,
                         help="runs of each measurement, medians reported (default 3, or 1 above 2,000,000)")
-    parser.add_argument("--only", nargs="+", choices=("a", "a-csv", "b", "c"), default=("a", "a-csv", "b", "c"),
-                        help="measurements to run")
+    parser.add_argument("--only", nargs="*", choices=("a", "a-csv", "b", "c"), default=("a", "a-csv", "b", "c"),
+                        help="measurements to run (none: only --profile / --stages)")
     parser.add_argument("--config", default=None, help="config TOML for (a) (chunk sizes, threads)")
     parser.add_argument("--chunk-rows", type=int, default=250_000, help="rows per batch in (b)")
     parser.add_argument("--threads", type=int, default=2, help="threads in (b) (the config's n_threads for (a))")
+    parser.add_argument("--pyfunc-rows", type=int, default=None,
+                        help="(c) predicts only the first N rows (whole row groups) in one call, when the whole "
+                             "base does not fit in memory; its figures are then scaled to the base")
     parser.add_argument("--profile", action="store_true", help="also profile (a) once with cProfile")
+    parser.add_argument("--stages", action="store_true",
+                        help="also time (a)'s stages unprofiled, calling the library as churn score does")
     parser.add_argument("--tag", default="", help="suffix of the results file")
     args = parser.parse_args(argv)
     repeat = args.repeat or (3 if args.subscribers <= 2_000_000 else 1)
@@ -453,13 +564,20 @@ def main(argv: list[str] | None = None) -> int:
                                     chunk=args.chunk_rows, threads=args.threads)
                 run = measure([sys.executable, "-c", code], env)
             else:
-                code = _PYFUNC.format(root=str(ROOT), uri=model["model_uri"], features=str(features))
+                code = _PYFUNC.format(root=str(ROOT), uri=model["model_uri"], features=str(features),
+                                      rows=args.pyfunc_rows or 0)
                 run = measure([sys.executable, "-c", code], env)
             results["runs"].setdefault(which, []).append(run)
             print(f"run {number + 1}/{repeat} {which}: {run['wall_seconds']:.1f} s, {run['peak_mib']:,.0f} MiB "
                   f"(load {run['load_before']:.1f})", file=sys.stderr)
     if args.profile:
         results["profile"] = profile_stages(base, model, args.config, out)
+    if args.stages:
+        code = _STAGES.format(root=str(ROOT), config=args.config, uri=model["uri"], model_uri=model["model_uri"],
+                              base=str(base), out=str(out))
+        run = measure([sys.executable, "-c", code], env)
+        results["stages"] = {**run["inner"], "wall_seconds": run["wall_seconds"], "peak_mib": run["peak_mib"],
+                             "load_before": run["load_before"], "load_after": run["load_after"]}
 
     runs = results["runs"]
     rows_table = ["| measurement | what is timed | rows/s | wall (median) | runs (s) | peak RSS | load avg |",
@@ -492,14 +610,22 @@ def main(argv: list[str] | None = None) -> int:
             f"| (same process) | |")
     if "c" in runs:
         inner = [r["inner"] for r in runs["c"]]
+        rows_c = inner[0]["rows"]
         predict = statistics.median(i["predict_seconds"] for i in inner)
         wall = _median(runs["c"], lambda r: r["wall_seconds"])
         peak = max(r["peak_mib"] for r in runs["c"])
-        summary["c"] = {"rows_per_second": n / predict, "wall_rows_per_second": n / wall, "wall": wall,
-                        "peak_mib": peak}
+        scale = n / rows_c
+        if rows_c < n:  # the whole base did not fit: scale reading, predicting and the memory they take
+            read = statistics.median(i["read_seconds"] for i in inner)
+            loaded = max(i["loaded_mib"] for i in inner)
+            wall = wall + (scale - 1) * (read + predict)
+            peak = loaded + scale * (peak - loaded)
+        summary["c"] = {"rows": rows_c, "rows_per_second": rows_c / predict, "wall_rows_per_second": n / wall,
+                        "wall": wall, "peak_mib": peak, "scaled": rows_c < n}
+        shown = "" if rows_c == n else f" ({rows_c:,} rows measured; wall and peak scaled linearly to {n:,})"
         rows_table.append(
-            f"| (c) `mlflow.pyfunc` `predict`, whole frame | predict only (whole process: {wall:.1f} s, "
-            f"{n / wall:,.0f} rows/s) | {n / predict:,.0f} | {predict:.1f} s "
+            f"| (c) `mlflow.pyfunc` `predict`, whole frame{shown} | predict only (whole process: {wall:.1f} s, "
+            f"{n / wall:,.0f} rows/s) | {rows_c / predict:,.0f} | {predict * scale:.1f} s "
             f"| {_seconds(inner, 'predict_seconds')} | {peak / GIB:.2f} GiB "
             f"| {_fmt_load(runs['c'])} |")
     results["summary"] = summary
@@ -522,6 +648,15 @@ def main(argv: list[str] | None = None) -> int:
         print("| stage | seconds |\n|---|---:|")
         for stage, seconds in stages.items():
             print(f"| {stage} | {seconds:.1f} |")
+    if "stages" in results:
+        found = results["stages"]
+        print(f"\n(a)'s stages, unprofiled (the library calls of churn score, timed one by one; "
+              f"{found['explained_rows']:,} of {found['rows']:,} rows explained, tiers {found['tiers']}, "
+              f"{found['at_risk_rows']:,} on the at-risk list; all scores in memory: {found['scores_mib']:,.0f} MiB; "
+              f"load {found['load_before']:.1f}-{found['load_after']:.1f}):")
+        print("| stage | seconds | peak RSS after |\n|---|---:|---:|")
+        for stage, seconds in found["seconds"].items():
+            print(f"| {stage} | {seconds:.1f} | {found['peak_mib_after'][stage]:,.0f} MiB |")
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0
 

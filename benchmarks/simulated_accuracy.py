@@ -90,7 +90,7 @@ def main() -> None:
               f"({full.calibration}), {seconds:.0f}s", flush=True)
     table = pd.DataFrame(rows)
     header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns)
-    lines = ["| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |"
+    lines = ["| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |"
              for row in table.itertuples(index=False)]
     print("\n".join([header, *lines]))
 

@@ -251,6 +251,21 @@ COMMANDS = {"generate": cmd_generate, "train": cmd_train, "score": cmd_score, "f
             "promote": cmd_promote, "demo": cmd_demo}
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _stop_cleanly_on_signals() -> None:
+    """Ctrl-C and a scheduler's SIGTERM both end the command cleanly: no partial output.
+
+    Set explicitly, since a process started in the background inherits an ignored SIGINT.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``churn`` console script."""
     parser = build_parser()
@@ -258,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     # OpenMP threads that spin while waiting slow boosting down badly when the cores are
     # shared (CI, busy servers); passive waiting costs nothing on an idle machine.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _stop_cleanly_on_signals()
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     show_progress = sys.stderr.isatty() or os.environ.get("CHURN_PROGRESS") == "1"
     progress = Progress(show_progress)

@@ -226,7 +226,8 @@ def test_budget_and_capacity_targeting(scored_model):
     assert "targeting (budget 500)" in out.stdout
 
 
-def test_interrupted_scoring_leaves_no_output(scored_model):
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_interrupted_scoring_leaves_no_output(scored_model, signal_name):
     import signal
 
     work = scored_model
@@ -239,7 +240,7 @@ def test_interrupted_scoring_leaves_no_output(scored_model):
                                text=True, env=env)
     for line in process.stderr:
         if "scored" in line:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(getattr(signal, signal_name))
             break
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
