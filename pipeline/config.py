@@ -110,7 +110,9 @@ class ScoringConfig:
 class TrackingConfig:
     """Where runs and models go."""
 
+    #: MLflow experiment that training and scoring runs go to.
     experiment: str = "post-breach-churn"
+    #: Registered model name (``--model-name`` overrides it).
     model_name: str = "post-breach-churn"
 
 
