@@ -973,8 +973,8 @@ def plot_profit(y_true: Any, proba: Any, *, value: Any = None, campaign: Campaig
         xlim=(0, 1),
         xlabel="Share of base targeted (highest risk first)",
         ylabel="Profit per subscriber of the base",
-        title=f"Retention campaign profit (CLV {clv:,.0f}, offer {campaign.offer_cost:,.0f}, "
-        f"contact {campaign.contact_cost:,.0f})",
+        title=f"Retention campaign profit\n(mean CLV {clv:,.0f}, offer {incentive_cost:,.0f}, "
+        f"contact {contact_cost:,.0f})",
     )
     axes.grid(alpha=0.3)
     axes.legend(loc="best")
@@ -995,7 +995,7 @@ def plot_feature_importance(importances: pd.Series, top: int = 20, *, scoring: s
     axes.axvline(0.0, color=_REFERENCE_COLOUR, lw=1)
     axes.set(
         xlabel=f"Drop in {scoring} when the column is shuffled",
-        title=f"Permutation importance (hold-out, top {len(shown)} of {len(importances)} columns)",
+        title=f"Permutation importance\n(hold-out, top {len(shown)} of {len(importances)} columns)",
     )
     axes.grid(axis="x", alpha=0.3)
     return figure
