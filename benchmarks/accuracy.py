@@ -59,7 +59,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-#: Threads a booster may use (the benchmark machine has 2 cores; runs are sequential).
+#: Threads a model may use by default (the benchmark machine has 2 cores; runs are sequential).
 THREADS = 2
 #: Models in report order; the first two are the pipeline, the rest plain baselines.
 PIPELINE_MODELS = ("pipeline", "pipeline_refit")
@@ -203,7 +203,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _logistic(seed: int):
+def _logistic(seed: int, threads: int):
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
@@ -221,23 +221,24 @@ def _logistic(seed: int):
     return Pipeline([("encode", encode), ("classifier", LogisticRegression(max_iter=5000, random_state=seed))])
 
 
-def _hist_gradient_boosting(seed: int):
+def _hist_gradient_boosting(seed: int, threads: int):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed)
 
 
-def _lightgbm(seed: int):
+def _lightgbm(seed: int, threads: int):
     from lightgbm import LGBMClassifier
 
-    return LGBMClassifier(random_state=seed, n_jobs=THREADS, verbose=-1)
+    return LGBMClassifier(random_state=seed, n_jobs=threads, verbose=-1)
 
 
 class _CatBoost:
     """Default CatBoost with the typed frame's categorical columns declared as such."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, threads: int):
         self.seed = seed
+        self.threads = threads
 
     @staticmethod
     def _as_catboost(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -253,7 +254,7 @@ class _CatBoost:
 
         frame, names = self._as_catboost(X)
         self.model_ = CatBoostClassifier(
-            random_seed=self.seed, thread_count=THREADS, verbose=0, allow_writing_files=False, cat_features=names
+            random_seed=self.seed, thread_count=self.threads, verbose=0, allow_writing_files=False, cat_features=names
         )
         self.model_.fit(frame, y)
         return self
@@ -262,7 +263,7 @@ class _CatBoost:
         return self.model_.predict_proba(self._as_catboost(X)[0])
 
 
-BASELINE_FACTORIES: dict[str, Callable[[int], Any]] = {
+BASELINE_FACTORIES: dict[str, Callable[[int, int], Any]] = {
     "logistic": _logistic,
     "hist_gradient_boosting": _hist_gradient_boosting,
     "lightgbm": _lightgbm,
@@ -285,14 +286,14 @@ def available_baselines(names: list[str]) -> list[str]:
     return kept
 
 
-def fit_baseline(name: str, data: BenchData, rows: np.ndarray, seed: int):
+def fit_baseline(name: str, data: BenchData, rows: np.ndarray, seed: int, threads: int = THREADS):
     """Fit one baseline on the rows (typed by ``TableTyper``); return (predict function, wall s, CPU s)."""
     from pipeline.prepare import TableTyper
 
     clock, cpu = time.perf_counter(), time.process_time()
     drop = (data.id_column,) if data.id_column else ()
     typer = TableTyper(drop_columns=drop).set_output(transform="pandas").fit(raw_features(data, rows))
-    model = BASELINE_FACTORIES[name](seed).fit(typer.transform(raw_features(data, rows)), data.y[rows])
+    model = BASELINE_FACTORIES[name](seed, threads).fit(typer.transform(raw_features(data, rows)), data.y[rows])
     wall, used = time.perf_counter() - clock, time.process_time() - cpu
 
     def predict(frame: pd.DataFrame) -> np.ndarray:
@@ -321,7 +322,14 @@ def fold_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
 
 
 def run_dataset(
-    data: BenchData, *, models: list[str], repeats: int, seed: int, config, max_folds: int | None = None
+    data: BenchData,
+    *,
+    models: list[str],
+    repeats: int,
+    seed: int,
+    config,
+    threads: int = THREADS,
+    max_folds: int | None = None,
 ) -> list[dict[str, Any]]:
     """Every model on every fold (or the first ``max_folds``) of one dataset: one record per (fold, model)."""
     from sklearn.model_selection import RepeatedStratifiedKFold
@@ -342,7 +350,7 @@ def run_dataset(
                 model, wall, used = trained[name]
                 fitted[name] = (lambda frame, model=model: model.predict_proba(frame)[:, 1], wall, used)
         for name in baselines:
-            fitted[name] = fit_baseline(name, data, train_rows, seed)
+            fitted[name] = fit_baseline(name, data, train_rows, seed, threads)
         for name in models:
             predict, wall, used = fitted[name]
             record = {"dataset": data.name, "fold": fold, "model": name,
@@ -378,27 +386,34 @@ def markdown_table(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def goal_check(summary: pd.DataFrame) -> str:
-    """Issue 5's goal, per dataset and pipeline variant, as markdown lines with the margins."""
+def goal_check(summary: pd.DataFrame, records: list[dict[str, Any]]) -> str:
+    """Issue 5's goal, per dataset and pipeline variant, as markdown lines with the margins.
+
+    Each margin is the mean over the folds of the pipeline's value minus the best baseline's on
+    the same fold, with its standard error (folds of repeated CV overlap, so it is optimistic).
+    """
+    folds = pd.DataFrame([{k: r[k] for k in ("dataset", "fold", "model", *METRICS)} for r in records])
     lines = []
     for dataset, rows in summary.groupby("dataset", sort=False):
         rows = rows.set_index("model")
         baselines = [m for m in rows.index if m in BASELINES]
         if not baselines:
             continue
+        paired = folds[folds["dataset"] == dataset].pivot(index="fold", columns="model")
         for variant in [m for m in rows.index if m in PIPELINE_MODELS]:
             parts, met = [], True
-            for metric, label in (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("top_decile_lift", "lift")):
-                best = rows.loc[baselines, f"{metric}_mean"].idxmax()
-                margin = rows.loc[variant, f"{metric}_mean"] - rows.loc[best, f"{metric}_mean"]
-                met &= margin >= 0
-                parts.append(f"{label} {margin:+.3f} vs {best}")
-            best = rows.loc[baselines, "brier_mean"].idxmin()
-            margin = rows.loc[variant, "brier_mean"] - rows.loc[best, "brier_mean"]
-            met &= margin < 0
-            parts.append(f"Brier {margin:+.4f} vs {best}")
+            for metric, label, higher in (("roc_auc", "ROC AUC", True), ("pr_auc", "PR AUC", True),
+                                          ("top_decile_lift", "lift", True), ("brier", "Brier", False)):
+                means = rows.loc[baselines, f"{metric}_mean"]
+                best = means.idxmax() if higher else means.idxmin()
+                difference = paired[metric][variant] - paired[metric][best]
+                margin = difference.mean()
+                error = difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else float("nan")
+                met &= bool(margin >= 0) if higher else bool(margin < 0)
+                digits = 4 if metric == "brier" else 3
+                parts.append(f"{label} {margin:+.{digits}f} ± {error:.{digits}f} vs {best}")
             fit, cpu = rows.loc[variant, "fit_seconds_mean"], rows.loc[variant, "fit_cpu_seconds_mean"]
-            met &= fit < FIT_SECONDS_GOAL
+            met &= bool(fit < FIT_SECONDS_GOAL)
             slowest = f", slowest fold {rows.loc[variant, 'fit_seconds_max']:.1f} s" if "fit_seconds_max" in rows else ""
             parts.append(f"fit {fit:.1f} s wall mean ({cpu:.1f} s CPU){slowest}")
             lines.append(f"- {dataset}, {variant}: **{'met' if met else 'not met'}** ({'; '.join(parts)})")
@@ -432,12 +447,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         default=[*PIPELINE_MODELS, *BASELINES], help="models to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="one repeat (5 folds) instead of three")
     parser.add_argument("--max-folds", type=int, metavar="N", help="stop after N folds per dataset (smoke runs)")
+    parser.add_argument("--threads", type=int, default=THREADS, metavar="N",
+                        help=f"threads for boosters and OpenMP/BLAS pools (default: {THREADS})")
     parser.add_argument("--seed", type=int, default=20240917, help="seed of the folds and of every model")
     parser.add_argument("--config", type=Path, metavar="TOML", help="pipeline config (default: the defaults)")
     parser.add_argument("--out", type=Path, default=RESULTS, metavar="DIR", help="where accuracy.md/json go")
     parser.add_argument("--tag", default="accuracy", help="file name stem of the outputs (default: accuracy)")
+    parser.add_argument("--from-json", type=Path, metavar="JSON",
+                        help="only rewrite the table from a saved results JSON (no fitting)")
     parser.add_argument("--verbose", action="store_true", help="show the pipeline's progress messages")
     return parser.parse_args(argv)
+
+
+def report(records: list[dict[str, Any]], run: dict[str, Any]) -> tuple[pd.DataFrame, str]:
+    """The summary and the markdown text (command, date, machine, table, goal) of one run."""
+    summary = summarise(records)
+    slowest = pd.DataFrame([{k: r[k] for k in ("dataset", "model", "fit_seconds")} for r in records])
+    slowest = slowest.groupby(["dataset", "model"], sort=False)["fit_seconds"].max().rename("fit_seconds_max")
+    summary = summary.merge(slowest.reset_index(), on=["dataset", "model"])
+    env = run["environment"]
+    started = dt.datetime.fromisoformat(run["started"])
+    text = (f"Command: `{run['command']}`  \nDate: {started:%Y-%m-%d %H:%M} UTC; {run['elapsed_seconds'] / 60:.0f} min; "
+            f"{env['cpus']} CPUs, {run.get('threads', THREADS)} thread(s) per model, "
+            f"load average at start {env['load_average_at_start'][0]:.1f}; scikit-learn {env['scikit-learn']}, "
+            f"lightgbm {env['lightgbm']}, catboost {env['catboost']}\n\n"
+            f"{markdown_table(summary)}\n\nGoal (issue 5; margins are paired per fold, ± standard error):\n"
+            f"{goal_check(summary, records)}\n")
+    return summary, text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -445,6 +481,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     warnings.filterwarnings("ignore", message=".*does not have valid feature names.*")
+    if args.from_json is not None:
+        run = json.loads(args.from_json.read_text(encoding="utf-8"))
+        _, text = report(run["folds"], run)
+        print(text)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{args.tag}.md").write_text(text, encoding="utf-8")
+        print(f"wrote {args.out / (args.tag + '.md')}")
+        return 0
+    from threadpoolctl import threadpool_limits
+
     from pipeline.config import load_config
 
     config = load_config(args.config)
@@ -456,29 +502,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no dataset found in {args.datasets}; nothing measured")
         return 1
     started = dt.datetime.now(dt.timezone.utc)
-    env = environment()
+    run = {"command": ("python benchmarks/accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip(),
+           "started": started.isoformat(), "seed": args.seed, "repeats": repeats, "threads": args.threads,
+           "config": _plain(config.flat()), "environment": environment()}
     records = []
-    for data in datasets:
-        print(f"{data.name}: {len(data.y):,} rows, churn rate {data.y.mean():.3f}, {5 * repeats} folds", flush=True)
-        records += run_dataset(data, models=models, repeats=repeats, seed=args.seed, config=config,
-                               max_folds=args.max_folds)
-    summary = summarise(records)
-    maxima = pd.DataFrame([{k: r[k] for k in ("dataset", "model", "fit_seconds")} for r in records])
-    summary = summary.merge(maxima.groupby(["dataset", "model"], sort=False)["fit_seconds"].max()
-                            .rename("fit_seconds_max").reset_index(), on=["dataset", "model"])
-    command = "python benchmarks/accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    table, goal = markdown_table(summary), goal_check(summary)
-    elapsed = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
-    text = (f"Command: `{command.strip()}`  \nDate: {started:%Y-%m-%d %H:%M} UTC; {elapsed / 60:.0f} min; "
-            f"{env['cpus']} CPUs, load average at start {env['load_average_at_start'][0]:.1f}; "
-            f"scikit-learn {env['scikit-learn']}, lightgbm {env['lightgbm']}, catboost {env['catboost']}\n\n"
-            f"{table}\n\nGoal (issue 5):\n{goal}\n")
+    # One pool size for everything (OpenMP in HistGradientBoosting, BLAS), as for the boosters.
+    with threadpool_limits(limits=args.threads):
+        for data in datasets:
+            print(f"{data.name}: {len(data.y):,} rows, churn rate {data.y.mean():.3f}, {5 * repeats} folds", flush=True)
+            records += run_dataset(data, models=models, repeats=repeats, seed=args.seed, config=config,
+                                   threads=args.threads, max_folds=args.max_folds)
+    run["elapsed_seconds"] = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
+    summary, text = report(records, run)
     print("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.tag}.md").write_text(text, encoding="utf-8")
-    payload = {"command": command.strip(), "started": started.isoformat(), "elapsed_seconds": elapsed,
-               "seed": args.seed, "repeats": repeats, "config": _plain(config.flat()), "environment": env,
-               "summary": summary.to_dict(orient="records"), "folds": records}
+    payload = {**run, "summary": summary.to_dict(orient="records"), "folds": records}
     (args.out / f"{args.tag}.json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
     print(f"wrote {args.out / (args.tag + '.md')} and {args.tag}.json")
     return 0

@@ -509,6 +509,103 @@ def _fmt_load(runs: list[dict]) -> str:
     return f"{min(values):.1f}-{max(values):.1f}"
 
 
+def summarise(results: dict) -> dict:
+    """Medians of each measurement: rows/s by wall time and by CPU time, wall, peak RSS."""
+    n, runs, summary = results["subscribers"], results["runs"], {}
+    for which in ("a", "a-csv"):
+        if which in runs:
+            wall = _median(runs[which], lambda r: r["wall_seconds"])
+            cpu = _median(runs[which], lambda r: r["cpu_seconds"])
+            job = _median(runs[which], lambda r: r.get("job_seconds") or r["wall_seconds"])
+            summary[which] = {"rows": n, "wall": wall, "cpu": cpu, "job": job, "rows_per_second": n / wall,
+                              "rows_per_cpu_second": n / cpu, "peak_mib": max(r["peak_mib"] for r in runs[which])}
+    if "b" in runs:
+        inner = [r["inner"] for r in runs["b"]]
+        for key, prefix in (("b", ""), ("b-booster", "booster_")):
+            wall = statistics.median(i[f"{prefix}predict_seconds"] for i in inner)
+            cpu = statistics.median(i.get(f"{prefix}predict_cpu_seconds", float("nan")) for i in inner)
+            summary[key] = {"rows": n, "wall": wall, "cpu": cpu, "rows_per_second": n / wall,
+                            "rows_per_cpu_second": n / cpu, "peak_mib": max(r["peak_mib"] for r in runs["b"])}
+    if "c" in runs:
+        inner = [r["inner"] for r in runs["c"]]
+        rows = inner[0]["rows"]
+        predict = statistics.median(i["predict_seconds"] for i in inner)
+        cpu = statistics.median(i.get("predict_cpu_seconds", float("nan")) for i in inner)
+        wall = _median(runs["c"], lambda r: r["wall_seconds"])
+        peak = max(r["peak_mib"] for r in runs["c"])
+        scale = n / rows
+        if rows < n:  # the whole base did not fit: scale reading, predicting and the memory they take
+            read = statistics.median(i["read_seconds"] for i in inner)
+            loaded = max(i["loaded_mib"] for i in inner)
+            wall += (scale - 1) * (read + predict)
+            peak = loaded + scale * (peak - loaded)
+        summary["c"] = {"rows": rows, "wall": wall, "predict": predict * scale, "cpu": cpu * scale,
+                        "rows_per_second": rows / predict, "rows_per_cpu_second": rows / cpu,
+                        "process_rows_per_second": n / wall, "peak_mib": peak, "scaled": rows < n}
+    return summary
+
+
+def report(results: dict) -> list[str]:
+    """The markdown tables and goal lines of a results dict (as saved in the JSON file)."""
+    n, runs, summary, model = results["subscribers"], results["runs"], results["summary"], results["model"]
+    lines = [f"{n:,} subscribers, {results['columns']} feature columns; model: HistGradientBoosting "
+             f"{model['booster_iterations']} iterations x {model['leaves']} leaves, {model['calibration']} "
+             f"calibration; {results['repeat']} run(s) of each; {results['machine']}", "",
+             "| measurement | what is timed | rows/s | wall (median) | runs (s) | CPU | rows per CPU-s | peak RSS "
+             "| load avg |", "|---|---|---:|---:|---|---:|---:|---:|---|"]
+
+    def row(label, timed, key, runs_text, load):
+        found = summary[key]
+        lines.append(f"| {label} | {timed} | {found['rows_per_second']:,.0f} | {found.get('predict', found['wall']):.1f} s "
+                     f"| {runs_text} | {found['cpu']:.1f} s | {found['rows_per_cpu_second']:,.0f} "
+                     f"| {found['peak_mib'] / GIB:.2f} GiB | {load} |")
+
+    for key, label in (("a", "(a) `churn score --all`, Parquet"), ("a-csv", "(a) `churn score`, at-risk CSV")):
+        if key in summary:
+            found = summary[key]
+            row(label, f"whole command (job's own timer: {found['job']:.1f} s)", key,
+                _seconds(runs[key], "wall_seconds"), _fmt_load(runs[key]))
+    if "b" in summary:
+        inner = [r["inner"] for r in runs["b"]]
+        row("(b) bare model (`mlflow.sklearn`)", "`predict_proba` only, in batches", "b",
+            _seconds(inner, "predict_seconds"), _fmt_load(runs["b"]))
+        row("(b') its booster alone", "`HistGradientBoostingClassifier.predict_proba` on the typed matrix",
+            "b-booster", _seconds(inner, "booster_predict_seconds"), "same process")
+    if "c" in summary:
+        found = summary["c"]
+        inner = [r["inner"] for r in runs["c"]]
+        scaled = f"; {found['rows']:,} rows measured, scaled to {n:,}" if found["scaled"] else ""
+        row("(c) `mlflow.pyfunc`, one call", f"`predict` only (whole process {found['wall']:.1f} s{scaled})", "c",
+            _seconds(inner, "predict_seconds"), _fmt_load(runs["c"]))
+    if "a" in summary and "b" in summary:
+        a, b = summary["a"], summary["b"]
+        lines += ["", f"- (a) / (b) rows/s: {a['rows_per_second'] / b['rows_per_second']:.2f} by wall time, "
+                      f"{a['rows_per_cpu_second'] / b['rows_per_cpu_second']:.2f} by CPU time (goal >= 0.5)",
+                  f"- (a) peak RSS: {a['peak_mib'] / GIB:.2f} GiB (goal < 2)"]
+    if "a" in summary and "c" in summary:
+        a, c = summary["a"], summary["c"]
+        lines += [f"- (a) wall / (c) whole-process wall: {a['wall'] / c['wall']:.2f}; (a) rows/s / (c) predict-only "
+                  f"rows/s: {a['rows_per_second'] / c['rows_per_second']:.2f} by wall, "
+                  f"{a['rows_per_cpu_second'] / c['rows_per_cpu_second']:.2f} by CPU (goal: (a) no slower)",
+                  f"- (a) peak / (c) peak: {a['peak_mib'] / c['peak_mib']:.2f} (goal <= 0.5)"]
+    if "profile" in results:
+        found = results["profile"]
+        lines += ["", f"Where (a)'s time goes (cProfile, cumulative seconds; profiled wall {found['wall_seconds']:.1f} s, "
+                      f"load {found['load_before']:.1f}-{found['load_after']:.1f}):", "",
+                  "| stage | seconds |", "|---|---:|"]
+        lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in found["stages"].items()]
+    if "stages" in results:
+        found = results["stages"]
+        lines += ["", f"(a)'s stages unprofiled (the library calls of `churn score`, timed one by one; "
+                      f"{found['explained_rows']:,} of {found['rows']:,} rows explained; {found['at_risk_rows']:,} on "
+                      f"the at-risk list; all scores in memory {found['scores_mib']:,.0f} MiB; load "
+                      f"{found['load_before']:.1f}-{found['load_after']:.1f}):", "",
+                  "| stage | seconds | peak RSS so far |", "|---|---:|---:|"]
+        lines += [f"| {stage} | {seconds:.1f} | {found['peak_mib_after'][stage]:,.0f} MiB |"
+                  for stage, seconds in found["seconds"].items()]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=10_000_000, help="size of the scored base")
@@ -532,7 +629,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", action="store_true",
                         help="also time (a)'s stages unprofiled, calling the library as churn score does")
     parser.add_argument("--tag", default="", help="suffix of the results file")
+    parser.add_argument("--report", metavar="JSON", help="print the tables of a saved results file and stop")
     args = parser.parse_args(argv)
+    if args.report:
+        results = json.loads(Path(args.report).read_text(encoding="utf-8"))
+        results["summary"] = summarise(results)
+        print("\n".join(report(results)))
+        return 0
     repeat = args.repeat or (3 if args.subscribers <= 2_000_000 else 1)
 
     sys.path.insert(0, str(ROOT))
@@ -582,84 +685,8 @@ def main(argv: list[str] | None = None) -> int:
         results["stages"] = {**run["inner"], "wall_seconds": run["wall_seconds"], "peak_mib": run["peak_mib"],
                              "load_before": run["load_before"], "load_after": run["load_after"]}
 
-    runs = results["runs"]
-    rows_table = ["| measurement | what is timed | rows/s | wall (median) | runs (s) | peak RSS | load avg |",
-                  "|---|---|---:|---:|---|---:|---|"]
-    summary = {}
-    for which, label in (("a", "(a) `churn score --all` to Parquet"), ("a-csv", "(a) `churn score` at-risk CSV")):
-        if which in runs:
-            wall = _median(runs[which], lambda r: r["wall_seconds"])
-            job = _median(runs[which], lambda r: r.get("job_seconds") or r["wall_seconds"])
-            peak = max(r["peak_mib"] for r in runs[which])
-            summary[which] = {"rows_per_second": n / wall, "job_rows_per_second": n / job, "wall": wall, "peak_mib": peak}
-            rows_table.append(
-                f"| {label} | whole command (job's own timer {job:.1f} s: {n / job:,.0f} rows/s) | {n / wall:,.0f} "
-                f"| {wall:.1f} s | {_seconds(runs[which], 'wall_seconds')} "
-                f"| {peak / GIB:.2f} GiB | {_fmt_load(runs[which])} |")
-    if "b" in runs:
-        inner = [r["inner"] for r in runs["b"]]
-        predict = statistics.median(i["predict_seconds"] for i in inner)
-        booster = statistics.median(i["booster_predict_seconds"] for i in inner)
-        peak = max(r["peak_mib"] for r in runs["b"])
-        summary["b"] = {"rows_per_second": n / predict, "booster_rows_per_second": n / booster, "peak_mib": peak,
-                        "wall": _median(runs["b"], lambda r: r["wall_seconds"])}
-        rows_table.append(
-            f"| (b) bare model `predict_proba` | predict_proba only, {args.chunk_rows:,}-row batches "
-            f"| {n / predict:,.0f} | {predict:.1f} s | {_seconds(inner, 'predict_seconds')} "
-            f"| {peak / GIB:.2f} GiB | {_fmt_load(runs['b'])} |")
-        rows_table.append(
-            f"| (b') booster alone on the typed matrix | `HistGradientBoostingClassifier.predict_proba` only "
-            f"| {n / booster:,.0f} | {booster:.1f} s | {_seconds(inner, 'booster_predict_seconds')} "
-            f"| (same process) | |")
-    if "c" in runs:
-        inner = [r["inner"] for r in runs["c"]]
-        rows_c = inner[0]["rows"]
-        predict = statistics.median(i["predict_seconds"] for i in inner)
-        wall = _median(runs["c"], lambda r: r["wall_seconds"])
-        peak = max(r["peak_mib"] for r in runs["c"])
-        scale = n / rows_c
-        if rows_c < n:  # the whole base did not fit: scale reading, predicting and the memory they take
-            read = statistics.median(i["read_seconds"] for i in inner)
-            loaded = max(i["loaded_mib"] for i in inner)
-            wall = wall + (scale - 1) * (read + predict)
-            peak = loaded + scale * (peak - loaded)
-        summary["c"] = {"rows": rows_c, "rows_per_second": rows_c / predict, "wall_rows_per_second": n / wall,
-                        "wall": wall, "peak_mib": peak, "scaled": rows_c < n}
-        shown = "" if rows_c == n else f" ({rows_c:,} rows measured; wall and peak scaled linearly to {n:,})"
-        rows_table.append(
-            f"| (c) `mlflow.pyfunc` `predict`, whole frame{shown} | predict only (whole process: {wall:.1f} s, "
-            f"{n / wall:,.0f} rows/s) | {rows_c / predict:,.0f} | {predict * scale:.1f} s "
-            f"| {_seconds(inner, 'predict_seconds')} | {peak / GIB:.2f} GiB "
-            f"| {_fmt_load(runs['c'])} |")
-    results["summary"] = summary
-    print(f"\n{n:,} subscribers, {results['columns']} feature columns, model: HistGradientBoosting "
-          f"{model['booster_iterations']} iterations x {model['leaves']} leaves, {model['calibration']} calibration; "
-          f"{repeat} run(s) each; {results['machine']}\n")
-    print("\n".join(rows_table))
-    if "a" in summary and "b" in summary:
-        a, b = summary["a"], summary["b"]
-        print(f"\n(a) / (b) rows/s: {a['rows_per_second'] / b['rows_per_second']:.2f} (goal >= 0.5); "
-              f"(a) peak {a['peak_mib'] / GIB:.2f} GiB (goal < 2)")
-    if "a" in summary and "c" in summary:
-        a, c = summary["a"], summary["c"]
-        print(f"(a) wall / (c) whole-process wall: {a['wall'] / c['wall']:.2f} (goal <= 1); (a) rows/s vs (c) "
-              f"predict-only rows/s: {a['rows_per_second'] / c['rows_per_second']:.2f}; "
-              f"(a) peak / (c) peak: {a['peak_mib'] / c['peak_mib']:.2f} (goal <= 0.5)")
-    if "profile" in results:
-        stages = results["profile"]["stages"]
-        print(f"\nwhere (a)'s time goes (cProfile, cumulative; profiled wall {results['profile']['wall_seconds']:.1f} s):")
-        print("| stage | seconds |\n|---|---:|")
-        for stage, seconds in stages.items():
-            print(f"| {stage} | {seconds:.1f} |")
-    if "stages" in results:
-        found = results["stages"]
-        print(f"\n(a)'s stages, unprofiled (the library calls of churn score, timed one by one; "
-              f"{found['explained_rows']:,} of {found['rows']:,} rows explained, tiers {found['tiers']}, "
-              f"{found['at_risk_rows']:,} on the at-risk list; all scores in memory: {found['scores_mib']:,.0f} MiB; "
-              f"load {found['load_before']:.1f}-{found['load_after']:.1f}):")
-        print("| stage | seconds | peak RSS after |\n|---|---:|---:|")
-        for stage, seconds in found["seconds"].items():
-            print(f"| {stage} | {seconds:.1f} | {found['peak_mib_after'][stage]:,.0f} MiB |")
+    results["summary"] = summarise(results)
+    print("\n".join(report(results)))
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0
 

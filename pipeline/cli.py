@@ -152,6 +152,8 @@ def cmd_train(args, progress: Progress) -> int:
     print(f"trained {outcome.family} ({outcome.calibration} calibration) on {outcome.rows:,} rows; hold-out: "
           f"ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f}, Brier {m['brier']:.4f}, "
           f"top-decile lift {m['top_decile_lift']:.2f}, EMPC {m['empc']:.4g}")
+    if outcome.dropped:
+        print("columns not used: " + "; ".join(f"{c} ({r})" for c, r in outcome.dropped.items()))
     print(f"run {outcome.run_id}; registered {config.tracking.model_name} version {outcome.version}")
     print(outcome.message)
     return 0

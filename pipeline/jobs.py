@@ -73,6 +73,15 @@ def load_dataset(
     )
 
 
+def _columns_report(result, dataset) -> pd.DataFrame:
+    """Every source column: what the model made of it, or why it was left out (personal data first)."""
+    personal = pd.DataFrame(
+        [{"column": c, "use": "dropped", "reason": r} for c, r in dataset.dropped.items()],
+        columns=["column", "use", "reason"],
+    )
+    return pd.concat([result.columns, personal], ignore_index=True)
+
+
 @dataclass
 class TrainOutcome:
     """What ``train_job`` did, for the CLI to print."""
@@ -156,7 +165,7 @@ def train_job(
             "selection/candidates.csv": result.candidates.assign(params=result.candidates["params"].astype(str)),
             "evaluation/segments.csv": segment_table,
             "evaluation/permutation_importance.csv": importances.rename("importance").rename_axis("column").reset_index(),
-            "data/columns.csv": result.columns,
+            "data/columns.csv": _columns_report(result, dataset),
             "evaluation/reliability.csv": evaluate.reliability_table(y_holdout, result.holdout_proba).table,
         }
         say("logging the run to MLflow")
@@ -202,8 +211,9 @@ def train_job(
         run_id=run_id, version=version, promoted=promoted,
         champion_version=tracking.champion_version(model_name), message=message, metrics=result.metrics,
         family=result.family, calibration=result.calibration, rows=dataset.n_rows,
-        dropped=dict(zip(result.columns.loc[result.columns["use"] == "dropped", "column"],
-                         result.columns.loc[result.columns["use"] == "dropped", "reason"])),
+        dropped={**dataset.dropped,
+                 **dict(zip(result.columns.loc[result.columns["use"] == "dropped", "column"],
+                            result.columns.loc[result.columns["use"] == "dropped", "reason"]))},
     )
 
 

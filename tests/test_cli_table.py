@@ -97,6 +97,10 @@ def test_train_registers_champion_logs_metrics_and_scores(workdir):
     assert {"plots/roc.png", "plots/calibration.png", "plots/gains_lift.png"} <= artifacts
     # personal data stays out: the name column was never a model input and is in no parameter
     assert not any("Person" in str(v) for v in logged.data.params.values())
+    assert "customer_name (personal data (column name))" in out.stdout
+    columns = pd.read_csv(client.download_artifacts(run_id, "data/columns.csv"))
+    assert columns.set_index("column").loc["customer_name", "reason"] == "personal data (column name)"
+    assert columns.set_index("column").loc["customer", "reason"].startswith("excluded by configuration")
 
     scored = run(["score", "--data", "unlabelled.csv", "--output", "all.csv", "--all"], workdir)
     assert "wrote 1,200 rows" in scored.stdout
