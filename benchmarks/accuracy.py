@@ -21,13 +21,18 @@ Per fold it records ROC AUC, PR AUC (average precision), top-decile lift, Brier 
 fit seconds (wall clock and process CPU); it prints a markdown table of mean and standard
 deviation over the folds, checks the goal of issue 5 (the pipeline's mean ROC AUC, PR AUC
 and top-decile lift at least the best baseline's, its Brier score below every baseline's,
-under 60 s of fitting per fold) and writes ``benchmarks/results/accuracy.md`` and
-``accuracy.json`` (per-fold values)::
+under 60 s of fitting per fold; margins are paired per fold) and writes
+``benchmarks/results/accuracy.md`` and ``accuracy.json`` (per-fold values)::
 
     .venv/bin/python benchmarks/accuracy.py                   # 15 folds per dataset
     .venv/bin/python benchmarks/accuracy.py --quick           # 1 repeat: 5 folds
+    .venv/bin/python benchmarks/accuracy.py --threads 1       # one thread per model
     .venv/bin/python benchmarks/accuracy.py --dataset bigml --models pipeline catboost
-    .venv/bin/python benchmarks/accuracy.py --config my.toml  # another pipeline config
+    .venv/bin/python benchmarks/accuracy.py --config my.toml --tag my  # another pipeline config
+    .venv/bin/python benchmarks/accuracy.py --from-json benchmarks/results/accuracy.json  # table only
+
+``--threads`` sets the boosters' thread counts and limits every OpenMP/BLAS pool (so also
+HistGradientBoosting inside the pipeline) for the whole run.
 
 The datasets are read from ``../shared/datasets`` beside the repository (``--datasets DIR``
 elsewhere); a missing file is skipped with a message.  Nothing is downloaded.
@@ -489,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{args.tag}.md").write_text(text, encoding="utf-8")
         print(f"wrote {args.out / (args.tag + '.md')}")
         return 0
+    import sklearn.ensemble  # noqa: F401  (loads scikit-learn's OpenMP runtime, so the limit below reaches it)
     from threadpoolctl import threadpool_limits
 
     from pipeline.config import load_config
