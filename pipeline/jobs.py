@@ -279,7 +279,7 @@ def _table_total(data: str) -> int | None:
     return None
 
 
-def scoring_model(loaded) -> "ScoringModel":
+def scoring_model(loaded):
     """What scoring needs from a loaded model, from its MLflow metadata and signature."""
     from pipeline.score import ScoringModel
 
@@ -405,7 +405,6 @@ def score_job(
     else:
         raise ConfigError(f"unknown engine {engine!r}; expected pandas or spark")
     written, summary = finalize(scores, budget=budget, capacity=capacity, write_all=write_all)
-    listed = written if not write_all else written[written["risk_tier"] != "low"]
     write_output(written, output_path)
     seconds = time.perf_counter() - started
     psi = drift.psi()

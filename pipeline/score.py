@@ -102,6 +102,11 @@ def check_signature(columns: dict[str, str], scoring: ScoringModel, *, source: s
         if c in columns and scoring.signature.get(c) in ("double", "float", "long", "integer")
         and columns[c] == "text"
     ]
+    raise_column_problems(source, missing, mistyped)
+
+
+def raise_column_problems(source: str, missing: list, mistyped: list[str]) -> None:
+    """One error naming every missing and every mistyped model input column, if there are any."""
     problems = []
     if missing:
         problems.append(f"missing column(s) the model needs: {', '.join(map(str, missing))}")

@@ -432,13 +432,9 @@ def check_input(frame, input_columns: Sequence[str], signature: Mapping[str, str
             filled, numbers = row[f"filled_{i}"] or 0, row[f"numbers_{i}"] or 0
             if filled and numbers / filled < 0.95:
                 mistyped.append(f"{name} (text, expected number)")
-    problems = []
-    if missing:
-        problems.append(f"missing column(s) the model needs: {', '.join(map(str, missing))}")
-    if mistyped:
-        problems.append(f"mistyped column(s): {', '.join(mistyped)}")
-    if problems:
-        raise DataError(f"{source}: " + "; ".join(problems))
+    from pipeline.score import raise_column_problems
+
+    raise_column_problems(source, missing, mistyped)
     return casts
 
 

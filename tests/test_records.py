@@ -6,7 +6,6 @@ import json
 import re
 from dataclasses import replace
 
-import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 import pytest

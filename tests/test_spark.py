@@ -9,7 +9,6 @@ other failure to start Spark fails them.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
