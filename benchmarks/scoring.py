@@ -13,11 +13,19 @@ recorded:
   subscriber written as Parquet, the MLflow scoring run), and the CRM variant
   ``churn score --data BASE --output at_risk.csv`` (the at-risk list only, as CSV);
 - **(b) bare model**: the model loaded with ``mlflow.sklearn.load_model``, its
-  ``predict_proba`` timed alone on the prepared feature matrix read back chunk by chunk
-  from a Parquet file; also the inner ``HistGradientBoostingClassifier`` alone on the
-  already-typed matrix (no ``TableTyper``, no calibration), the issue's "bare booster";
+  ``predict_proba`` timed alone on the prepared feature matrix read back in 250,000-row
+  batches from a Parquet file; and (b') the inner ``HistGradientBoostingClassifier`` alone on
+  the already-typed matrix (no ``TableTyper``, no calibration);
 - **(c) pyfunc**: ``mlflow.pyfunc.load_model(uri).predict(frame)`` on the whole prepared
-  feature frame in one call.
+  feature frame in one call.  ``--pyfunc-rows N`` predicts only the first N rows in that one
+  call when the whole base does not fit in memory, and scales its reading, predicting and
+  memory above the loaded model linearly to the base (the table says so).
+
+Every figure comes with CPU time (user + system, all threads: the wrapper's
+``RUSAGE_CHILDREN`` for (a), ``time.process_time`` around the timed calls for (b) and (c))
+next to wall time, since on a shared machine CPU time is the steadier measure, and with the
+1-minute load average before and after each measurement.  Measurements are interleaved
+run by run so that a change of load hits them alike.
 
 Setup is cached under ``benchmarks/results/`` (git-ignored) and reused: the scored base
 (``pipeline.simulate.generate``, seed 42), a 100,000-subscriber training base (seed 7), a
@@ -25,18 +33,22 @@ model trained once with ``churn train`` and a fast config (HistGradientBoosting 
 search, 3 folds, no blend) into its own SQLite MLflow store, and the prepared feature
 matrix (``pipeline.dataset.records_dataset`` chunk by chunk, as scoring computes it)::
 
-    .venv/bin/python benchmarks/scoring.py                          # 10,000,000 subscribers, 1 run each
-    .venv/bin/python benchmarks/scoring.py --subscribers 1000000    # 3 runs each, medians
-    .venv/bin/python benchmarks/scoring.py --subscribers 1000000 --profile   # + where (a)'s time goes
+    .venv/bin/python benchmarks/scoring.py --pyfunc-rows 2000000    # 10,000,000 subscribers, 1 run each
+    .venv/bin/python benchmarks/scoring.py --subscribers 1000000 --profile --stages   # 3 runs each, medians
     .venv/bin/python benchmarks/scoring.py --subscribers 1000000 --only a --config my.toml --tag chunk500k
-    .venv/bin/python benchmarks/scoring.py --subscribers 1000000 --iterations 200   # a 200-tree model
+    .venv/bin/python benchmarks/scoring.py --subscribers 1000000 --iterations 200     # a 200-tree model
+    .venv/bin/python benchmarks/scoring.py --report benchmarks/results/scoring-1000000.json
 
 ``--iterations N`` trains a model whose boosting runs exactly N iterations (early stopping
 off; the same ``churn train`` otherwise, with ``pipeline.model.make_candidate`` wrapped in
-the training subprocess), like the issue's reference model.  ``--profile`` runs (a) once
-more under ``cProfile`` and prints the time of each stage.  The table goes to stdout;
-every run's figures, the 1-minute load average before and after each measurement, the
-configuration and the package versions to ``benchmarks/results/scoring-<N>[-tag].json``.
+the training subprocess), like the issue's 200-iteration reference model.  ``--profile``
+runs (a) once more under ``cProfile`` and reports each stage's cumulative time;
+``--stages`` times the stages without a profiler, calling the library functions
+``churn score`` calls, chunk by chunk, with the peak RSS reached by each.  ``--config`` is
+passed to ``churn score`` (chunk sizes, threads); ``--part-subscribers`` sets the part size
+of the generated base.  The tables go to stdout; every run's figures, the configuration and
+the package versions to ``benchmarks/results/scoring-<N>[-hgb<I>][-<tag>].json``, which
+``--report`` prints again.
 """
 
 from __future__ import annotations
@@ -187,7 +199,7 @@ print(json.dumps({{"rows": len(frame), "load_seconds": t1 - started, "read_secon
 
 # Unprofiled stage timings: the library calls ``churn score`` makes, chunk by chunk, each timed.
 _STAGES = """
-import json, resource, sys, time
+import contextlib, json, resource, sys, time
 sys.path.insert(0, {root!r})
 import numpy as np, pandas as pd
 from pipeline import tracking
@@ -200,84 +212,70 @@ from pipeline.records import iter_record_chunks, validate_records
 from pipeline.schema import TABLES
 from pipeline.score import finalize, score_dataset, write_output
 
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+seconds, cpu, peaks = {{}}, {{}}, {{}}
+
+@contextlib.contextmanager
+def stage(name):
+    # wall time, CPU time of the process (all threads) and the peak RSS so far, summed over chunks
+    wall, processor = time.perf_counter(), time.process_time()
+    yield
+    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - wall
+    cpu[name] = cpu.get(name, 0.0) + time.process_time() - processor
+    peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 config = load_config({config!r})
-seconds, peaks = {{}}, {{}}
-def timed(stage, started):
-    seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - started
-    peaks[stage] = peak()
-
-t = time.perf_counter()
-tracking.connect({uri!r})
-scoring = scoring_model(tracking.load_model({model_uri!r}))
-timed("load model", t)
+with stage("load model"):
+    tracking.connect({uri!r})
+    scoring = scoring_model(tracking.load_model({model_uri!r}))
 drift = DriftCounter(scoring.profile)
 chunks = iter_record_chunks({base!r}, chunk_subscribers=config.data.chunk_subscribers, validate=False,
                             tables=[name for name in TABLES if name != "outcomes"],
                             snapshot_date=config.data.snapshot_date)
-parts, explained, tiers = [], 0, {{}}
+parts, explained = [], 0
 while True:
-    t = time.perf_counter()
-    records = next(chunks, None)
-    timed("read and coerce records", t)
+    with stage("read and coerce records"):
+        records = next(chunks, None)
     if records is None:
         break
-    t = time.perf_counter()
-    records = validate_records(records)
-    timed("validate records", t)
-    t = time.perf_counter()
-    chunk = records_dataset(records, snapshot_date=config.data.snapshot_date, horizon_days=config.data.horizon_days,
-                            require_label=False)
-    timed("features (records_dataset)", t)
+    with stage("validate records"):
+        records = validate_records(records)
+    with stage("features (records_dataset)"):
+        chunk = records_dataset(records, snapshot_date=config.data.snapshot_date,
+                                horizon_days=config.data.horizon_days, require_label=False)
     del records
-    t = time.perf_counter()
-    drift.add(chunk.frame)
-    timed("drift counting", t)
-    t = time.perf_counter()
-    plain = score_dataset(scoring, chunk, config, explain=False)
-    timed("score without reasons (predict, tiers, value, targeting)", t)
+    with stage("drift counting"):
+        drift.add(chunk.frame)
+    with stage("score without reasons (predict, tiers, value, targeting)"):
+        plain = score_dataset(scoring, chunk, config, explain=False)
     worth = np.flatnonzero((plain["risk_tier"] != "low").to_numpy() | (plain["expected_net_value"] > 0).to_numpy())
     explained += len(worth)
-    for tier, count in plain["risk_tier"].value_counts().items():
-        tiers[tier] = tiers.get(tier, 0) + int(count)
     X = chunk.frame[scoring.input_columns].iloc[worth]
-    t = time.perf_counter()
-    attribution = _explain(scoring.model, X, n_threads=config.train.n_threads)
-    timed("  reasons: attribution", t)
-    t = time.perf_counter()
-    contrib = pd.DataFrame(attribution.values, index=X.index, columns=attribution.columns)
-    top_reasons(contrib, X, k=3, high=attribution.high, low=attribution.low)
-    timed("  reasons: phrasing", t)
+    with stage("  reasons: attribution"):
+        attribution = _explain(scoring.model, X, n_threads=config.train.n_threads)
+    with stage("  reasons: phrasing"):
+        contrib = pd.DataFrame(attribution.values, index=X.index, columns=attribution.columns)
+        top_reasons(contrib, X, k=3, high=attribution.high, low=attribution.low)
     del attribution, contrib, X, plain
-    t = time.perf_counter()
-    parts.append(score_dataset(scoring, chunk, config))
-    timed("score with reasons and actions (as churn score)", t)
+    with stage("score with reasons and actions (as churn score)"):
+        parts.append(score_dataset(scoring, chunk, config))
     del chunk
-t = time.perf_counter()
-scores = pd.concat(parts, ignore_index=True)
-del parts
-timed("concatenate chunks", t)
+with stage("concatenate chunks"):
+    scores = pd.concat(parts, ignore_index=True)
+    del parts
 scores_mib = scores.memory_usage(deep=True).sum() / 2**20
-t = time.perf_counter()
-drift.psi()
-timed("drift PSI", t)
-t = time.perf_counter()
-written, summary = finalize(scores, write_all=True)
-timed("finalize --all (rank, target)", t)
-t = time.perf_counter()
-write_output(written, {out!r} + "/stages.parquet")
-timed("write Parquet (every subscriber)", t)
+with stage("drift PSI"):
+    drift.psi()
+with stage("finalize --all (rank, target)"):
+    written, summary = finalize(scores, write_all=True)
+with stage("write Parquet (every subscriber)"):
+    write_output(written, {out!r} + "/stages.parquet")
 del written
-t = time.perf_counter()
-written, summary = finalize(scores, write_all=False)
-timed("finalize (at-risk list)", t)
-t = time.perf_counter()
-write_output(written, {out!r} + "/stages.csv")
-timed("write CSV (at-risk list)", t)
-print(json.dumps({{"seconds": seconds, "peak_mib_after": peaks, "rows": len(scores), "explained_rows": explained,
-                  "tiers": tiers, "at_risk_rows": len(written), "scores_mib": scores_mib,
+with stage("finalize (at-risk list)"):
+    written, summary = finalize(scores, write_all=False)
+with stage("write CSV (at-risk list)"):
+    write_output(written, {out!r} + "/stages.csv")
+print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu, "peak_mib_after": peaks, "rows": len(scores),
+                  "explained_rows": explained, "at_risk_rows": len(written), "scores_mib": scores_mib,
                   "scores_columns": {{c: str(d) for c, d in scores.dtypes.items()}}}}))
 """
 
@@ -600,9 +598,9 @@ def report(results: dict) -> list[str]:
                       f"{found['explained_rows']:,} of {found['rows']:,} rows explained; {found['at_risk_rows']:,} on "
                       f"the at-risk list; all scores in memory {found['scores_mib']:,.0f} MiB; load "
                       f"{found['load_before']:.1f}-{found['load_after']:.1f}):", "",
-                  "| stage | seconds | peak RSS so far |", "|---|---:|---:|"]
-        lines += [f"| {stage} | {seconds:.1f} | {found['peak_mib_after'][stage]:,.0f} MiB |"
-                  for stage, seconds in found["seconds"].items()]
+                  "| stage | wall s | CPU s | peak RSS so far |", "|---|---:|---:|---:|"]
+        lines += [f"| {stage} | {seconds:.1f} | {found.get('cpu_seconds', {}).get(stage, float('nan')):.1f} "
+                  f"| {found['peak_mib_after'][stage]:,.0f} MiB |" for stage, seconds in found["seconds"].items()]
     return lines
 
 
