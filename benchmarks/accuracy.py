@@ -76,7 +76,6 @@ FIT_SECONDS_GOAL = 60.0
 BIGML_CHARGES = ("Total day charge", "Total eve charge", "Total night charge", "Total intl charge")
 BIGML_VALUE = "monthly_charge"
 
-log = logging.getLogger("benchmarks.accuracy")
 
 
 @dataclass(frozen=True)
