@@ -206,11 +206,10 @@ from pipeline import tracking
 from pipeline.config import load_config
 from pipeline.dataset import records_dataset
 from pipeline.drift import DriftCounter
-from pipeline.explain import _explain, top_reasons
 from pipeline.jobs import scoring_model
 from pipeline.records import iter_record_chunks, validate_records
 from pipeline.schema import TABLES
-from pipeline.score import finalize, score_dataset, write_output
+from pipeline.score import ScoreStream, score_dataset
 
 seconds, cpu, peaks = {{}}, {{}}, {{}}
 
@@ -227,56 +226,43 @@ config = load_config({config!r})
 with stage("load model"):
     tracking.connect({uri!r})
     scoring = scoring_model(tracking.load_model({model_uri!r}))
-drift = DriftCounter(scoring.profile)
-chunks = iter_record_chunks({base!r}, chunk_subscribers=config.data.chunk_subscribers, validate=False,
-                            tables=[name for name in TABLES if name != "outcomes"],
-                            snapshot_date=config.data.snapshot_date)
-parts, explained = [], 0
-while True:
-    with stage("read and coerce records"):
-        records = next(chunks, None)
-    if records is None:
-        break
-    with stage("validate records"):
-        records = validate_records(records)
-    with stage("features (records_dataset)"):
-        chunk = records_dataset(records, snapshot_date=config.data.snapshot_date,
-                                horizon_days=config.data.horizon_days, require_label=False)
-    del records
-    with stage("drift counting"):
-        drift.add(chunk.frame)
-    with stage("score without reasons (predict, tiers, value, targeting)"):
-        plain = score_dataset(scoring, chunk, config, explain=False)
-    worth = np.flatnonzero((plain["risk_tier"] != "low").to_numpy() | (plain["expected_net_value"] > 0).to_numpy())
-    explained += len(worth)
-    X = chunk.frame[scoring.input_columns].iloc[worth]
-    with stage("  reasons: attribution"):
-        attribution = _explain(scoring.model, X, n_threads=config.train.n_threads)
-    with stage("  reasons: phrasing"):
-        contrib = pd.DataFrame(attribution.values, index=X.index, columns=attribution.columns)
-        top_reasons(contrib, X, k=3, high=attribution.high, low=attribution.low)
-    del attribution, contrib, X, plain
-    with stage("score with reasons and actions (as churn score)"):
-        parts.append(score_dataset(scoring, chunk, config))
-    del chunk
-with stage("concatenate chunks"):
-    scores = pd.concat(parts, ignore_index=True)
-    del parts
-scores_mib = scores.memory_usage(deep=True).sum() / 2**20
-with stage("drift PSI"):
-    drift.psi()
-with stage("finalize --all (rank, target)"):
-    written, summary = finalize(scores, write_all=True)
-with stage("write Parquet (every subscriber)"):
-    write_output(written, {out!r} + "/stages.parquet")
-del written
-with stage("finalize (at-risk list)"):
-    written, summary = finalize(scores, write_all=False)
-with stage("write CSV (at-risk list)"):
-    write_output(written, {out!r} + "/stages.csv")
-print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu, "peak_mib_after": peaks, "rows": len(scores),
-                  "explained_rows": explained, "at_risk_rows": len(written), "scores_mib": scores_mib,
-                  "scores_columns": {{c: str(d) for c, d in scores.dtypes.items()}}}}))
+results = {{}}
+for write_all, output in ((True, {out!r} + "/stages.parquet"), (False, {out!r} + "/stages.csv")):
+    what = "--all, Parquet" if write_all else "at-risk list, CSV"
+    drift = DriftCounter(scoring.profile)
+    stream = ScoreStream(scoring, config, output=output, write_all=write_all)
+    chunks = iter_record_chunks({base!r}, chunk_subscribers=min(config.data.chunk_subscribers, config.scoring.chunk_rows),
+                                validate=False, tables=[name for name in TABLES if name != "outcomes"],
+                                snapshot_date=config.data.snapshot_date, for_features=True)
+    while True:
+        with stage(f"read and coerce records ({{what}})"):
+            records = next(chunks, None)
+        if records is None:
+            break
+        with stage(f"validate records ({{what}})"):
+            records = validate_records(records)
+        with stage(f"features (records_dataset) ({{what}})"):
+            chunk = records_dataset(records, snapshot_date=config.data.snapshot_date,
+                                    horizon_days=config.data.horizon_days, require_label=False)
+        del records
+        with stage(f"drift counting ({{what}})"):
+            drift.add(chunk.frame)
+        with stage(f"score without reasons (predict, tiers, value, targeting) ({{what}})"):
+            plain = score_dataset(scoring, chunk, config, explain=False)
+        with stage(f"keep, actions, pool, sorted run (ScoreStream.add) ({{what}})"):
+            stream.add(plain, chunk.frame)
+        del chunk, plain
+    with stage(f"drift PSI ({{what}})"):
+        drift.psi()
+    with stage(f"reasons for the first explain_rows ({{what}})"):
+        explained = stream.explained()
+    stream.explained = lambda explained=explained: explained
+    with stage(f"rank, target, merge and write ({{what}})"):
+        result = stream.finish()
+    stream.cleanup()
+    results[what] = {{"rows": stream.rows, "rows_written": result["rows_written"], "explained_rows": len(explained)}}
+print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu, "peak_mib_after": peaks, "results": results,
+                  "rows": stream.rows}}))
 """
 
 
@@ -291,7 +277,7 @@ wall = time.perf_counter() - started
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"returncode": done.returncode, "wall_seconds": wall, "peak_mib": usage.ru_maxrss / 1024,
                   "cpu_seconds": usage.ru_utime + usage.ru_stime, "load_before": load_before,
-                  "load_after": os.getloadavg()[0], "stdout": done.stdout[-4000:], "stderr": done.stderr[-4000:]}))
+                  "load_after": os.getloadavg()[0], "stdout": done.stdout[-20000:], "stderr": done.stderr[-4000:]}))
 """
 
 
@@ -464,15 +450,17 @@ def profile_stages(base: Path, model: dict, config: str | None, out: Path) -> di
         "validate records (validate_records)": cumulative("pipeline/records.py", "validate_records"),
         "features (build_features)": cumulative("pipeline/features.py", "build_features"),
         "drift counting (DriftCounter.add)": cumulative("pipeline/drift.py", "add"),
-        "score_dataset": cumulative("pipeline/score.py", "score_dataset"),
+        "score_dataset (no reasons)": cumulative("pipeline/score.py", "score_dataset"),
         "  predict (score.predict)": cumulative("pipeline/score.py", "predict", ("pipeline/score.py", "score_dataset")),
+        "  campaign values (campaign_values)": cumulative("pipeline/targeting.py", "campaign_values"),
+        "keep, actions, pool, sorted runs (ScoreStream.add_rows)": cumulative("pipeline/score.py", "add_rows"),
+        "  actions without reasons (recommend_rows)": cumulative("pipeline/score.py", "recommend_rows"),
+        "  sorted runs (_write_run)": cumulative("pipeline/score.py", "_write_run"),
+        "rank, target, explain, merge, write (ScoreStream.finish)": cumulative("pipeline/score.py", "finish"),
         "  reasons: attribution (explain._explain)": cumulative("pipeline/explain.py", "_explain"),
         "  reasons: phrasing (explain.top_reasons)": cumulative("pipeline/explain.py", "top_reasons"),
-        "  actions (recommend_actions)": cumulative("pipeline/targeting.py", "recommend_actions"),
-        "  campaign values (campaign_values)": cumulative("pipeline/targeting.py", "campaign_values"),
-        "concatenate chunks (pd.concat in score_job)": cumulative("pandas/core/reshape/concat.py", "concat", score_job),
-        "rank, target, cut (finalize)": cumulative("pipeline/score.py", "finalize"),
-        "write output (write_output)": cumulative("pipeline/score.py", "write_output"),
+        "  merge the runs (merge_runs)": cumulative("pipeline/score.py", "merge_runs"),
+        "  write (ListWriter.write)": cumulative("pipeline/score.py", "write"),
         "input hash (_input_hash)": cumulative("pipeline/jobs.py", "_input_hash"),
         "log the run (tracking.log_scoring)": cumulative("pipeline/tracking.py", "log_scoring"),
         "quantiles and tier counts in score_job": cumulative("numpy/lib/_function_base_impl.py", "quantile", score_job),
@@ -594,9 +582,10 @@ def report(results: dict) -> list[str]:
         lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in found["stages"].items()]
     if "stages" in results:
         found = results["stages"]
-        lines += ["", f"(a)'s stages unprofiled (the library calls of `churn score`, timed one by one; "
-                      f"{found['explained_rows']:,} of {found['rows']:,} rows explained; {found['at_risk_rows']:,} on "
-                      f"the at-risk list; all scores in memory {found['scores_mib']:,.0f} MiB; load "
+        counts = "; ".join(f"{what}: {r['explained_rows']:,} of {r['rows']:,} rows explained, "
+                           f"{r['rows_written']:,} written" for what, r in found.get("results", {}).items())
+        lines += ["", f"(a)'s stages unprofiled (the library calls of `churn score`, timed one by one, "
+                      f"`--all` then the at-risk list in one process; {counts}; load "
                       f"{found['load_before']:.1f}-{found['load_after']:.1f}):", "",
                   "| stage | wall s | CPU s | peak RSS so far |", "|---|---:|---:|---:|"]
         lines += [f"| {stage} | {seconds:.1f} | {found.get('cpu_seconds', {}).get(stage, float('nan')):.1f} "

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--positive", metavar="VALUE", help="label value that means churned, when not 1/true/yes")
     tr.add_argument("--value", dest="value_column", metavar="COL", help="monthly monetary value column")
     tr.add_argument("--snapshot", metavar="DATE", help="snapshot date for records (default: the manifest's)")
+    tr.add_argument("--time-column", metavar="COL",
+                    help="a table's snapshot-date column, when it holds several snapshots (folds then go by time)")
     tr.add_argument("--disclosure", metavar="DATE", help="breach disclosure date for records (default: the manifest's)")
     tr.add_argument("--seed", type=int, default=None, help="random seed (default from config: 42)")
     _common(tr)
@@ -146,10 +148,10 @@ def cmd_train(args, progress: Progress) -> int:
     outcome = train_job(
         args.data, config=config, uri=resolve_uri(args.tracking_uri), id_column=args.id_column, target=args.target,
         positive=args.positive, value_column=args.value_column, snapshot_date=args.snapshot,
-        disclosure_date=args.disclosure, progress=progress,
+        disclosure_date=args.disclosure, time_column=args.time_column, progress=progress,
     )
     m = outcome.metrics
-    print(f"trained {outcome.family} ({outcome.calibration} calibration) on {outcome.rows:,} rows; hold-out: "
+    print(f"trained {outcome.family} ({_calibration_words(outcome.calibration)}) on {outcome.rows:,} rows; hold-out: "
           f"ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f}, Brier {m['brier']:.4f}, "
           f"top-decile lift {m['top_decile_lift']:.2f}, EMPC {m['empc']:.4g}")
     if outcome.dropped:
@@ -203,6 +205,10 @@ def cmd_promote(args, progress: Progress) -> int:
     return 0
 
 
+def _calibration_words(method: str) -> str:
+    return "no calibration needed" if method == "none" else f"{method} calibration"
+
+
 def cmd_demo(args, progress: Progress) -> int:
     import pandas as pd
 
@@ -211,11 +217,13 @@ def cmd_demo(args, progress: Progress) -> int:
 
     from pipeline.config import with_overrides
 
-    # The demo's selection is lighter than a real run's (fewer random-search draws and folds)
-    # so the whole job stays within a few minutes on two cores; --config can change it.
+    # The demo's selection is lighter than a real run's (fewer random-search draws and folds,
+    # CatBoost only on bases up to 50,000 subscribers) so the whole job stays within a few
+    # minutes on two cores; --config can change it.
     config = _config(args)
     if args.config is None:
-        config = with_overrides(config, train={"search_iterations": 1, "cv_folds": 3, "selection_max_rows": 20_000})
+        config = with_overrides(config, train={"search_iterations": 1, "cv_folds": 3, "selection_max_rows": 20_000,
+                                               "catboost_max_rows": 40_000})
     workdir = Path(args.workdir).resolve()
     data_dir = workdir / "data" / "demo"
     outputs = workdir / "outputs"
@@ -230,7 +238,7 @@ def cmd_demo(args, progress: Progress) -> int:
     scored = score_job(str(data_dir), str(at_risk_path), config=config, uri=uri, progress=progress)
     m = trained.metrics
     print(f"\nPost-breach churn demo: {args.subscribers:,} synthetic subscribers, seed {args.seed}")
-    print(f"model: {trained.family} ({trained.calibration} calibration); hold-out ROC AUC {m['roc_auc']:.3f}, "
+    print(f"model: {trained.family} ({_calibration_words(trained.calibration)}); hold-out ROC AUC {m['roc_auc']:.3f}, "
           f"top-decile lift {m['top_decile_lift']:.2f}, Brier {m['brier']:.4f}")
     print(f"registered {config.tracking.model_name} version {trained.version}; {trained.message}")
     print(f"at risk: {scored.at_risk:,} subscribers; expected value at risk {_fmt_money(scored.expected_loss_at_risk)} KRW")

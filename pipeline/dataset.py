@@ -58,6 +58,9 @@ class Dataset:
     extra: dict = field(default_factory=dict)
     #: Columns of the source never given to the model, and why (personal data).
     dropped: dict = field(default_factory=dict)
+    #: Each row's snapshot date when the rows come from several snapshots (then a subscriber
+    #: has one row per date, and training's folds go by time); ``None`` for one snapshot.
+    period: pd.Series | None = None
 
     @property
     def n_rows(self) -> int:
@@ -70,6 +73,8 @@ class Dataset:
         digest.update(hashed.tobytes())
         if self.label is not None:
             digest.update(np.asarray(self.label, dtype="int8").tobytes())
+        if self.period is not None:
+            digest.update(np.asarray(self.period, dtype="datetime64[ns]").tobytes())
         return digest.hexdigest()
 
 
@@ -141,12 +146,15 @@ def table_dataset(
     value_column: str | None = None,
     source: str = "<table>",
     require_label: bool = True,
+    time_column: str | None = None,
 ) -> Dataset:
     """A modelling table from one churn table: every other column is a candidate feature.
 
-    Without an id column the row number (from 1) serves as the subscriber id.
+    Without an id column the row number (from 1) serves as the subscriber id.  With a
+    ``time_column`` the table may hold several snapshots (one row per subscriber per date):
+    the column's dates become ``Dataset.period`` and are not a feature.
     """
-    missing = [c for c in (id_column, value_column) if c is not None and c not in frame.columns]
+    missing = [c for c in (id_column, value_column, time_column) if c is not None and c not in frame.columns]
     if require_label and target is not None and target not in frame.columns:
         missing.append(target)
     if missing:
@@ -158,11 +166,15 @@ def table_dataset(
         blank = ids.isna() | (ids == "")
         if blank.any():
             raise DataError(f"{source}: column {id_column}: {first_rows(np.flatnonzero(blank.to_numpy()))} have no id")
-        duplicated = ids.duplicated(keep=False)
+        keys = ids.to_frame()
+        if time_column is not None:
+            keys[time_column] = frame[time_column].astype("string")
+        duplicated = keys.duplicated(keep=False)
         if duplicated.any():
+            per = f" and {time_column}" if time_column else ""
             raise DataError(
-                f"{source}: column {id_column}: {first_rows(np.flatnonzero(duplicated.to_numpy()))} repeat an id "
-                "(expected one row per subscriber)"
+                f"{source}: column {id_column}{per}: {first_rows(np.flatnonzero(duplicated.to_numpy()))} repeat an id "
+                f"(expected one row per subscriber{' per snapshot' if time_column else ''})"
             )
         ids = ids.astype(str).rename("subscriber_id")
     label = None
@@ -178,7 +190,14 @@ def table_dataset(
         reason = looks_personal(name, frame[name].head(500))
         if reason:
             personal[str(name)] = reason
-    dropped = [c for c in (target,) if c is not None and c in frame.columns] + list(personal)
+    period = None
+    if time_column is not None:
+        period = pd.to_datetime(frame[time_column], errors="coerce", format="mixed")
+        bad = period.isna().to_numpy()
+        if bad.any():
+            raise DataError(f"{source}: column {time_column}: {first_rows(np.flatnonzero(bad))} are not dates")
+        period = period.reset_index(drop=True).rename("snapshot_date")
+    dropped = [c for c in (target, time_column) if c is not None and c in frame.columns] + list(personal)
     features = frame.drop(columns=dropped) if dropped else frame
     return Dataset(
         frame=features,
@@ -190,13 +209,47 @@ def table_dataset(
         label_column=target,
         value_column=value_column,
         source=source,
-        dropped=personal,
+        dropped={**personal, **({time_column: "snapshot date of the row (folds by time)"} if time_column else {})},
+        period=period,
     )
 
 
-def records_dataset(records, *, snapshot_date=None, horizon_days: int = 90, require_label: bool = True) -> Dataset:
-    """A modelling table from subscriber records: point-in-time features at the snapshot."""
+def records_dataset(records, *, snapshot_date=None, horizon_days: int = 90, require_label: bool = True,
+                    earlier_snapshots: tuple[str, ...] = ()) -> Dataset:
+    """A modelling table from subscriber records: point-in-time features at the snapshot.
+
+    With ``earlier_snapshots``, the features and labels at each of those dates are stacked
+    before the snapshot's (one row per subscriber per date, each cut at its own date), and
+    ``Dataset.period`` says which date each row belongs to.
+    """
     from pipeline import features
+
+    if earlier_snapshots:
+        from pipeline.features import resolve_snapshot
+
+        main = resolve_snapshot(records, snapshot_date)
+        dates = sorted({pd.Timestamp(d) for d in earlier_snapshots})
+        late = [d for d in dates if d >= pd.Timestamp(main)]
+        if late:
+            raise DataError(f"{records.source}: training snapshot {late[0].date()} is not before the snapshot {pd.Timestamp(main).date()}")
+        parts = [records_dataset(records, snapshot_date=d.date().isoformat(), horizon_days=horizon_days,
+                                 require_label=require_label) for d in dates]
+        parts.append(records_dataset(records, snapshot_date=snapshot_date, horizon_days=horizon_days,
+                                     require_label=require_label))
+        stamps = [*dates, pd.Timestamp(main)]
+        period = pd.Series(np.repeat(np.asarray(stamps, dtype="datetime64[ns]"), [p.n_rows for p in parts]),
+                           name="snapshot_date")
+        stacked = parts[-1]
+        return Dataset(
+            frame=pd.concat([p.frame for p in parts], ignore_index=True),
+            ids=pd.concat([p.ids for p in parts], ignore_index=True),
+            label=None if stacked.label is None else pd.concat([p.label for p in parts], ignore_index=True),
+            monthly_value=pd.concat([p.monthly_value for p in parts], ignore_index=True),
+            mode="records", id_column=stacked.id_column, label_column=stacked.label_column,
+            value_column=stacked.value_column, source=stacked.source,
+            extra={k: pd.concat([p.extra[k] for p in parts], ignore_index=True) for k in stacked.extra},
+            period=period,
+        )
 
     frame = features.build_features(records, snapshot_date)
     label = None

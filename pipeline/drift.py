@@ -64,15 +64,41 @@ def _level_counts(text: pd.Series, levels: list[str]) -> np.ndarray:
     return np.append(known, float(len(text) - known.sum()))
 
 
-class DriftCounter:
-    """Counts scoring rows into the training profile's bins, one chunk at a time."""
+#: Every row is counted up to this many rows of a base; beyond, one row in ``SAMPLE_EVERY``.
+EXACT_ROWS = 200_000
+SAMPLE_EVERY = 10
 
-    def __init__(self, reference: dict):
+
+class DriftCounter:
+    """Counts scoring rows into the training profile's bins, one chunk at a time.
+
+    The first ``exact_rows`` rows of the base are all counted; after them one row in
+    ``every`` (by position in the base, so the same rows whatever the chunk size), weighted
+    by ``every``.  A PSI of 0.2 needs nowhere near millions of rows: this keeps the shares
+    an unbiased estimate at a tenth of the cost on big bases.
+    """
+
+    def __init__(self, reference: dict, *, exact_rows: int = EXACT_ROWS, every: int = SAMPLE_EVERY):
         self.reference = reference
         self.counts = {name: np.zeros(len(spec["shares"])) for name, spec in reference.items()}
+        self.exact_rows = int(exact_rows)
+        self.every = max(1, int(every))
+        self.seen = 0
 
     def add(self, frame: pd.DataFrame) -> None:
-        """Count one chunk of scoring rows."""
+        """Count one chunk of scoring rows (the next rows of the base, in order)."""
+        start, self.seen = self.seen, self.seen + len(frame)
+        exact = max(0, min(self.exact_rows - start, len(frame)))
+        if exact:
+            self._count(frame.iloc[:exact], 1.0)
+        if exact < len(frame) and self.reference:
+            first = start + exact
+            offset = (-first) % self.every
+            sampled = frame.iloc[exact + offset::self.every]
+            if len(sampled):
+                self._count(sampled, float(self.every))
+
+    def _count(self, frame: pd.DataFrame, weight: float) -> None:
         for name, spec in self.reference.items():
             if name not in frame.columns:
                 continue
@@ -80,10 +106,10 @@ class DriftCounter:
                 numbers = _numeric(frame[name])
                 if numbers is None:
                     numbers = pd.Series(np.nan, index=frame.index)
-                self.counts[name] += _numeric_counts(numbers, np.asarray(spec["edges"]))
+                self.counts[name] += weight * _numeric_counts(numbers, np.asarray(spec["edges"]))
             else:
                 text = frame[name].astype("string").fillna(MISSING)
-                self.counts[name] += _level_counts(text, spec["levels"])
+                self.counts[name] += weight * _level_counts(text, spec["levels"])
 
     def psi(self) -> pd.Series:
         """Population stability index of every profiled column, largest first."""

@@ -47,8 +47,13 @@ def load_dataset(
     snapshot_date: str | None = None,
     disclosure_date: str | None = None,
     require_label: bool = True,
+    time_column: str | None = None,
 ):
-    """A ``Dataset`` from a record folder, a database URL or one churn table."""
+    """A ``Dataset`` from a record folder, a database URL or one churn table.
+
+    For training (``require_label``), records are stacked over ``data.training_snapshots``
+    and a table's ``time_column`` (or ``data.time_column``) gives each row's snapshot date.
+    """
     from pipeline.dataset import read_table, records_dataset, table_dataset
 
     if is_records(data):
@@ -63,6 +68,7 @@ def load_dataset(
             snapshot_date=snapshot_date or config.data.snapshot_date,
             horizon_days=config.data.horizon_days,
             require_label=require_label,
+            earlier_snapshots=config.data.training_snapshots if require_label else (),
         )
     if require_label and target is None:
         raise DataError(f"{data}: a single table needs --target (the churn label column) and usually --id")
@@ -70,6 +76,7 @@ def load_dataset(
     return table_dataset(
         frame, id_column=id_column, target=target, positive=positive, value_column=value_column,
         source=str(data), require_label=require_label,
+        time_column=(time_column or config.data.time_column) if require_label else None,
     )
 
 
@@ -99,12 +106,22 @@ class TrainOutcome:
 
 
 def _champion_metric(model_name: str, champion: int, dataset, result, config: Config) -> float | None:
-    """The champion's promotion metric on this run's hold-out, or None if it takes other inputs."""
+    """The champion's promotion metric on this run's hold-out, or None if it takes other inputs.
+
+    A champion refit on all rows of this very data (same content, seed and hold-out share)
+    has seen this hold-out; its recorded hold-out metric, measured on the same rows by its
+    model fit without them, is used instead.
+    """
     from pipeline import evaluate, tracking
     from pipeline.score import predict
     from pipeline.targeting import clv
 
     loaded = tracking.load_model(f"models:/{model_name}/{champion}")
+    recorded = loaded.metadata.get("holdout") or {}
+    if (recorded.get("refit_all_rows") and recorded.get("data_sha256") == dataset.content_hash()
+            and recorded.get("seed") == config.train.seed and recorded.get("fraction") == config.train.holdout_fraction
+            and config.train.promotion_metric in recorded.get("metrics", {})):
+        return float(recorded["metrics"][config.train.promotion_metric])
     columns = loaded.metadata.get("input_columns") or [c for c, _ in loaded.signature_columns]
     holdout = dataset.frame.iloc[result.holdout_index].reset_index(drop=True)
     if any(c not in holdout.columns for c in columns):
@@ -129,6 +146,7 @@ def train_job(
     value_column: str | None = None,
     snapshot_date: str | None = None,
     disclosure_date: str | None = None,
+    time_column: str | None = None,
     progress: Say | None = None,
 ) -> TrainOutcome:
     """Load, train, evaluate, log, register as challenger, and promote when the gate says so."""
@@ -142,8 +160,12 @@ def train_job(
     dataset = load_dataset(
         data, config=config, id_column=id_column, target=target, positive=positive,
         value_column=value_column, snapshot_date=snapshot_date, disclosure_date=disclosure_date,
+        time_column=time_column,
     )
-    say(f"{dataset.n_rows:,} subscribers, churn rate {float(dataset.label.mean()):.2%}")
+    if dataset.period is not None:
+        say(f"{dataset.n_rows:,} rows over {dataset.period.nunique()} snapshots, churn rate {float(dataset.label.mean()):.2%}")
+    else:
+        say(f"{dataset.n_rows:,} subscribers, churn rate {float(dataset.label.mean()):.2%}")
     result = train(dataset, config, progress=say)
     holdout = dataset.frame.iloc[result.holdout_index].reset_index(drop=True)
     y_holdout = dataset.label.to_numpy()[result.holdout_index]
@@ -152,7 +174,7 @@ def train_job(
         value = clv(dataset.monthly_value.to_numpy()[result.holdout_index], config.campaign)
     say("evaluating on the hold-out (metrics, plots, permutation importance)")
     importances = evaluate.permutation_importance_table(
-        result.model, holdout[result.input_columns], y_holdout, seed=config.train.seed, n_repeats=3, max_rows=5000
+        result.holdout_model, holdout[result.input_columns], y_holdout, seed=config.train.seed, n_repeats=3, max_rows=5000
     )
     from pipeline.dataset import segments
 
@@ -316,8 +338,9 @@ def input_chunks(data: str, scoring, *, config: Config, snapshot_date: str | Non
             records_dataset(chunk, snapshot_date=snapshot_date or config.data.snapshot_date,
                             horizon_days=config.data.horizon_days, require_label=False)
             for chunk in iter_record_chunks(
-                data, chunk_subscribers=config.data.chunk_subscribers, tables=tables,
+                data, chunk_subscribers=min(config.data.chunk_subscribers, config.scoring.chunk_rows), tables=tables,
                 snapshot_date=snapshot_date or config.data.snapshot_date, disclosure_date=disclosure_date,
+                for_features=True,
             )
         )
         return chunks, _record_total(data)
@@ -371,7 +394,7 @@ def score_job(
     from pipeline import tracking
     from pipeline.drift import DriftCounter
     from pipeline.errors import ConfigError
-    from pipeline.score import finalize, score_dataset, write_output
+    from pipeline.score import ScoreStream, score_dataset
 
     say = _say(progress)
     output_path = Path(output)
@@ -381,45 +404,53 @@ def score_job(
         raise DataError(f"{output}: folder {output_path.parent} does not exist")
     if budget is not None and budget < 0 or capacity is not None and capacity < 0:
         raise ConfigError("--budget and --capacity must not be negative")
+    if engine not in ("pandas", "spark"):
+        raise ConfigError(f"unknown engine {engine!r}; expected pandas or spark")
     tracking.connect(uri)
     model_uri = model or tracking.model_uri(config.tracking.model_name)
     say(f"loading model {model_uri}")
     scoring = scoring_model(tracking.load_model(model_uri))
     started = time.perf_counter()
     drift = DriftCounter(scoring.profile)
-    if engine == "spark":
-        scores = _score_on_spark(data, scoring, model_uri=model_uri, config=config, say=say)
-    elif engine == "pandas":
-        chunks, total = input_chunks(data, scoring, config=config, snapshot_date=snapshot_date,
-                                     disclosure_date=disclosure_date)
-        rate = _Rate(total)
-        parts = []
-        for chunk in chunks:
-            drift.add(chunk.frame)
-            parts.append(score_dataset(scoring, chunk, config))
-            say(rate.add(chunk.n_rows))
-        if not parts:
-            raise DataError(f"{data}: no subscribers to score")
-        scores = pd.concat(parts, ignore_index=True)
-        del parts
-    else:
-        raise ConfigError(f"unknown engine {engine!r}; expected pandas or spark")
-    written, summary = finalize(scores, budget=budget, capacity=capacity, write_all=write_all)
-    write_output(written, output_path)
+    stream = ScoreStream(scoring, config, output=output_path, write_all=write_all)
+    try:
+        if engine == "spark":
+            out, rows, frame = _score_on_spark(data, scoring, model_uri=model_uri, config=config, say=say)
+            stream.add_rows(out, rows, frame)
+            del out, frame
+        else:
+            chunks, total = input_chunks(data, scoring, config=config, snapshot_date=snapshot_date,
+                                         disclosure_date=disclosure_date)
+            import pyarrow as pa
+
+            rate = _Rate(total)
+            for chunk in chunks:
+                drift.add(chunk.frame)
+                stream.add(score_dataset(scoring, chunk, config, explain=False), chunk.frame)
+                say(rate.add(chunk.n_rows))
+                del chunk
+                _release_memory(pa)
+            if not stream.rows:
+                raise DataError(f"{data}: no subscribers to score")
+        say(f"ranking {stream.rows:,} subscribers and writing {output_path.name}")
+        result = stream.finish(budget=budget, capacity=capacity)
+    finally:
+        stream.cleanup()
+    summary = result["summary"]
     seconds = time.perf_counter() - started
     psi = drift.psi()
     warnings = [
         f"input drift: {name} has population stability index {value:.2f} (above {config.scoring.psi_warning})"
         for name, value in psi.items() if value > config.scoring.psi_warning
     ]
-    at_risk_rows = scores[scores["risk_tier"] != "low"]
+    at_risk_count = stream.tiers["medium"] + stream.tiers["high"]
     summary_metrics = {
-        "rows_scored": len(scores),
-        "rows_written": len(written),
-        "at_risk": len(at_risk_rows),
-        "expected_loss_at_risk": float(at_risk_rows["expected_loss"].sum()) if len(at_risk_rows) else 0.0,
-        "mean_probability": float(scores["churn_probability"].mean()),
-        "rows_per_second": len(scores) / max(seconds, 1e-9),
+        "rows_scored": stream.rows,
+        "rows_written": result["rows_written"],
+        "at_risk": at_risk_count,
+        "expected_loss_at_risk": stream.loss_at_risk if at_risk_count else 0.0,
+        "mean_probability": result["probability_stats"]["mean_probability"],
+        "rows_per_second": stream.rows / max(seconds, 1e-9),
         "seconds": seconds,
         "targeted": summary.targeted,
         "targeting_expected_saves": summary.expected_saves,
@@ -430,10 +461,9 @@ def score_job(
         "targeting_rule": summary.rule,
         "input_sha256": _input_hash(data),
     }
-    for q in (0.1, 0.5, 0.9, 0.99):
-        summary_metrics[f"probability_p{int(q * 100)}"] = float(np.quantile(scores["churn_probability"], q))
+    summary_metrics.update({k: v for k, v in result["probability_stats"].items() if k.startswith("probability_p")})
     for tier in ("low", "medium", "high"):
-        summary_metrics[f"tier_{tier}"] = int((scores["risk_tier"] == tier).sum())
+        summary_metrics[f"tier_{tier}"] = stream.tiers[tier]
     if len(psi):
         summary_metrics["psi_max"] = float(psi.max())
     run_id = tracking.log_scoring(
@@ -442,18 +472,45 @@ def score_job(
                    "score/targeting.json": summary.as_dict()},
     )
     return ScoreOutcome(
-        output=output_path, rows_scored=len(scores), rows_written=len(written), at_risk=len(at_risk_rows),
+        output=output_path, rows_scored=stream.rows, rows_written=result["rows_written"], at_risk=at_risk_count,
         expected_loss_at_risk=summary_metrics["expected_loss_at_risk"], model_version=scoring.version,
-        top=written.head(10), run_id=run_id, targeting=summary, drift=psi, drift_warnings=warnings,
+        top=result["top"], run_id=run_id, targeting=summary, drift=psi, drift_warnings=warnings,
         seconds=seconds,
     )
 
 
-def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: Say) -> pd.DataFrame:
-    """Probabilities from Spark, then the same list columns, reasons and actions as the pandas engine."""
+def _release_memory(pa) -> None:
+    """Hand freed memory back to the system between chunks (Arrow's pool, and glibc's heap on Linux).
+
+    Without it the resident size creeps up chunk after chunk on long runs (freed but kept).
+    """
+    import ctypes
+    import ctypes.util
+
+    pa.default_memory_pool().release_unused()
+    global _LIBC
+    if _LIBC is None:
+        name = ctypes.util.find_library("c")
+        try:
+            _LIBC = ctypes.CDLL(name) if name else False
+        except OSError:
+            _LIBC = False
+    if _LIBC and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
+
+
+def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: Say):
+    """Probabilities from Spark, then the same list columns as the pandas engine.
+
+    Returns ``(scored rows, positions of the rows worth explaining, their inputs)`` for
+    ``ScoreStream.add_rows``, which gives reasons and actions as for the pandas engine.
+    """
     import pyarrow.dataset as ds
 
-    from pipeline.score import check_signature, column_kinds, explain_rows, score_rows, table_sample, worth_explaining
+    from pipeline.score import check_signature, column_kinds, score_rows, table_sample, worth_explaining
     from pipeline.spark import score_spark
 
     if is_records(data):
@@ -474,8 +531,9 @@ def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: 
         etf_waived=number[roles["waiver"]].to_numpy() if roles["waiver"] in number else None,
     )
     rows = np.flatnonzero(worth_explaining(out))
+    frame = pd.DataFrame(index=range(0))
     if len(rows):
-        say(f"explaining {len(rows):,} subscribers worth a call")
+        say(f"reading the inputs of {len(rows):,} subscribers worth a call")
         source = ds.dataset(data, format="parquet" if Path(data).suffix.lower() in (".parquet", ".pq") else "csv")
         if id_column:
             wanted = out["subscriber_id"].iloc[rows]
@@ -484,8 +542,7 @@ def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: 
             frame = table.loc[wanted.to_numpy()].reset_index(drop=True)
         else:
             frame = source.to_table().to_pandas().iloc[rows].reset_index(drop=True)
-        explain_rows(scoring, out, rows, frame, config)
-    return out
+    return out, rows, frame
 
 
 def features_job(data: str, output: str, *, config: Config, snapshot_date: str | None = None,

@@ -10,22 +10,141 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
 #: Model families selection can try, in the order they are reported.
-FAMILIES = ("logistic", "hist_gradient_boosting")
+FAMILIES = ("logistic", "hist_gradient_boosting", "catboost")
+
+#: Families tried at their defaults only: random search does not pay for their fit time.
+DEFAULTS_ONLY = ("catboost",)
+
+#: CatBoost's text for a missing category (it takes no missing values in categorical columns).
+MISSING_CATEGORY = "__missing__"
 
 
-def make_candidate(family: str, *, drop_columns: tuple[str, ...] = (), seed: int = 0, **params: Any):
+def family_available(family: str) -> bool:
+    """Whether the package a family needs is installed (CatBoost is optional)."""
+    if family != "catboost":
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec("catboost") is not None
+
+
+class CatBoostModel(ClassifierMixin, BaseEstimator):
+    """CatBoost's gradient boosting on oblivious trees, with the typed frame's categories declared.
+
+    CatBoost encodes categories with ordered target statistics, which pays on tables with
+    many-level categories (region, handset model).  The fitted booster is kept as CatBoost's
+    own binary model (``model_blob_``: bytes, not a pickle), so the skops file holds no
+    arbitrary objects; the booster is rebuilt from it on first use after loading.
+
+    Parameters
+    ----------
+    iterations, learning_rate, depth, l2_leaf_reg
+        CatBoost's parameters; ``None`` keeps CatBoost's default (1,000 trees, learning rate
+        chosen from the data size, depth 6, L2 3).
+    random_seed : int
+        Seed of CatBoost's random steps.
+    thread_count : int
+        Threads used to fit and predict.
+    """
+
+    def __init__(self, iterations=None, learning_rate=None, depth=None, l2_leaf_reg=None,
+                 random_seed=0, thread_count=1):
+        self.iterations = iterations
+        self.learning_rate = learning_rate
+        self.depth = depth
+        self.l2_leaf_reg = l2_leaf_reg
+        self.random_seed = random_seed
+        self.thread_count = thread_count
+
+    def _as_catboost(self, X):
+        categorical = [c for c in self.categorical_columns_ if c in X.columns]
+        text = {c: X[c].astype(object).where(X[c].notna(), MISSING_CATEGORY).astype(str) for c in categorical}
+        return X.assign(**text) if text else X
+
+    def fit(self, X, y):
+        from catboost import CatBoostClassifier
+
+        from pipeline.prepare import categorical_columns
+
+        self.categorical_columns_ = list(categorical_columns(X))
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.n_features_in_ = X.shape[1]
+        self.classes_ = np.unique(np.asarray(y))
+        # Where "high" and "low" start for each numeric column, for the reasons' phrasing.
+        numeric = [c for c in X.columns if c not in self.categorical_columns_]
+        self.numeric_centre_ = np.asarray(
+            [float(np.nanmedian(X[c].to_numpy(dtype="float64", na_value=np.nan))) if X[c].notna().any() else 0.0
+             for c in numeric], dtype="float64")
+        self.numeric_columns_ = [str(c) for c in numeric]
+        chosen = {name: value for name, value in (("iterations", self.iterations), ("learning_rate", self.learning_rate),
+                                                  ("depth", self.depth), ("l2_leaf_reg", self.l2_leaf_reg))
+                  if value is not None}
+        booster = CatBoostClassifier(random_seed=self.random_seed, thread_count=self.thread_count, verbose=0,
+                                     allow_writing_files=False, cat_features=self.categorical_columns_, **chosen)
+        booster.fit(self._as_catboost(X), np.asarray(y))
+        self.model_blob_ = bytes(booster._serialize_model())
+        self._booster = booster
+        return self
+
+    def booster(self):
+        """The fitted ``catboost.CatBoostClassifier`` (rebuilt from ``model_blob_`` once after loading)."""
+        booster = getattr(self, "_booster", None)
+        if booster is None:
+            from catboost import CatBoostClassifier
+
+            booster = CatBoostClassifier(thread_count=self.thread_count)
+            booster.load_model(blob=self.model_blob_)
+            self._booster = booster
+        return booster
+
+    def catboost_frame(self, X):
+        """``X`` as CatBoost takes it: categorical columns as text, missing as ``MISSING_CATEGORY``."""
+        return self._as_catboost(X)
+
+    def predict_proba(self, X):
+        return self.booster().predict_proba(self._as_catboost(X), thread_count=self.thread_count)
+
+    def decision_function(self, X):
+        """Log-odds of churn (CatBoost's raw formula value)."""
+        return self.booster().predict(self._as_catboost(X), prediction_type="RawFormulaVal",
+                                      thread_count=self.thread_count)
+
+    def predict(self, X):
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_booster", None)  # rebuilt from model_blob_; only bytes are persisted
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        return tags
+
+
+def make_candidate(family: str, *, drop_columns: tuple[str, ...] = (), seed: int = 0, n_threads: int = 1,
+                   **params: Any):
     """Build an unfitted pipeline of the given family.
 
     Parameters
     ----------
     family : str
         ``"logistic"`` (regularised logistic regression on one-hot, scaled inputs) or
-        ``"hist_gradient_boosting"`` (histogram gradient boosting with native categories).
+        ``"hist_gradient_boosting"`` (histogram gradient boosting with native categories) or
+        ``"catboost"`` (CatBoost with declared categories; needs the ``catboost`` package).
     drop_columns : tuple of str
         Raw columns never used as features (id, label, value).
     seed : int
         Random state of every randomised step.
+    n_threads : int
+        Threads for CatBoost, which keeps its own pool (scikit-learn's OpenMP pools are
+        limited by the caller with ``threadpoolctl``).
     **params
         Pipeline parameters in ``step__name`` form, e.g. ``classifier__C=0.5``.
     """
@@ -70,6 +189,10 @@ def make_candidate(family: str, *, drop_columns: tuple[str, ...] = (), seed: int
             random_state=seed,
         )
         steps = [("typer", typer), ("classifier", classifier)]
+    elif family == "catboost":
+        if not family_available("catboost"):
+            raise ConfigError("model family 'catboost' needs the catboost package: pip install catboost")
+        steps = [("typer", typer), ("classifier", CatBoostModel(random_seed=seed, thread_count=n_threads))]
     else:
         raise ConfigError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
     pipeline = Pipeline(steps)
@@ -95,6 +218,8 @@ def search_space(family: str) -> dict[str, Any]:
             "classifier__l2_regularization": loguniform(1e-3, 10.0),
             "classifier__max_features": [0.5, 0.8, 1.0],
         }
+    if family in DEFAULTS_ONLY:
+        return {}
     from pipeline.errors import ConfigError
 
     raise ConfigError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
@@ -102,7 +227,96 @@ def search_space(family: str) -> dict[str, Any]:
 
 def final_estimator(model):
     """The fitted (uncalibrated) pipeline inside a calibrated model, or the model itself."""
+    if isinstance(model, CalibratedModel):
+        return model.estimator_
     calibrated = getattr(model, "calibrated_classifiers_", None)
     if calibrated:
         return calibrated[0].estimator
     return model
+
+
+class CalibratedModel(ClassifierMixin, BaseEstimator):
+    """A churn model and a monotone map from its scores to calibrated probabilities.
+
+    The map is learned on out-of-fold scores (scores of rows no fitted model saw), so it
+    corrects the model's over- or under-confidence without the optimism of in-sample scores;
+    the model itself is fit once on all rows.  This is scikit-learn's
+    ``CalibratedClassifierCV(ensemble=False)``, with the map also reusable: ``train`` learns
+    it from the out-of-fold scores selection already computed, and keeps it when it refits
+    the model on more rows.
+
+    Parameters
+    ----------
+    estimator
+        The (unfitted) model; ``fit`` fits a clone.
+    method : {"sigmoid", "isotonic"}
+        Platt scaling of the log-odds (keeps the ranking) or isotonic regression of the
+        probability (a step function: can tie scores).
+    cv : int
+        Stratified folds for the out-of-fold scores in ``fit``.
+    random_state : int
+        Seed of the folds.
+    """
+
+    def __init__(self, estimator=None, method="sigmoid", cv=5, random_state=0):
+        self.estimator = estimator
+        self.method = method
+        self.cv = cv
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        from sklearn.base import clone
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+        y = np.asarray(y)
+        folds = StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.random_state)
+        oof = cross_val_predict(clone(self.estimator), X, y, cv=folds, method="predict_proba")[:, 1]
+        self.fit_map(oof, y)
+        return self.set_fitted(clone(self.estimator).fit(X, y))
+
+    def fit_map(self, scores, y):
+        """Learn the score-to-probability map from out-of-fold churn probabilities ``scores``."""
+        from pipeline.errors import ConfigError
+
+        scores, y = np.asarray(scores, dtype="float64"), np.asarray(y).astype(int)
+        if self.method == "sigmoid":
+            from sklearn.linear_model import LogisticRegression
+
+            fitted = LogisticRegression(C=1e6).fit(_logit(scores).reshape(-1, 1), y)
+            self.slope_, self.intercept_ = float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
+        elif self.method == "isotonic":
+            from sklearn.isotonic import IsotonicRegression
+
+            self.isotonic_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(scores, y)
+        else:
+            raise ConfigError(f"unknown calibration method {self.method!r}; expected sigmoid or isotonic")
+        return self
+
+    def set_fitted(self, fitted_estimator):
+        """Use ``fitted_estimator`` (already fit) as the model behind the learned map."""
+        self.estimator_ = fitted_estimator
+        self.classes_ = np.asarray(fitted_estimator.classes_)
+        for name in ("n_features_in_", "feature_names_in_"):
+            if hasattr(fitted_estimator, name):
+                setattr(self, name, getattr(fitted_estimator, name))
+        return self
+
+    def calibrate(self, scores):
+        """Map uncalibrated churn probabilities to calibrated ones."""
+        scores = np.asarray(scores, dtype="float64")
+        if self.method == "isotonic":
+            return np.clip(self.isotonic_.predict(scores), 0.0, 1.0)
+        z = self.slope_ * _logit(scores) + self.intercept_
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def predict_proba(self, X):
+        churn = self.calibrate(self.estimator_.predict_proba(X)[:, 1])
+        return np.column_stack([1.0 - churn, churn])
+
+    def predict(self, X):
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+
+def _logit(p):
+    p = np.clip(np.asarray(p, dtype="float64"), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))

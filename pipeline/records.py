@@ -221,12 +221,15 @@ def iter_record_chunks(
     validate: bool = True,
     snapshot_date=None,
     disclosure_date=None,
+    for_features: bool = False,
 ) -> Iterator[Records]:
     """Read a base as consecutive groups of subscribers, each with all its records.
 
     A folder whose tables are all part directories is read part by part (consecutive
-    parts are merged while the group stays within ``chunk_subscribers``; a bigger part
-    is yielded alone), so memory stays bounded by the largest group.  A database is read
+    parts are merged while the group stays within ``chunk_subscribers``; a bigger part is
+    split by row groups when every table's row groups hold the same subscribers, as
+    ``churn generate`` writes them, and is otherwise yielded alone), so memory stays
+    bounded by the largest group.  A database is read
     by ranges of ``subscriber_id`` in the database's own order (index that column in
     every table for speed).  Other folders are read whole, validated whole, then split
     into chunks of ``chunk_subscribers`` subscribers.  At least one chunk is yielded.
@@ -244,6 +247,11 @@ def iter_record_chunks(
         The target number of subscribers per chunk (at least 1).
     tables, validate, snapshot_date, disclosure_date
         As for :func:`load_records`.
+    for_features : bool
+        Read only what point-in-time features use, from part directories: no personal
+        columns, and no ``usage_monthly`` or ``contacts`` rows dated on or after the snapshot
+        (features never read them; they are then neither coerced nor validated).  For
+        scoring; labels need the later records.
 
     Returns
     -------
@@ -263,7 +271,7 @@ def iter_record_chunks(
     if layout["subscribers"] is None:
         raise DataError(_no_subscribers_message(folder))
     if all(found is None or found[0] == "parts" for found in layout.values()):
-        return _iter_part_chunks(folder, layout, int(chunk_subscribers), validate, overrides)
+        return _iter_part_chunks(folder, layout, int(chunk_subscribers), validate, overrides, for_features)
     records = replace(load_records(folder, tables=names, validate=validate), **overrides)
     return _split_records(records, int(chunk_subscribers))
 
@@ -509,17 +517,33 @@ def _log_ignored(location, table: Table, names) -> None:
         logger.warning("%s: ignoring columns not in the %s model: %s", location, table.name, shown)
 
 
-def _read_parquet(files: list[Path], table: Table) -> pd.DataFrame:
-    """Read Parquet files (one table, or the parts of one) into one frame of model columns."""
+#: Date columns whose rows features read only when dated before the snapshot (``before_snapshot``).
+DATED_BEFORE_SNAPSHOT = {"usage_monthly": "month", "contacts": "contact_time"}
+
+
+def _read_parquet(files: list, table: Table, *, skip: tuple[str, ...] = (), before=None) -> pd.DataFrame:
+    """Read Parquet files (one table, or the parts of one) into one frame of model columns.
+
+    ``files`` holds paths, or ``(path, row group numbers)`` pairs to read part of a file.
+    Columns in ``skip`` are not read; with ``before`` (a Timestamp), rows of the table's
+    ``DATED_BEFORE_SNAPSHOT`` column dated on or after it are dropped while still in Arrow
+    (blank dates are kept, for validation to judge).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pieces = []
-    for path in files:
+    for item in files:
+        path, groups = item if isinstance(item, tuple) else (item, None)
         try:
             names = pq.read_schema(path).names
             _log_ignored(path, table, names)
-            pieces.append(pq.read_table(path, columns=[name for name in names if name in table.names]))
+            columns = [name for name in names if name in table.names and name not in skip]
+            if groups is None:
+                piece = pq.read_table(path, columns=columns)
+            else:
+                piece = pq.ParquetFile(path).read_row_groups(groups, columns=columns)
+            pieces.append(_rows_before(piece, DATED_BEFORE_SNAPSHOT.get(table.name), before))
         except (OSError, pa.ArrowException) as err:
             raise DataError(f"{path}: cannot read it as Parquet ({_first_line(err)})") from err
     try:
@@ -529,6 +553,23 @@ def _read_parquet(files: list[Path], table: Table) -> pd.DataFrame:
         return pd.concat([piece.to_pandas(date_as_object=False) for piece in pieces], ignore_index=True)
     # Dates as datetime64, not one Python object per value.
     return arrow.to_pandas(date_as_object=False)
+
+
+def _rows_before(arrow, column: str | None, before):
+    """The rows of an Arrow table whose date ``column`` is before ``before`` or blank (dates and timestamps only)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if before is None or column is None or column not in arrow.column_names:
+        return arrow
+    kind = arrow.schema.field(column).type
+    if pa.types.is_date(kind):
+        bound = pa.scalar(before.date(), type=kind)
+    elif pa.types.is_timestamp(kind) and kind.tz is None:
+        bound = pa.scalar(before.to_pydatetime(), type=pa.timestamp("us")).cast(kind)
+    else:  # text or zoned times: coercion and the features judge them
+        return arrow
+    return arrow.filter(pc.fill_null(pc.less(arrow[column], bound), True))
 
 
 def _read_csv(path: Path, table: Table) -> pd.DataFrame:
@@ -681,9 +722,10 @@ def _iter_sql_chunks(url: str, names, chunk_subscribers: int, validate: bool, ov
 
 
 def _iter_part_chunks(
-    folder: Path, layout: dict, chunk_subscribers: int, validate: bool, overrides: dict
+    folder: Path, layout: dict, chunk_subscribers: int, validate: bool, overrides: dict,
+    for_features: bool = False,
 ) -> Iterator[Records]:
-    """Chunks of aligned part directories, merging consecutive small parts."""
+    """Chunks of aligned part directories, merging consecutive small parts and splitting big ones."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -701,33 +743,50 @@ def _iter_part_chunks(
             )
         parts_by_table[name] = files
 
-    sizes = []
+    # Units of reading: a whole part, or consecutive row groups of a part too big for a chunk.
+    units = []
     for path in subscriber_parts:
         try:
-            sizes.append(pq.ParquetFile(path).metadata.num_rows)
+            size = pq.ParquetFile(path).metadata.num_rows
         except (OSError, pa.ArrowException) as err:
             raise DataError(f"{path}: cannot read it as Parquet ({_first_line(err)})") from err
+        sizes = _aligned_row_groups(path.name, parts_by_table) if size > chunk_subscribers else None
+        if sizes is None:
+            units.append((path.name, None, size))
+            continue
+        first, count = 0, 0
+        for number, rows in enumerate(sizes):
+            if count and count + rows > chunk_subscribers:
+                units.append((path.name, list(range(first, number)), count))
+                first, count = number, 0
+            count += rows
+        units.append((path.name, list(range(first, len(sizes))), count))
     groups, current, count = [], [], 0
-    for part, size in zip(part_names, sizes):
-        if current and count + size > chunk_subscribers:
+    for unit in units:
+        if current and count + unit[2] > chunk_subscribers:
             groups.append(current)
             current, count = [], 0
-        current.append(part)
-        count += size
+        current.append(unit)
+        count += unit[2]
     groups.append(current)
     manifest = _read_manifest(folder)
+    snapshot = overrides.get("snapshot_date", manifest.get("snapshot_date")) if for_features else None
+    skip = PERSONAL_COLUMNS if for_features else ()
+
+    def label(unit) -> str:
+        name = unit[0].removesuffix(".parquet")
+        return name if unit[1] is None else f"{name} row groups {unit[1][0]}-{unit[1][-1]}"
 
     def chunks() -> Iterator[Records]:
         for number, group in enumerate(groups):
-            label = group[0].removesuffix(".parquet")
-            if len(group) > 1:
-                label += ".." + group[-1].removesuffix(".parquet")
-            where = f"{folder} ({label})"
+            shown = label(group[0]) + (".." + label(group[-1]) if len(group) > 1 else "")
+            where = f"{folder} ({shown})"
             frames = {}
             for name, files in parts_by_table.items():
-                present = [files[part] for part in group if part in files]
+                present = [files[part] if groups_of is None else (files[part], groups_of)
+                           for part, groups_of, _ in group if part in files]
                 if present:
-                    frame = _read_parquet(present, TABLES[name])
+                    frame = _read_parquet(present, TABLES[name], skip=skip, before=snapshot)
                 else:  # no rows for these subscribers: an empty table with the sibling parts' columns
                     schema = pq.read_schema(next(iter(files.values())))
                     known = [column for column in schema.names if column in TABLES[name].names]
@@ -739,6 +798,51 @@ def _iter_part_chunks(
             yield validate_records(records) if validate else records
 
     return chunks()
+
+
+def _aligned_row_groups(part: str, parts_by_table: dict) -> list[int] | None:
+    """Subscribers per row group of ``part`` when every table's row group ``i`` holds only
+    subscribers of the subscribers' row group ``i`` (by the ids' min/max statistics), else None."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def id_ranges(path):
+        meta = pq.ParquetFile(path).metadata
+        names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+        if "subscriber_id" not in names:
+            return None
+        column = names.index("subscriber_id")
+        ranges = []
+        for i in range(meta.num_row_groups):
+            group = meta.row_group(i)
+            stats = group.column(column).statistics
+            if group.num_rows == 0:
+                ranges.append((None, None, 0))
+            elif stats is None or not stats.has_min_max:
+                return None
+            else:
+                ranges.append((stats.min, stats.max, group.num_rows))
+        return ranges
+
+    try:
+        subscribers = id_ranges(parts_by_table["subscribers"][part])
+        if not subscribers or len(subscribers) < 2 or any(low is None for low, _, _ in subscribers):
+            return None
+        ordered = sorted(subscribers)
+        if any(ordered[i][1] >= ordered[i + 1][0] for i in range(len(ordered) - 1)):
+            return None  # row groups of subscribers overlap
+        for name, files in parts_by_table.items():
+            if name == "subscribers" or part not in files:
+                continue
+            ranges = id_ranges(files[part])
+            if ranges is None or len(ranges) != len(subscribers):
+                return None
+            for (low, high, rows), (first, last, _) in zip(ranges, subscribers):
+                if rows and not (first <= low and high <= last):
+                    return None
+    except (OSError, pa.ArrowException, TypeError):
+        return None
+    return [rows for _, _, rows in subscribers]
 
 
 def _split_records(records: Records, chunk_subscribers: int) -> Iterator[Records]:

@@ -5,6 +5,11 @@ subscriber: probability, lifetime value, expected loss, risk tier.  ``rank_score
 rows by expected loss (probability when no value is known), ``at_risk`` keeps the
 subscribers at risk, and ``write_output`` writes CSV or Parquet atomically (a temporary
 name, renamed when complete), with spreadsheet formulas neutralised in CSV text.
+
+``ScoreStream`` is what ``churn score`` uses for whole bases: it takes scored chunks, keeps
+only the rows a list can hold (and, with ``--all``, writes sorted runs to merge), explains
+the first ``scoring.explain_rows`` rows worth a contact, and writes the list batch by batch
+(``ListWriter``), in memory bounded by about one chunk.
 """
 
 from __future__ import annotations
@@ -169,15 +174,11 @@ def worth_explaining(out: pd.DataFrame) -> np.ndarray:
     return (out["risk_tier"] != "low").to_numpy() | (out["expected_net_value"] > 0).to_numpy()
 
 
-def explain_rows(scoring: ScoringModel, out: pd.DataFrame, rows: np.ndarray, X: pd.DataFrame,
-                 config: Config) -> None:
-    """Fill ``reason_1..3`` and ``action`` of ``out`` at positions ``rows``; ``X`` holds those rows' inputs."""
-    from pipeline.explain import reasons
+def _actions_for(out: pd.DataFrame, rows: np.ndarray, found: pd.DataFrame, X: pd.DataFrame,
+                 config: Config) -> np.ndarray:
+    """The rule table's action for ``out``'s rows at ``rows``, given their reasons and inputs ``X``."""
     from pipeline.targeting import parse_rules, recommend_actions
 
-    if len(rows) == 0:
-        return
-    found = reasons(scoring.model, X[scoring.input_columns], k=3, n_threads=config.train.n_threads)
     context = pd.concat(
         [out.iloc[rows].reset_index(drop=True), found.reset_index(drop=True),
          X.drop(columns=[c for c in out.columns if c in X.columns]).reset_index(drop=True)],
@@ -185,17 +186,43 @@ def explain_rows(scoring: ScoringModel, out: pd.DataFrame, rows: np.ndarray, X: 
     )
     rules = parse_rules(config.scoring.actions) if config.scoring.actions else None
     actions = recommend_actions(context, rules, strict=True) if rules else recommend_actions(context)
+    return actions.to_numpy()
+
+
+def explain_rows(scoring: ScoringModel, out: pd.DataFrame, rows: np.ndarray, X: pd.DataFrame,
+                 config: Config) -> None:
+    """Fill ``reason_1..3`` and ``action`` of ``out`` at positions ``rows``; ``X`` holds those rows' inputs."""
+    from pipeline.explain import reasons
+
+    if len(rows) == 0:
+        return
+    found = reasons(scoring.model, X[scoring.input_columns], k=3, n_threads=config.train.n_threads)
+    actions = _actions_for(out, rows, found, X, config)
     for k in (1, 2, 3):
         out.loc[rows, f"reason_{k}"] = found[f"reason_{k}"].fillna("").to_numpy()
-    out.loc[rows, "action"] = actions.to_numpy()
+    out.loc[rows, "action"] = actions
+
+
+def recommend_rows(out: pd.DataFrame, rows: np.ndarray, X: pd.DataFrame, config: Config) -> None:
+    """Fill ``action`` of ``out`` at positions ``rows`` from the rule table, without reasons.
+
+    For listed subscribers beyond the explained ones: rules on ``reason_*_feature`` do not
+    match (the reasons are blank); every other rule applies as usual.
+    """
+    if len(rows) == 0:
+        return
+    blank = pd.DataFrame({f"reason_{k}_feature": np.full(len(rows), "", dtype=object) for k in (1, 2, 3)})
+    out.loc[rows, "action"] = _actions_for(out, rows, blank, X, config)
 
 
 def score_dataset(scoring: ScoringModel, dataset, config: Config, *, explain: bool = True) -> pd.DataFrame:
     """Score every row of one chunk: probability, tier, value, expected loss, targeting, reasons.
 
-    One output row per input row, in input order.  Reasons and actions are given to the
-    rows worth a retention team's time (at risk, or with a positive expected net value);
-    the others keep blanks, since explaining costs two to three predictions.
+    One output row per input row, in input order.  With ``explain``, reasons and actions are
+    given to every row worth a retention team's time (at risk, or with a positive expected
+    net value); the others keep blanks, since explaining costs two to three predictions.
+    ``churn score`` passes ``explain=False`` and lets ``ScoreStream`` explain the top of the
+    list only.
     """
     check_columns(dataset.frame, scoring.input_columns, source=dataset.source)
     proba = predict(scoring.model, dataset.frame, scoring.input_columns, n_threads=config.train.n_threads)
@@ -269,11 +296,22 @@ def table_sample(path: str | Path, rows: int = 2000) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read ({str(err).splitlines()[0]})") from err
 
 
+def rank_order(scores: pd.DataFrame) -> np.ndarray:
+    """Positions of ``scores``' rows in list order (see ``rank_scores``), by ``np.lexsort``.
+
+    Expected loss, largest first and missing last; then probability, largest first; then
+    ``subscriber_id`` (text order).  When no expected loss is known at all this is the
+    order by probability, then id.
+    """
+    loss = scores["expected_loss"].to_numpy(dtype="float64", na_value=np.nan)
+    proba = scores["churn_probability"].to_numpy(dtype="float64", na_value=np.nan)
+    ids = np.asarray(scores["subscriber_id"].to_numpy(dtype=object), dtype=str)
+    return np.lexsort((ids, -proba, -loss))
+
+
 def rank_scores(scores: pd.DataFrame) -> pd.DataFrame:
     """Order by expected loss (or probability when no value is known), ties by id; add ``rank`` from 1."""
-    key = "expected_loss" if scores["expected_loss"].notna().any() else "churn_probability"
-    ordered = scores.sort_values([key, "churn_probability", "subscriber_id"], ascending=[False, False, True],
-                                 kind="stable").reset_index(drop=True)
+    ordered = scores.take(rank_order(scores)).reset_index(drop=True)
     ordered.insert(0, "rank", np.arange(1, len(ordered) + 1))
     return ordered
 
@@ -324,8 +362,14 @@ def finalize(scores: pd.DataFrame, *, budget: float | None = None, capacity: int
     chosen, summary = select(ranked, budget=budget, capacity=capacity)
     ranked["targeted"] = chosen.to_numpy()
     written = ranked if write_all else at_risk(ranked)
-    ordered = [c for c in OUTPUT_COLUMNS if c in written.columns]
-    return written[ordered + [c for c in written.columns if c not in ordered]], summary
+    return _in_list_order(written), summary
+
+
+def _in_list_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the list's columns first, in ``OUTPUT_COLUMNS`` order (no copy when already so)."""
+    ordered = [c for c in OUTPUT_COLUMNS if c in frame.columns]
+    columns = ordered + [c for c in frame.columns if c not in ordered]
+    return frame if list(frame.columns) == columns else frame[columns]
 
 
 #: Decimals kept in CSV lists: probabilities to 6, money to 2 (CRM tools read plain numbers).
@@ -338,23 +382,469 @@ def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.round(decimals) if decimals else frame
 
 
-def write_output(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write CSV (UTF-8, formulas neutralised) or Parquet atomically: nothing partial is ever left."""
-    path = Path(path)
+#: Rows per Parquet row group of a list, and per batch written (CSV and Parquet alike).
+WRITE_BATCH = 100_000
+
+#: The list's text columns; always written as plain text, whatever dtype they had in memory.
+TEXT_COLUMNS = ("subscriber_id", "risk_tier", "reason_1", "reason_2", "reason_3", "action", "model_version")
+
+
+def _check_output(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise DataError(f"{path}: unsupported output type {suffix!r} (expected .csv or .parquet)")
     if not path.parent.exists():
         raise DataError(f"{path}: folder {path.parent} does not exist")
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        if suffix == ".csv":
-            neutralise_formulas(_rounded(frame)).to_csv(temp, index=False, encoding="utf-8")
+    return suffix
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns (categories while scoring) as plain text, so every path writes the same types."""
+    convert = {c: "str" for c in TEXT_COLUMNS if c in frame.columns and frame[c].dtype != "str"}
+    return frame.astype(convert) if convert else frame
+
+
+class ListWriter:
+    """Write a list batch by batch, atomically: a temporary name next to ``path``, renamed on ``close``.
+
+    CSV: UTF-8, money and probabilities rounded, spreadsheet formulas neutralised; Parquet:
+    row groups of ``WRITE_BATCH`` rows whatever the batches given, so the same rows give the
+    same bytes however they arrive.  ``abort`` (or an exception inside ``with``) removes the
+    temporary file: nothing partial is ever left.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.csv = _check_output(self.path) == ".csv"
+        handle, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(handle)
+        self.temp = Path(temp)
+        self.rows = 0
+        self._started = False
+        self._handle = None
+        self._writer = None
+        self._schema = None
+        self._buffer: list[pd.DataFrame] = []
+        self._buffered = 0
+
+    def __enter__(self) -> ListWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
         else:
-            frame.to_parquet(temp, index=False)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+            self.abort()
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append rows (the list's columns, in order; text columns may be categories)."""
+        self.rows += len(frame)
+        if self.csv:
+            if self._handle is None:
+                self._handle = open(self.temp, "w", encoding="utf-8", newline="")
+            neutralise_formulas(_rounded(frame)).to_csv(self._handle, index=False, header=not self._started)
+            self._started = True
+            return
+        if self._schema is None:
+            import pyarrow as pa
+
+            self._schema = pa.Schema.from_pandas(_plain(frame.head(0)), preserve_index=False)
+        if len(frame):
+            self._buffer.append(frame)
+            self._buffered += len(frame)
+        while self._buffered >= WRITE_BATCH:
+            self._flush(WRITE_BATCH)
+
+    def _flush(self, rows: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        whole = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
+        batch, rest = whole.iloc[:rows], whole.iloc[rows:]
+        self._buffer = [rest] if len(rest) else []
+        self._buffered = len(rest)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.temp, self._schema)
+        table = pa.Table.from_pandas(batch, preserve_index=False).cast(self._schema)  # categories to text, in Arrow
+        self._writer.write_table(table, row_group_size=WRITE_BATCH)
+
+    def close(self) -> Path:
+        """Finish the file and move it into place."""
+        try:
+            if self.csv:
+                if self._handle is None:
+                    raise DataError(f"{self.path}: nothing to write")
+                self._handle.close()
+            else:
+                if self._schema is None:
+                    raise DataError(f"{self.path}: nothing to write")
+                if self._buffered:
+                    self._flush(self._buffered)
+                if self._writer is None:  # no rows: a file with the columns only
+                    import pyarrow.parquet as pq
+
+                    pq.write_table(self._schema.empty_table(), self.temp)
+                else:
+                    self._writer.close()
+            os.replace(self.temp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Remove the temporary file; the destination is left as it was."""
+        for closable in (self._handle, self._writer):
+            if closable is not None:
+                try:
+                    closable.close()
+                except Exception:  # noqa: BLE001 - the file is removed anyway
+                    pass
+        self._handle = self._writer = None
+        self.temp.unlink(missing_ok=True)
+
+
+def write_output(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write CSV (UTF-8, formulas neutralised) or Parquet atomically: nothing partial is ever left."""
+    with ListWriter(path) as writer:
+        if len(frame) == 0:
+            writer.write(frame)
+        for start in range(0, len(frame), WRITE_BATCH):
+            writer.write(frame.iloc[start:start + WRITE_BATCH])
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------
+# Whole bases in bounded memory: scored chunks in, a ranked list out
+# --------------------------------------------------------------------------------------
+
+#: Rows buffered per sorted run while merging (the total across runs stays near this).
+MERGE_BUFFER_ROWS = 500_000
+#: Scored rows gathered (compactly) before they are sorted and written as one run (``--all``):
+#: fewer, longer runs make the merge cheaper.
+RUN_ROWS = 1_000_000
+REASON_COLUMNS = ("reason_1", "reason_2", "reason_3")
+_SEQ = "_seq"
+
+
+class _IdCheck:
+    """Subscriber ids repeated across a base, found chunk by chunk from 64-bit hashes of the ids.
+
+    Sorted hash arrays are kept in levels that merge when they reach the same size (like a
+    binary counter), so each chunk is checked against a handful of arrays: 8 bytes per
+    subscriber.  A repeat is reported with the ids of the chunk where it shows up.
+    """
+
+    def __init__(self):
+        self.levels: list[np.ndarray] = []
+
+    def add(self, ids: pd.Series) -> None:
+        from pipeline.errors import first_rows
+
+        text = ids.to_numpy(dtype=object)
+        hashed = pd.util.hash_array(text, categorize=False)
+        order = np.sort(hashed)
+        repeated = order[1:][order[1:] == order[:-1]]
+        for level in self.levels:
+            where = np.searchsorted(level, order)
+            inside = where < len(level)
+            hit = order[inside][level[where[inside]] == order[inside]]
+            repeated = np.concatenate([repeated, hit])
+        if len(repeated):
+            shown = pd.unique(text[np.isin(hashed, repeated)])
+            raise DataError("subscriber ids repeat across the input: "
+                            + first_rows(shown).replace("rows ", "").replace("row ", ""))
+        self.levels.append(order)
+        while len(self.levels) > 1 and len(self.levels[-1]) >= len(self.levels[-2]):
+            last = self.levels.pop()
+            self.levels[-1] = np.sort(np.concatenate([self.levels[-1], last]), kind="stable")
+
+
+def _compact(frame: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFrame:
+    """Repeated text as categories with fixed levels (so chunks concatenate without widening)."""
+    return frame.astype({c: pd.CategoricalDtype(levels) for c, levels in categories.items() if c in frame.columns})
+
+
+def _key_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``rank_order``'s keys as ascending arrays: loss missing, minus loss, minus probability, id."""
+    loss = frame["expected_loss"].to_numpy(dtype="float64", na_value=np.nan)
+    missing = np.isnan(loss)
+    return (missing, np.where(missing, 0.0, -loss), -frame["churn_probability"].to_numpy(dtype="float64"),
+            np.asarray(frame["subscriber_id"].to_numpy(dtype=object), dtype=str))
+
+
+def _sorts_before(keys, bound: tuple, *, inclusive: bool) -> np.ndarray:
+    """Which rows (``_key_arrays``) sort before the row ``bound`` (a tuple of its keys), or equal to it."""
+    missing, loss, proba, ids = keys
+    bm, bl, bp, bi = bound
+    last = ids <= bi if inclusive else ids < bi
+    return (missing < bm) | ((missing == bm) & ((loss < bl) | ((loss == bl) & (
+        (proba < bp) | ((proba == bp) & last)))))
+
+
+def _last_key(keys) -> tuple:
+    return tuple(array[-1].item() for array in keys)
+
+
+def merge_runs(paths: list[Path], *, buffer_rows: int = MERGE_BUFFER_ROWS):
+    """Merge Parquet runs, each sorted in ``rank_order``, into batches in ``rank_order`` overall.
+
+    An external k-way merge: each run is read ``buffer_rows / runs`` rows at a time; every
+    round emits the buffered rows that sort no later than the earliest last-buffered row of
+    a run with more to read (nothing unread can come before them), sorted.  Memory stays
+    near ``buffer_rows`` rows whatever the number of rows.
+    """
+    import pyarrow.parquet as pq
+
+    files = [pq.ParquetFile(path) for path in paths]
+    step = max(1, buffer_rows // max(1, len(files)))
+    batches = [file.iter_batches(batch_size=step) for file in files]
+    unread = [file.metadata.num_rows for file in files]
+    pending: list[pd.DataFrame | None] = [None] * len(files)
+    keys: list = [None] * len(files)
+    while True:
+        for i in range(len(files)):
+            if (pending[i] is None or not len(pending[i])) and unread[i] > 0:
+                frame = next(batches[i]).to_pandas()
+                unread[i] -= len(frame)
+                pending[i], keys[i] = frame, _key_arrays(frame)
+        live = [i for i in range(len(files)) if pending[i] is not None and len(pending[i])]
+        if not live:
+            return
+        waiting = [_last_key(keys[i]) for i in live if unread[i] > 0]
+        bound = min(waiting) if waiting else None
+        pieces = []
+        for i in live:
+            take = len(pending[i]) if bound is None else int(np.count_nonzero(
+                _sorts_before(keys[i], bound, inclusive=True)))
+            if take:
+                pieces.append(pending[i].iloc[:take])
+                pending[i] = pending[i].iloc[take:]
+                keys[i] = tuple(array[take:] for array in keys[i])
+        merged = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0].reset_index(drop=True)
+        yield merged.take(rank_order(merged)).reset_index(drop=True)
+
+
+class ScoreStream:
+    """Score a base chunk by chunk and write its list, in memory bounded by about one chunk.
+
+    Per chunk (``add``): the rows no rule can list or target (tier ``low`` with an expected net
+    value of at most 0: every ``select_*`` takes positive net values only) leave memory at
+    once, after counting them for the run's metrics; the others are kept compactly.  With
+    ``write_all`` every row also goes to a temporary Parquet run, sorted in list order, in a
+    folder next to the output, and ``finish`` merges the runs into the output batch by batch.
+    Reasons go to the first ``config.scoring.explain_rows`` rows of the list worth explaining
+    (a bounded pool of candidates and their inputs is kept while scoring); the other rows worth
+    a contact get an action from the rules that do not read reasons.  The output is the same,
+    byte for byte, whatever the chunk size.
+    """
+
+    def __init__(self, scoring: ScoringModel, config: Config, *, output: str | Path, write_all: bool = False):
+        from pipeline.errors import ConfigError
+        from pipeline.targeting import DEFAULT_ACTION, DEFAULT_ACTIONS, parse_rules
+
+        if config.scoring.explain_rows < 0:
+            raise ConfigError("scoring.explain_rows must be 0 or more")
+        self.scoring = scoring
+        self.config = config
+        self.output = Path(output)
+        _check_output(self.output)
+        self.write_all = write_all
+        self.limit = int(config.scoring.explain_rows)
+        rules = parse_rules(config.scoring.actions) if config.scoring.actions else DEFAULT_ACTIONS
+        self.categories = {
+            "risk_tier": list(TIERS),
+            "action": sorted({rule.action for rule in rules} | {DEFAULT_ACTION}),
+            "model_version": [str(scoring.version)],
+        }
+        self.rows = 0
+        self.tiers = dict.fromkeys(TIERS, 0)
+        self.loss_at_risk = 0.0
+        self.probabilities: list[np.ndarray] = []
+        self.kept: list[pd.DataFrame] = []
+        self.pool_pieces: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+        self.pool_rows = 0
+        self.pool_last: tuple | None = None
+        self.ids = _IdCheck()
+        self.runs: list[Path] = []
+        self.pending: list[pd.DataFrame] = []
+        self.pending_rows = 0
+        self.folder: Path | None = None
+
+    # -- per chunk ---------------------------------------------------------------------
+
+    def add(self, out: pd.DataFrame, X: pd.DataFrame) -> None:
+        """Take one scored chunk (``score_dataset(..., explain=False)``) and its inputs (same rows)."""
+        rows = np.flatnonzero(worth_explaining(out))
+        self.add_rows(out, rows, X.iloc[rows])
+
+    def add_rows(self, out: pd.DataFrame, rows: np.ndarray, X: pd.DataFrame) -> None:
+        """Like ``add``, with the inputs given only for the rows worth explaining (positions ``rows``)."""
+        from pipeline.targeting import _targeting_arrays
+
+        out = out.reset_index(drop=True)
+        self.ids.add(out["subscriber_id"])
+        _targeting_arrays(out)  # missing or infinite money is an error even on rows not kept
+        out[_SEQ] = np.arange(self.rows, self.rows + len(out), dtype="int64")
+        self.rows += len(out)
+        proba = out["churn_probability"].to_numpy(dtype="float64")
+        self.probabilities.append(proba.astype("float64", copy=True))
+        tier = out["risk_tier"].to_numpy()
+        for name in TIERS:
+            self.tiers[name] += int(np.count_nonzero(tier == name))
+        self.loss_at_risk += float(np.nansum(out["expected_loss"].to_numpy(dtype="float64")[tier != "low"]))
+        X = X.reset_index(drop=True)
+        recommend_rows(out, rows, X, self.config)
+        if len(rows) and self.limit:
+            self._add_to_pool(out.iloc[rows].reset_index(drop=True), X)
+        self.kept.append(_compact(out.iloc[rows].drop(columns=list(REASON_COLUMNS)), self.categories))
+        if self.write_all:
+            self._write_run(out)
+
+    def _add_to_pool(self, out: pd.DataFrame, X: pd.DataFrame) -> None:
+        """Keep the rows (and inputs) that may still be among the first ``limit`` rows worth explaining.
+
+        Rows that sort after the ``limit``-th best row seen so far never enter; the pool is cut
+        back to ``limit`` rows when it reaches twice that.
+        """
+        if self.pool_last is not None:
+            better = np.flatnonzero(_sorts_before(_key_arrays(out), self.pool_last, inclusive=False))
+            if not len(better):
+                return
+            out, X = out.take(better), X.take(better)
+        self.pool_pieces.append((out, X))
+        self.pool_rows += len(out)
+        if self.pool_rows >= 2 * self.limit:
+            self._prune_pool()
+
+    def _prune_pool(self) -> None:
+        if not self.pool_pieces:
+            return
+        out = pd.concat([o for o, _ in self.pool_pieces], ignore_index=True)
+        X = pd.concat([x for _, x in self.pool_pieces], ignore_index=True)
+        best = rank_order(out)[: self.limit]
+        out, X = out.take(best).reset_index(drop=True), X.take(best).reset_index(drop=True)
+        self.pool_pieces, self.pool_rows = [(out, X)], len(out)
+        if len(out) >= self.limit:
+            self.pool_last = _last_key(_key_arrays(out.iloc[-1:]))
+
+    def _write_run(self, out: pd.DataFrame | None) -> None:
+        """Gather a scored chunk; write the gathered rows as one sorted run once ``RUN_ROWS`` (or at the end)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if out is not None:
+            self.pending.append(_compact(out.drop(columns=list(REASON_COLUMNS)), self.categories))
+            self.pending_rows += len(out)
+            if self.pending_rows < RUN_ROWS:
+                return
+        if not self.pending:
+            return
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix=f".{self.output.name}.runs.", dir=self.output.parent))
+        path = self.folder / f"run-{len(self.runs):05d}.parquet"
+        rows = pd.concat(self.pending, ignore_index=True) if len(self.pending) > 1 else self.pending[0]
+        self.pending, self.pending_rows = [], 0
+        table = pa.Table.from_pandas(rows, preserve_index=False).take(rank_order(rows))
+        del rows
+        pq.write_table(table, path, compression="lz4")
+        self.runs.append(path)
+
+    # -- at the end --------------------------------------------------------------------
+
+    def explained(self) -> pd.DataFrame:
+        """Reasons and actions of the first ``limit`` rows worth explaining, by ``_seq``."""
+        self._prune_pool()
+        if not self.pool_pieces:
+            return pd.DataFrame({_SEQ: np.array([], dtype="int64"), **{c: [] for c in (*REASON_COLUMNS, "action")}})
+        out, X = self.pool_pieces[0]
+        self.pool_pieces, self.pool_rows = [], 0
+        explain_rows(self.scoring, out, np.arange(len(out)), X, self.config)
+        return out[[_SEQ, *REASON_COLUMNS, "action"]].sort_values(_SEQ, ignore_index=True)
+
+    def finish(self, *, budget: float | None = None, capacity: int | None = None) -> dict:
+        """Rank, target, explain and write the list; return what the run's summary needs."""
+        from pipeline.targeting import select
+
+        if not self.rows:
+            raise DataError("no subscribers to score")
+        if self.write_all:
+            self._write_run(None)
+        self.ids = _IdCheck()  # no more chunks: free the id hashes
+        probabilities = np.concatenate(self.probabilities)
+        self.probabilities = []
+        stats = {"mean_probability": float(probabilities.mean()),
+                 **{f"probability_p{int(q * 100)}": float(np.quantile(probabilities, q))
+                    for q in (0.1, 0.5, 0.9, 0.99)}}
+        del probabilities
+        kept = pd.concat(self.kept, ignore_index=True)
+        self.kept = []
+        ranked = kept.take(rank_order(kept)).reset_index(drop=True)
+        del kept
+        chosen, summary = select(ranked, budget=budget, capacity=capacity)
+        ranked["targeted"] = chosen.to_numpy()
+        explained = self.explained()
+        if self.write_all:
+            targeted = np.zeros(self.rows, dtype=bool)
+            targeted[ranked[_SEQ].to_numpy()[chosen.to_numpy()]] = True
+            del ranked
+            top, written = self._write_merged(targeted, explained)
+        else:
+            listed = at_risk(ranked)
+            del ranked
+            listed = _with_explanations(listed, explained)
+            top = listed.head(10).copy()
+            written = len(listed)
+            write_output(_in_list_order(listed.drop(columns=[_SEQ])), self.output)
+        return {"summary": summary, "top": _plain(top.drop(columns=[_SEQ], errors="ignore")),
+                "rows_written": written, "probability_stats": stats}
+
+    def _write_merged(self, targeted: np.ndarray, explained: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+        top = None
+        done = 0
+        with ListWriter(self.output) as writer:
+            for batch in merge_runs(self.runs):
+                seq = batch[_SEQ].to_numpy()
+                batch.insert(0, "rank", np.arange(done + 1, done + len(batch) + 1, dtype="int64"))
+                batch["targeted"] = targeted[seq]
+                batch = _with_explanations(batch, explained)
+                batch = _in_list_order(batch.drop(columns=[_SEQ]))
+                if top is None:
+                    top = batch.head(10).copy()
+                writer.write(batch)
+                done += len(batch)
+        return top, done
+
+    def cleanup(self) -> None:
+        """Remove the temporary runs (call in all cases, also after an error)."""
+        import shutil
+
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+        self.runs = []
+
+
+def _with_explanations(frame: pd.DataFrame, explained: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with blank reasons, then the reasons and actions of the explained rows (by ``_seq``)."""
+    seq = frame[_SEQ].to_numpy()
+    known = explained[_SEQ].to_numpy()
+    if len(known):
+        where = np.minimum(np.searchsorted(known, seq), len(known) - 1)
+        hit = np.flatnonzero(known[where] == seq)
+        source = where[hit]
+    else:
+        hit = source = np.array([], dtype="int64")
+    if not len(hit):  # blank reasons, as one category
+        blank = pd.Categorical.from_codes(np.zeros(len(frame), dtype="int8"), categories=[""])
+        for column in REASON_COLUMNS:
+            frame[column] = blank
+        return frame
+    for column in REASON_COLUMNS:
+        values = np.full(len(frame), "", dtype=object)
+        values[hit] = explained[column].to_numpy(dtype=object)[source]
+        frame[column] = pd.array(values, dtype="str")
+    action = frame["action"].astype("str").to_numpy(dtype=object)
+    action[hit] = explained["action"].to_numpy(dtype=object)[source]
+    frame["action"] = pd.array(action, dtype="str")
+    return frame

@@ -37,7 +37,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 #: Types outside skops' own safe list that the loader may build, each reviewed by hand:
-#: this project's transformer; numpy dtypes; scikit-learn's column selector; the
+#: this project's transformer, calibration wrapper and CatBoost wrapper (the booster is kept as CatBoost's own
+#: binary model in a ``bytes`` field, not a pickle); numpy dtypes; scikit-learn's column selector; the
 #: boosting trees; calibration's fitted pieces and its fold splitter; scikit-learn's
 #: ``Bunch`` (a dict); and HistGradientBoosting's stored ``functools.partial(check_array, ...)``
 #: (a partial of scikit-learn's own input check, no user code).  A model holding any other
@@ -45,6 +46,8 @@ CHALLENGER = "challenger"
 TRUSTED_TYPES = (
     "functools.partial",
     "numpy.dtype",
+    "pipeline.model.CalibratedModel",
+    "pipeline.model.CatBoostModel",
     "pipeline.prepare.TableTyper",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
@@ -167,9 +170,38 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def pip_requirements() -> list[str]:
-    """Exact requirements of a logged model (given explicitly: inference is slow and needs the network)."""
-    return [f"{name}=={v}" for name, v in package_versions().items() if name != "mlflow"]
+def pip_requirements(model=None) -> list[str]:
+    """Exact requirements of a logged model (given explicitly: inference is slow and needs the network).
+
+    CatBoost is listed only when ``model`` holds a CatBoost part.
+    """
+    from importlib.metadata import version
+
+    names = [f"{name}=={v}" for name, v in package_versions().items() if name != "mlflow"]
+    if model is not None and _holds_catboost(model):
+        names.append(f"catboost=={version('catboost')}")
+    return names
+
+
+def _holds_catboost(model) -> bool:
+    """Whether a fitted model (pipelines, blends, calibration wrappers) contains a CatBoost part."""
+    from pipeline.model import CatBoostModel
+
+    seen, stack = set(), [model]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, CatBoostModel):
+            return True
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif type(item).__module__.startswith(("sklearn.", "pipeline.")) and hasattr(item, "__dict__"):
+            stack.extend(vars(item).values())
+    return False
 
 
 def _scalar_params(params: dict[str, Any], limit: int = 250) -> dict[str, str]:
@@ -263,6 +295,8 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
                 "seed": str(config.train.seed),
                 "model_family": result.family,
                 "calibration": result.calibration,
+                "threads": str(result.threads),
+                "folds": result.folds,
                 "data_mode": dataset.mode,
                 **{f"version.{k}": v for k, v in package_versions().items()},
             }
@@ -272,6 +306,7 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if np.isfinite(v)})
         mlflow.log_metrics({f"cv.{k}": float(v) for k, v in result.calibration_scores.items()})
         mlflow.log_metrics({f"timing.{k}": v for k, v in result.timings.items()})
+        mlflow.log_metrics({"fit_rows": result.fit_rows, "train_rows": result.train_rows})
         for _, row in result.candidates.iterrows():
             with mlflow.start_run(run_name=row["candidate"], nested=True):
                 mlflow.set_tag("stage", "selection")
@@ -306,7 +341,7 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
             skops_trusted_types=trusted,
             signature=signature,
             input_example=signature_frame(example),
-            pip_requirements=pip_requirements(),
+            pip_requirements=pip_requirements(result.model),
             code_paths=[str(Path(__file__).parent)],
             pyfunc_predict_fn="predict_proba",
             metadata={
@@ -318,6 +353,16 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
                 "input_columns": result.input_columns,
                 "family": result.family,
                 "calibration": result.calibration,
+                "fit_rows": result.fit_rows,
+                # What the gate needs to compare a later model on "the same hold-out": a refit
+                # model has seen this hold-out, so its own hold-out metrics stand in for it.
+                "holdout": {
+                    "data_sha256": dataset.content_hash(),
+                    "seed": config.train.seed,
+                    "fraction": config.train.holdout_fraction,
+                    "refit_all_rows": result.fit_rows > result.train_rows,
+                    "metrics": {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)},
+                },
                 "profile": profile,
             },
         )

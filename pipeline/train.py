@@ -1,10 +1,13 @@
 """Model selection, calibration and the final fit: a pure function of a dataset and config.
 
 ``train(dataset, config)`` splits off a stratified hold-out that selection never sees;
-cross-validates each candidate family's default and a budgeted random search on the rest
-(stratified folds, fixed seeds); optionally blends the best model of each family when that
-pays; chooses sigmoid or isotonic calibration by cross-validated Brier score; fits the
-calibrated model on the training rows; and evaluates it on the hold-out.  Nothing here
+cross-validates each candidate family's defaults and a budgeted random search on the rest
+(stratified folds, fixed seeds); keeps the best by ROC AUC, or a family's defaults when they
+are within one standard error of it; optionally blends it with the best model of another
+family when that pays; calibrates (sigmoid by default, or not at all when calibration does
+not lower the cross-validated Brier score) with a map learned on out-of-fold scores; fits the
+model on the training rows and evaluates it on the hold-out; then refits it on every row for
+the registered model.  Every thread pool is limited to ``train.n_threads``.  Nothing here
 touches MLflow or files: ``pipeline.tracking`` logs what this returns.
 """
 
@@ -29,7 +32,10 @@ log = logging.getLogger(__name__)
 class TrainResult:
     """What training produced: the model, how it was chosen, and how it did on the hold-out."""
 
+    #: The registered model: refit on every row when ``train.refit_all_rows``.
     model: Any
+    #: The model the hold-out metrics belong to: fit on the training rows only.
+    holdout_model: Any
     family: str
     params: dict[str, Any]
     calibration: str
@@ -39,9 +45,14 @@ class TrainResult:
     holdout_proba: np.ndarray
     metrics: dict[str, float]
     train_rows: int
+    #: Rows the registered model was fit on.
+    fit_rows: int
     base_rate: float
     columns: pd.DataFrame
     input_columns: list[str]
+    threads: int
+    #: ``"stratified"`` or ``"time"`` (rows from several snapshots).
+    folds: str = "stratified"
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -51,20 +62,65 @@ def _folds(config: Config):
     return StratifiedKFold(n_splits=config.train.cv_folds, shuffle=True, random_state=config.train.seed)
 
 
-def _oof_proba(estimator, X: pd.DataFrame, y: np.ndarray, config: Config) -> np.ndarray:
-    """Out-of-fold churn probabilities of an unfitted estimator (stratified, seeded folds)."""
-    from sklearn.base import clone
+def time_folds(periods: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Forward-chaining folds by snapshot date: each fold trains on every earlier date.
 
-    proba = np.empty(len(y), dtype="float64")
-    for train_idx, test_idx in _folds(config).split(X, y):
+    The distinct dates are cut into up to ``n_folds + 1`` consecutive groups; fold ``i``
+    validates on group ``i`` after training on all groups before it, so no model is ever
+    scored on a date earlier than the data it learned from.  Rows of the first group are
+    never validated.
+    """
+    periods = np.asarray(periods, dtype="datetime64[ns]")
+    dates = np.unique(periods)
+    groups = np.array_split(dates, min(n_folds + 1, len(dates)))
+    return [(np.flatnonzero(periods < group[0]), np.flatnonzero(np.isin(periods, group))) for group in groups[1:]]
+
+
+def _splits(X: pd.DataFrame, y: np.ndarray, config: Config, periods: np.ndarray | None):
+    if periods is None:
+        return list(_folds(config).split(X, y))
+    return time_folds(periods, config.train.cv_folds)
+
+
+def _oof_proba(estimator, X: pd.DataFrame, y: np.ndarray, config: Config,
+               periods: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold churn probabilities of an unfitted estimator, and its ROC AUC on each fold.
+
+    Stratified folds, or folds by time when ``periods`` (each row's snapshot date) is given;
+    then rows of the earliest dates are never validated and their probabilities are NaN.
+    """
+    from sklearn.base import clone
+    from sklearn.metrics import roc_auc_score
+
+    proba = np.full(len(y), np.nan, dtype="float64")
+    fold_auc = []
+    for train_idx, test_idx in _splits(X, y, config, periods):
         fitted = clone(estimator).fit(X.iloc[train_idx], y[train_idx])
         proba[test_idx] = fitted.predict_proba(X.iloc[test_idx])[:, 1]
-    return proba
+        if len(np.unique(y[test_idx])) == 2:
+            fold_auc.append(roc_auc_score(y[test_idx], proba[test_idx]))
+    return proba, np.asarray(fold_auc)
+
+
+def time_holdout(periods: np.ndarray, fraction: float) -> np.ndarray:
+    """Positions of the hold-out rows by time: the latest snapshot dates, enough of them to
+    hold at least ``fraction`` of the rows, never the earliest date."""
+    periods = np.asarray(periods, dtype="datetime64[ns]")
+    dates, counts = np.unique(periods, return_counts=True)
+    chosen, share = [], 0.0
+    for date, count in zip(dates[::-1][:-1], counts[::-1][:-1]):
+        chosen.append(date)
+        share += count / len(periods)
+        if share >= fraction:
+            break
+    return np.flatnonzero(np.isin(periods, chosen))
 
 
 def _scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+    validated = ~np.isnan(proba)  # folds by time leave the earliest rows unscored
+    y, proba = y[validated], proba[validated]
     clipped = np.clip(proba, 1e-6, 1 - 1e-6)
     return {
         "roc_auc": float(roc_auc_score(y, proba)),
@@ -74,27 +130,46 @@ def _scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     }
 
 
-def _subsample(X: pd.DataFrame, y: np.ndarray, limit: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+def _subsample(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """Sorted positions of at most ``limit`` rows, stratified by label (all rows when fewer)."""
     if len(y) <= limit:
-        return X, y
+        return np.arange(len(y))
     from sklearn.model_selection import train_test_split
 
-    X_sel, _, y_sel, _ = train_test_split(X, y, train_size=limit, stratify=y, random_state=seed)
-    return X_sel, y_sel
+    kept, _ = train_test_split(np.arange(len(y)), train_size=limit, stratify=y, random_state=seed)
+    return np.sort(kept)
 
 
-def _candidate_grid(config: Config, drop: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
+def _families(config: Config, train_rows: int, say: Callable[[str], None]) -> list[str]:
+    """The candidate families this run tries: CatBoost only up to ``catboost_max_rows`` rows."""
+    from pipeline.model import FAMILIES
+
+    kept = []
+    for family in config.train.candidates:
+        if family not in FAMILIES:
+            raise ModelError(f"unknown model family {family!r} in train.candidates; expected one of {', '.join(FAMILIES)}")
+        limit = config.train.catboost_max_rows
+        if family == "catboost" and limit and train_rows > limit:
+            say(f"skipping catboost: {train_rows:,} training rows is more than train.catboost_max_rows ({limit:,})")
+            continue
+        kept.append(family)
+    if not kept:
+        raise ModelError("no candidate family left to try; add logistic or hist_gradient_boosting to train.candidates")
+    return kept
+
+
+def _candidate_grid(config: Config, families: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Each family's defaults first, in order, then its random-search draws."""
     from sklearn.model_selection import ParameterSampler
 
     from pipeline.model import search_space
 
-    grid = []
-    for family in config.train.candidates:
-        grid.append((family, {}))
-        sampler = ParameterSampler(
-            search_space(family), n_iter=config.train.search_iterations, random_state=config.train.seed
-        )
-        grid.extend((family, dict(params)) for params in sampler)
+    grid = [(family, {}) for family in families]
+    for family in families:
+        space = search_space(family)
+        if space and config.train.search_iterations:
+            sampler = ParameterSampler(space, n_iter=config.train.search_iterations, random_state=config.train.seed)
+            grid.extend((family, dict(params)) for params in sampler)
     return grid
 
 
@@ -105,27 +180,37 @@ def _blend(estimators: dict[str, Any], weights: list[float]):
 
 
 def _choose_calibration(y: np.ndarray, oof: np.ndarray, config: Config) -> tuple[str, dict[str, float]]:
-    """Pick the calibration method whose cross-validated Brier score on out-of-fold scores is lowest."""
-    from sklearn.isotonic import IsotonicRegression
-    from sklearn.linear_model import LogisticRegression
+    """The calibration whose cross-validated Brier score on out-of-fold scores is lowest.
+
+    ``"none"`` when no method beats the uncalibrated scores: calibrating an already
+    calibrated model only adds noise.
+    """
     from sklearn.metrics import brier_score_loss
 
-    logit = np.log(np.clip(oof, 1e-6, 1 - 1e-6) / np.clip(1 - oof, 1e-6, 1)).reshape(-1, 1)
-    scores = {"uncalibrated": float(brier_score_loss(y, oof))}
+    from pipeline.model import CalibratedModel
+
+    scores = {"none": float(brier_score_loss(y, oof))}
     for method in config.train.calibration_methods:
         calibrated = np.empty_like(oof)
-        for train_idx, test_idx in _folds(config).split(logit, y):
-            if method == "sigmoid":
-                fitted = LogisticRegression(C=1e6).fit(logit[train_idx], y[train_idx])
-                calibrated[test_idx] = fitted.predict_proba(logit[test_idx])[:, 1]
-            elif method == "isotonic":
-                fitted = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(oof[train_idx], y[train_idx])
-                calibrated[test_idx] = fitted.predict(oof[test_idx])
-            else:
-                raise ModelError(f"unknown calibration method {method!r}; expected sigmoid or isotonic")
+        for train_idx, test_idx in _folds(config).split(oof.reshape(-1, 1), y):
+            mapping = CalibratedModel(method=method).fit_map(oof[train_idx], y[train_idx])
+            calibrated[test_idx] = mapping.calibrate(oof[test_idx])
         scores[method] = float(brier_score_loss(y, calibrated))
-    best = min(config.train.calibration_methods, key=lambda m: scores[m])
+    best = min(scores, key=lambda m: (scores[m], m != "none"))
     return best, scores
+
+
+def _select(candidates: pd.DataFrame, say: Callable[[str], None]) -> str:
+    """The candidate to keep: the best by cross-validated ROC AUC, or a family's defaults when
+    they are within one standard error of it (a tuned draw that wins by less is noise)."""
+    best = candidates.iloc[0]
+    defaults = candidates[~candidates["tuned"].astype(bool)]
+    if best["tuned"] and len(defaults):
+        fallback = defaults.iloc[0]
+        if fallback["roc_auc"] >= best["roc_auc"] - best["roc_auc_se"]:
+            say(f"{fallback['candidate']} (defaults) is within one standard error of {best['candidate']}: keeping defaults")
+            return str(fallback["candidate"])
+    return str(best["candidate"])
 
 
 def train(dataset: Dataset, config: Config, *, progress: Callable[[str], None] | None = None) -> TrainResult:
@@ -140,14 +225,21 @@ def train(dataset: Dataset, config: Config, *, progress: Callable[[str], None] |
     progress : callable, optional
         Called with a short message as each step starts.
     """
+    import sklearn.ensemble  # noqa: F401  (loads the OpenMP runtime, so the limit below applies to it)
+    from threadpoolctl import threadpool_limits
+
+    threads = config.train.n_threads
+    with threadpool_limits(limits=threads):
+        return _train(dataset, config, threads, progress or (lambda message: log.info(message)))
+
+
+def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], None]) -> TrainResult:
     from sklearn.base import clone
-    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import train_test_split
 
     from pipeline import evaluate
-    from pipeline.model import make_candidate
+    from pipeline.model import CalibratedModel, final_estimator, make_candidate
 
-    say = progress or (lambda message: log.info(message))
     if dataset.label is None:
         raise DataError(f"{dataset.source}: no label column; training needs one")
     y_all = dataset.label.to_numpy().astype(int)
@@ -162,31 +254,50 @@ def train(dataset: Dataset, config: Config, *, progress: Callable[[str], None] |
     timings: dict[str, float] = {}
     started = time.perf_counter()
     index = np.arange(len(y_all))
-    train_idx, holdout_idx = train_test_split(
-        index, test_size=config.train.holdout_fraction, stratify=y_all, random_state=seed
-    )
-    train_idx.sort()
-    holdout_idx.sort()
+    periods = None if dataset.period is None else dataset.period.to_numpy(dtype="datetime64[ns]")
+    by_time = periods is not None and len(np.unique(periods)) >= 2
+    if by_time:
+        # Rows from several snapshots: the latest dates are the hold-out, folds go forward in time.
+        holdout_idx = time_holdout(periods, config.train.holdout_fraction)
+        train_idx = np.setdiff1d(index, holdout_idx)
+        for name, part in (("hold-out", holdout_idx), ("training part", train_idx)):
+            if len(np.unique(y_all[part])) < 2:
+                raise DataError(f"{dataset.source}: the {name} of the snapshots by time has only one class")
+        dates = np.unique(periods[holdout_idx])
+        say(f"folds by time: hold-out is the latest {len(dates)} snapshot(s) from {str(dates[0])[:10]}; "
+            f"{len(np.unique(periods[train_idx]))} earlier snapshot(s) for selection")
+    else:
+        train_idx, holdout_idx = train_test_split(
+            index, test_size=config.train.holdout_fraction, stratify=y_all, random_state=seed
+        )
+        train_idx.sort()
+        holdout_idx.sort()
     X_train = dataset.frame.iloc[train_idx].reset_index(drop=True)
     y_train = y_all[train_idx]
+    periods_train = periods[train_idx] if by_time and len(np.unique(periods[train_idx])) >= 2 else None
+    if by_time and periods_train is None:
+        say("only one snapshot date left for selection: its folds are stratified, not by time")
     drop = tuple(c for c in (dataset.id_column,) if c in dataset.frame.columns)
 
     # Selection: every candidate's out-of-fold probabilities on (at most) selection_max_rows rows.
-    X_sel, y_sel = _subsample(X_train, y_train, config.train.selection_max_rows, seed)
+    kept = _subsample(y_train, config.train.selection_max_rows, seed)
+    X_sel, y_sel = X_train.iloc[kept].reset_index(drop=True), y_train[kept]
+    periods_sel = None if periods_train is None else periods_train[kept]
+    families = _families(config, len(y_train), say)
     rows, oof_by_key, estimators = [], {}, {}
-    grid = _candidate_grid(config, drop)
+    grid = _candidate_grid(config, families)
     budget = config.train.time_budget_seconds
     for number, (family, params) in enumerate(grid, start=1):
-        if budget and time.perf_counter() - started > budget and number > len(config.train.candidates):
+        if budget and time.perf_counter() - started > budget and number > len(families):
             say(f"time budget of {budget:.0f}s reached after {number - 1} candidates")
             break
         shown = ", ".join(f"{k.split('__', 1)[1]}={v:.3g}" if isinstance(v, float) else f"{k.split('__', 1)[1]}={v}"
                           for k, v in params.items())
         say(f"candidate {number}/{len(grid)}: {family} ({shown or 'defaults'})")
         t0 = time.perf_counter()
-        estimator = make_candidate(family, drop_columns=drop, seed=seed, **params)
+        estimator = make_candidate(family, drop_columns=drop, seed=seed, n_threads=threads, **params)
         try:
-            oof = _oof_proba(estimator, X_sel, y_sel, config)
+            oof, fold_auc = _oof_proba(estimator, X_sel, y_sel, config, periods_sel)
         except (ValueError, TypeError) as err:
             raise ModelError(f"{family} could not be fit on {dataset.source}: {str(err).splitlines()[0]}") from err
         key = f"{family}#{number}"
@@ -198,18 +309,23 @@ def train(dataset: Dataset, config: Config, *, progress: Callable[[str], None] |
                 "family": family,
                 "params": {k.split("__", 1)[1]: (float(v) if isinstance(v, float) else v) for k, v in params.items()},
                 **_scores(y_sel, oof),
+                "roc_auc_se": float(fold_auc.std(ddof=1) / np.sqrt(len(fold_auc))) if len(fold_auc) > 1 else float("nan"),
+                "tuned": bool(params),
                 "fit_seconds": (time.perf_counter() - t0) / config.train.cv_folds,
             }
         )
     candidates = pd.DataFrame(rows).sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
     timings["selection_seconds"] = time.perf_counter() - started
 
-    best_key = candidates.loc[0, "candidate"]
-    chosen, chosen_oof, family = estimators[best_key], oof_by_key[best_key], candidates.loc[0, "family"]
-    params = dict(candidates.loc[0, "params"])
+    best_key = _select(candidates, say)
+    best = candidates.set_index("candidate").loc[best_key]
+    chosen, chosen_oof, family = estimators[best_key], oof_by_key[best_key], str(best["family"])
+    params = dict(best["params"])
     best_by_family = candidates.drop_duplicates("family")
     if config.train.blend and len(best_by_family) >= 2:
-        keys = list(best_by_family["candidate"][:2])
+        # Blend the kept candidate with the best model of the next-best family.
+        other = best_by_family[best_by_family["family"] != family]["candidate"].iloc[0]
+        keys = [best_key, other]
         best_blend = None
         for weight in (0.25, 0.5, 0.75):
             blended = weight * oof_by_key[keys[0]] + (1 - weight) * oof_by_key[keys[1]]
@@ -218,20 +334,35 @@ def train(dataset: Dataset, config: Config, *, progress: Callable[[str], None] |
                 best_blend = (weight, score, blended)
         weight, score, blended = best_blend
         blend_row = {"candidate": "blend", "family": "blend", "params": {"weights": [weight, 1 - weight], "members": keys},
-                     **score, "fit_seconds": float(best_by_family["fit_seconds"][:2].sum())}
+                     **score, "roc_auc_se": float("nan"), "tuned": False,
+                     "fit_seconds": float(candidates.set_index("candidate").loc[keys, "fit_seconds"].sum())}
         candidates = pd.concat([candidates, pd.DataFrame([blend_row])], ignore_index=True)
-        if score["roc_auc"] >= candidates.loc[0, "roc_auc"] + config.train.blend_min_gain:
+        if score["roc_auc"] >= float(best["roc_auc"]) + config.train.blend_min_gain:
             members = {key.split("#")[0]: estimators[key] for key in keys}
             chosen, chosen_oof, family = _blend(members, [weight, 1 - weight]), blended, "blend"
             params = blend_row["params"]
             say(f"blend of {' and '.join(keys)} (weights {weight:.2f}/{1 - weight:.2f}) beats the best single model")
     candidates = candidates.sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
 
-    method, calibration_scores = _choose_calibration(y_sel, chosen_oof, config)
-    say(f"final fit: {family}, {method} calibration, on {len(y_train):,} rows")
+    # Calibration: learned on out-of-fold scores of the training rows.  Selection's are reused
+    # when it saw every training row; otherwise they are computed on all of them.
     t0 = time.perf_counter()
-    model = CalibratedClassifierCV(clone(chosen), method=method, cv=_folds(config), ensemble=False)
-    model.fit(X_train, y_train)
+    if len(y_sel) < len(y_train):
+        say(f"out-of-fold scores of {family} on all {len(y_train):,} training rows, for calibration")
+        chosen_oof, _ = _oof_proba(chosen, X_train, y_train, config, periods_train)
+        y_cal = y_train
+    else:
+        y_cal = y_sel
+    validated = ~np.isnan(chosen_oof)  # by time, the earliest dates are never validated
+    chosen_oof, y_cal = chosen_oof[validated], y_cal[validated]
+    method, calibration_scores = _choose_calibration(y_cal, chosen_oof, config)
+    say(f"final fit: {family}, {'no' if method == 'none' else method} calibration, on {len(y_train):,} rows")
+    fitted = clone(chosen).fit(X_train, y_train)
+    if method == "none":
+        model = fitted
+    else:
+        model = CalibratedModel(clone(chosen), method=method, cv=config.train.cv_folds, random_state=seed)
+        model.fit_map(chosen_oof, y_cal).set_fitted(fitted)
     timings["final_fit_seconds"] = time.perf_counter() - t0
 
     X_holdout = dataset.frame.iloc[holdout_idx].reset_index(drop=True)
@@ -243,13 +374,30 @@ def train(dataset: Dataset, config: Config, *, progress: Callable[[str], None] |
 
         value = clv(dataset.monthly_value.iloc[holdout_idx].to_numpy(), config.campaign)
     metrics = evaluate.classification_metrics(y_holdout, proba, value=value, campaign=config.campaign)
-    timings["total_seconds"] = time.perf_counter() - started
-    from pipeline.model import final_estimator
 
-    typer = final_estimator(model)
-    typer = typer.named_steps["typer"] if hasattr(typer, "named_steps") else typer.estimators_[0].named_steps["typer"]
+    # The registered model: the same choice, refit on every row (the hold-out included), with
+    # the calibration map learned above.  The hold-out metrics stay those of ``holdout_model``.
+    holdout_model = model
+    if config.train.refit_all_rows:
+        say(f"refit on all {len(y_all):,} rows")
+        t0 = time.perf_counter()
+        refitted = clone(chosen).fit(dataset.frame, y_all)
+        if method == "none":
+            model = refitted
+        else:
+            model = clone(holdout_model)
+            for name in ("slope_", "intercept_", "isotonic_"):
+                if hasattr(holdout_model, name):
+                    setattr(model, name, getattr(holdout_model, name))
+            model.set_fitted(refitted)
+        timings["refit_seconds"] = time.perf_counter() - t0
+    timings["total_seconds"] = time.perf_counter() - started
+
+    inner = final_estimator(model)
+    typer = inner.named_steps["typer"] if hasattr(inner, "named_steps") else inner.estimators_[0].named_steps["typer"]
     return TrainResult(
         model=model,
+        holdout_model=holdout_model,
         family=family,
         params=params,
         calibration=method,
@@ -259,8 +407,11 @@ def train(dataset: Dataset, config: Config, *, progress: Callable[[str], None] |
         holdout_proba=proba,
         metrics=metrics,
         train_rows=len(y_train),
+        fit_rows=len(y_all) if config.train.refit_all_rows else len(y_train),
         base_rate=float(y_train.mean()),
         columns=typer.columns_report(),
         input_columns=[str(c) for c in dataset.frame.columns],
+        threads=threads,
+        folds="time" if by_time else "stratified",
         timings=timings,
     )

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from pipeline.records import load_records
 
-CHURN = str(Path(sys.executable).with_name("churn"))
 FAST = "[train]\nsearch_iterations = 1\ncv_folds = 3\nblend = false\n"
 LIST_COLUMNS = ["rank", "subscriber_id", "churn_probability", "risk_tier", "expected_loss", "model_version"]
 
 
 def churn(*args, cwd):
-    result = subprocess.run([CHURN, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr
-    return result
+    from servers import run_churn
+
+    return run_churn(args, cwd, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -645,6 +645,61 @@ def test_file_chunks_split_by_subscriber(tmp_path, records):
     pdt.assert_frame_equal(pd.concat([c.outcomes for c in chunks], ignore_index=True), records.outcomes)
 
 
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """A generated base in one part of 20,000 subscribers: row groups of 8,192, 8,192 and 3,616."""
+    from pipeline import simulate
+
+    folder = tmp_path_factory.mktemp("generated") / "base"
+    simulate.generate(20_000, seed=3, out=folder, chunk_subscribers=20_000)
+    return folder
+
+
+def test_a_big_part_is_split_by_its_aligned_row_groups(generated):
+    tables = ["subscribers", "usage_monthly", "contacts", "breach_exposure"]
+    chunks = list(iter_record_chunks(generated, chunk_subscribers=9000, tables=tables))
+    assert [len(chunk.subscribers) for chunk in chunks] == [8192, 8192, 3616]
+    assert chunks[1].source == f"{generated} (part-00000 row groups 1-1)"
+    whole = load_records(generated, tables=tables)
+    for name in tables:
+        pdt.assert_frame_equal(pd.concat([c.table(name) for c in chunks], ignore_index=True), whole.table(name))
+    # two row groups fit in 20,000
+    assert [len(c.subscribers) for c in iter_record_chunks(generated, chunk_subscribers=17_000, tables=tables)] \
+        == [16_384, 3616]
+
+
+def test_a_part_with_misaligned_row_groups_is_read_whole(generated, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "base"
+    shutil.copytree(generated, folder)
+    usage = folder / "usage_monthly" / "part-00000.parquet"
+    pq.write_table(pq.read_table(usage), usage, row_group_size=50_000)
+    chunks = list(iter_record_chunks(folder, chunk_subscribers=9000, tables=["subscribers", "usage_monthly"]))
+    assert [len(chunk.subscribers) for chunk in chunks] == [20_000]
+
+
+def test_records_for_features_skip_later_rows_and_personal_columns_with_the_same_features(generated):
+    from pipeline.dataset import records_dataset
+
+    tables = ["subscribers", "usage_monthly", "contacts", "breach_exposure"]
+    full = list(iter_record_chunks(generated, chunk_subscribers=20_000, tables=tables))
+    lean = list(iter_record_chunks(generated, chunk_subscribers=9000, tables=tables, for_features=True))
+    snapshot = full[0].snapshot_date
+    assert (full[0].usage_monthly["month"] >= snapshot).any() and (full[0].contacts["contact_time"] >= snapshot).any()
+    assert all((c.usage_monthly["month"] < snapshot).all() and (c.contacts["contact_time"] < snapshot).all()
+               for c in lean)
+    assert not {"name", "phone_number", "email"} & set(lean[0].subscribers.columns)
+
+    def features(chunks):
+        built = [records_dataset(c, snapshot_date=None, horizon_days=90, require_label=False) for c in chunks]
+        return pd.concat([b.frame.assign(_id=b.ids.to_numpy()) for b in built], ignore_index=True)
+
+    pdt.assert_frame_equal(features(lean), features(full))
+
+
 def test_chunk_size_must_be_positive(tmp_path):
     with pytest.raises(ConfigError, match=exactly("chunk_subscribers must be a whole number >= 1, not 0")):
         iter_record_chunks(tmp_path, chunk_subscribers=0)

@@ -60,18 +60,20 @@ def test_parquet_round_trip_and_same_bytes_on_rerun(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), frame)
 
 
-def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
+def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
     target = tmp_path / "list.parquet"
     target.write_bytes(b"previous list")
+    real = pq.ParquetWriter.write_table
 
-    class Boom(pd.DataFrame):
-        def to_parquet(self, *args, **kwargs):
-            with open(args[0], "wb") as handle:
-                handle.write(b"half")
-            raise OSError("disk full")
+    def boom(self, *args, **kwargs):
+        real(self, *args, **kwargs)  # half a file on disk, then the disk fills up
+        raise OSError("disk full")
 
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", boom)
     with pytest.raises(OSError, match="disk full"):
-        write_output(Boom(_scores()), target)
+        write_output(_scores(), target)
     assert target.read_bytes() == b"previous list"
     assert [p.name for p in tmp_path.iterdir()] == ["list.parquet"]
 

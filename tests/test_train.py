@@ -32,10 +32,66 @@ def test_calibration_improves_brier_of_a_miscalibrated_model():
     y = frame["churn"].to_numpy()
     # class weights push every probability up: accurate ranking, dishonest probabilities
     skewed = make_candidate("logistic", drop_columns=("id",), classifier__class_weight="balanced")
-    oof = _oof_proba(skewed, frame.drop(columns=["churn"]), y, FAST)
+    oof, fold_auc = _oof_proba(skewed, frame.drop(columns=["churn"]), y, FAST)
+    assert len(fold_auc) == 3
     method, scores = _choose_calibration(y, oof, FAST)
-    assert method in ("sigmoid", "isotonic")
-    assert scores[method] < 0.8 * scores["uncalibrated"]
+    assert method == "sigmoid"
+    assert scores[method] < 0.8 * scores["none"]
+
+
+def test_no_calibration_when_scores_are_already_honest():
+    # Scores that are true probabilities: here neither method lowers the cross-validated Brier.
+    rng = np.random.default_rng(2)
+    honest = rng.beta(1, 6, size=4000)
+    y = (rng.random(4000) < honest).astype(int)
+    method, scores = _choose_calibration(y, honest, with_overrides(FAST, train={"calibration_methods": ("sigmoid", "isotonic")}))
+    assert scores["none"] < min(scores["sigmoid"], scores["isotonic"])
+    assert method == "none"
+    # With no method listed, nothing is calibrated.
+    assert _choose_calibration(y, honest, with_overrides(FAST, train={"calibration_methods": ()}))[0] == "none"
+
+
+def test_calibrated_model_keeps_the_ranking_and_fixes_the_probabilities():
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    from pipeline.model import CalibratedModel, make_candidate
+
+    frame = _table(6000)
+    X, y = frame.drop(columns=["churn"]), frame["churn"].to_numpy()
+    skewed = make_candidate("logistic", drop_columns=("id",), classifier__class_weight="balanced")
+    raw = skewed.fit(X[:4000], y[:4000]).predict_proba(X[4000:])[:, 1]
+    calibrated = CalibratedModel(skewed, method="sigmoid", cv=3).fit(X[:4000], y[:4000])
+    proba = calibrated.predict_proba(X[4000:])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert roc_auc_score(y[4000:], proba[:, 1]) == pytest.approx(roc_auc_score(y[4000:], raw), abs=1e-12)
+    assert brier_score_loss(y[4000:], proba[:, 1]) < 0.8 * brier_score_loss(y[4000:], raw)
+    assert abs(proba[:, 1].mean() - y[4000:].mean()) < 0.02 < abs(raw.mean() - y[4000:].mean())
+
+
+def test_a_tuned_draw_within_one_standard_error_loses_to_the_defaults():
+    from pipeline.train import _select
+
+    def frame(tuned_auc, se):
+        return pd.DataFrame({"candidate": ["hgb#4", "catboost#3", "logistic#1"], "roc_auc": [tuned_auc, 0.910, 0.80],
+                             "roc_auc_se": [se, 0.004, 0.01], "tuned": [True, False, False]})
+
+    assert _select(frame(0.912, 0.005), print) == "catboost#3"
+    assert _select(frame(0.930, 0.005), print) == "hgb#4"
+
+
+def test_training_runs_in_the_configured_number_of_threads():
+    from threadpoolctl import threadpool_info
+
+    seen = []
+
+    def progress(message):
+        seen.extend(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "openmp")
+
+    config = with_overrides(FAST, train={"candidates": ("hist_gradient_boosting",), "n_threads": 1})
+    train(table_dataset(_table(), id_column="id", target="churn"), config, progress=progress)
+    assert seen and set(seen) == {1}
+    assert all(pool["num_threads"] != 1 for pool in threadpool_info() if pool["user_api"] == "openmp") or \
+        len(__import__("os").sched_getaffinity(0)) == 1
 
 
 def test_train_is_reproducible_and_reports_the_holdout():
@@ -44,9 +100,52 @@ def test_train_is_reproducible_and_reports_the_holdout():
     np.testing.assert_array_equal(first.holdout_proba, second.holdout_proba)
     assert len(first.holdout_index) == 600 and first.train_rows == 2400
     assert first.metrics["n_rows"] == 600 and 0.7 < first.metrics["roc_auc"] < 0.9
-    assert first.calibration_scores[first.calibration] <= first.calibration_scores["uncalibrated"] + 1e-3
+    assert first.calibration_scores[first.calibration] == min(first.calibration_scores.values())
     assert list(first.candidates.columns[:4]) == ["candidate", "family", "params", "roc_auc"]
     assert first.input_columns == ["id", "x", "z", "plan", "fee"]
+
+
+def test_the_registered_model_is_refit_on_every_row_and_the_metrics_are_not():
+    dataset = table_dataset(_table(), id_column="id", target="churn")
+    result = train(dataset, FAST)
+    assert result.fit_rows == 3000 and result.train_rows == 2400
+    holdout = dataset.frame.iloc[result.holdout_index]
+    np.testing.assert_array_equal(result.holdout_model.predict_proba(holdout)[:, 1], result.holdout_proba)
+    assert not np.array_equal(result.model.predict_proba(holdout)[:, 1], result.holdout_proba)
+    kept = train(dataset, with_overrides(FAST, train={"refit_all_rows": False}))
+    assert kept.model is kept.holdout_model and kept.fit_rows == 2400
+    np.testing.assert_array_equal(kept.holdout_proba, result.holdout_proba)
+
+
+def test_catboost_family_trains_explains_exactly_and_round_trips_through_skops():
+    import skops.io
+
+    from pipeline.explain import contributions, raw_log_odds
+    from pipeline.tracking import TRUSTED_TYPES, check_trusted, pip_requirements
+
+    dataset = table_dataset(_table(1500), id_column="id", target="churn")
+    config = with_overrides(FAST, train={"candidates": ("catboost",), "calibration_methods": ("sigmoid",)})
+    result = train(dataset, config)
+    assert result.family == "catboost" and list(result.candidates["candidate"]) == ["catboost#1"]
+    assert result.metrics["roc_auc"] > 0.7
+    assert set(check_trusted(result.model)) <= set(TRUSTED_TYPES)
+    assert any(r.startswith("catboost==") for r in pip_requirements(result.model))
+    assert not any(r.startswith("catboost==") for r in pip_requirements(train(dataset, FAST).model))
+    loaded = skops.io.loads(skops.io.dumps(result.model), trusted=list(TRUSTED_TYPES))
+    rows = dataset.frame.head(300)
+    np.testing.assert_array_equal(loaded.predict_proba(rows), result.model.predict_proba(rows))
+    values, baseline = contributions(loaded, rows, with_baseline=True)
+    np.testing.assert_allclose(baseline + values.sum(axis=1).to_numpy(), raw_log_odds(loaded, rows), atol=1e-9)
+    assert set(values.columns) == {"x", "z", "plan", "fee"}
+
+
+def test_catboost_is_skipped_above_its_row_limit():
+    messages = []
+    dataset = table_dataset(_table(), id_column="id", target="churn")
+    config = with_overrides(FAST, train={"candidates": ("logistic", "catboost"), "catboost_max_rows": 1000})
+    result = train(dataset, config, progress=messages.append)
+    assert set(result.candidates["family"]) == {"logistic"}
+    assert any("skipping catboost: 2,400 training rows" in m for m in messages)
 
 
 def test_too_few_churners_is_a_clear_error():
@@ -102,3 +201,76 @@ def test_porting_inquiries_raise_risk(records_model):
     asked = rows.assign(porting_inquiries_90d=2.0, porting_inquiries_since_disclosure=2.0)
     quiet = rows.assign(porting_inquiries_90d=0.0, porting_inquiries_since_disclosure=0.0)
     assert model.predict_proba(asked)[:, 1].mean() > model.predict_proba(quiet)[:, 1].mean()
+
+
+def test_time_folds_only_ever_train_on_earlier_snapshots():
+    from pipeline.train import time_folds, time_holdout
+
+    periods = np.repeat(np.array(["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01"], dtype="datetime64[ns]"),
+                        [3, 2, 2, 3])
+    folds = time_folds(periods, 2)
+    # four dates in three groups (Jan-Feb, Mar, Apr): validate March on Jan-Feb, April on Jan-Mar
+    assert [(a.tolist(), b.tolist()) for a, b in folds] == [([0, 1, 2, 3, 4], [5, 6]), ([0, 1, 2, 3, 4, 5, 6], [7, 8, 9])]
+    assert [len(b) for _, b in time_folds(periods, 5)] == [2, 2, 3]  # one date per fold when dates are few
+    assert time_holdout(periods, 0.2).tolist() == [7, 8, 9]
+    assert time_holdout(periods, 0.4).tolist() == [5, 6, 7, 8, 9]
+    assert time_holdout(periods, 0.99).tolist() == [3, 4, 5, 6, 7, 8, 9]  # never the earliest date
+
+
+def _stacked(months=6, n=800, seed=3):
+    """One row per subscriber per monthly snapshot; churn also drifts up over time."""
+    frames = []
+    for month in range(months):
+        frame = _table(n, seed=seed + month).assign(id=[f"s{i}" for i in range(n)],
+                                                    snapshot=f"2025-{month + 1:02d}-01")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_a_table_of_several_snapshots_trains_with_folds_by_time():
+    messages = []
+    dataset = table_dataset(_stacked(), id_column="id", target="churn", time_column="snapshot")
+    assert "snapshot" not in dataset.frame.columns and dataset.period.nunique() == 6
+    assert dataset.dropped["snapshot"] == "snapshot date of the row (folds by time)"
+    result = train(dataset, FAST, progress=messages.append)
+    assert result.folds == "time"
+    # the hold-out is the latest snapshot (800 of 4,800 rows is 17%; 20% takes the last two)
+    held = dataset.period.iloc[result.holdout_index]
+    assert set(held.dt.strftime("%Y-%m")) == {"2025-05", "2025-06"} and len(result.holdout_index) == 1600
+    assert any(m.startswith("folds by time: hold-out is the latest 2 snapshot(s) from 2025-05-01") for m in messages)
+    assert result.metrics["roc_auc"] > 0.7
+
+
+def test_a_repeated_id_within_one_snapshot_is_still_an_error():
+    from pipeline.errors import DataError
+
+    frame = _stacked(2)
+    frame.loc[1, "id"] = "s0"
+    with pytest.raises(DataError, match=r"column id and snapshot: rows? .*repeat an id \(expected one row per subscriber per snapshot\)"):
+        table_dataset(frame, id_column="id", target="churn", time_column="snapshot")
+
+
+def test_records_stacked_over_several_snapshots_train_with_folds_by_time(tmp_path):
+    from pipeline.dataset import records_dataset
+    from pipeline.features import build_features, make_labels
+    from pipeline.records import load_records
+    from pipeline.simulate import generate
+
+    generate(6000, seed=5, out=tmp_path / "base")
+    records = load_records(tmp_path / "base")
+    dates = ("2025-04-01", "2025-04-15")
+    dataset = records_dataset(records, earlier_snapshots=dates[::-1])
+    first = build_features(records, dates[0])
+    assert dataset.period.dt.strftime("%Y-%m-%d").unique().tolist() == [*dates, "2025-05-01"]
+    assert dataset.n_rows == len(first) + len(build_features(records, dates[1])) + len(build_features(records))
+    # each snapshot's rows are cut at their own date, with their own label window
+    pd.testing.assert_frame_equal(dataset.frame.iloc[: len(first)].reset_index(drop=True), first)
+    np.testing.assert_array_equal(dataset.label.iloc[: len(first)], make_labels(records, dates[0]))
+    messages = []
+    config = with_overrides(FAST, train={"candidates": ("hist_gradient_boosting",), "search_iterations": 0})
+    result = train(dataset, config, progress=messages.append)
+    assert result.folds == "time"
+    assert (dataset.period.iloc[result.holdout_index] == pd.Timestamp("2025-05-01")).all()
+    assert any(m.startswith("folds by time: hold-out is the latest 1 snapshot(s) from 2025-05-01") for m in messages)
+    with pytest.raises(Exception, match="training snapshot 2025-05-01 is not before the snapshot 2025-05-01"):
+        records_dataset(records, earlier_snapshots=("2025-05-01",))

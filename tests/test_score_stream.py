@@ -1,0 +1,226 @@
+"""Scoring whole bases in bounded memory: sorted runs merged into the list, explained rows, ids, drift.
+
+The end-to-end tests score a generated record base with a real model in a temporary MLflow
+store and compare the bytes of lists written in many chunks with lists written in one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.drift import DriftCounter
+from pipeline.errors import DataError
+from pipeline.score import (
+    ListWriter,
+    _IdCheck,
+    _in_list_order,
+    merge_runs,
+    rank_order,
+    rank_scores,
+    write_output,
+)
+
+FAST = "[train]\nsearch_iterations = 1\ncv_folds = 3\nblend = false\n"
+
+
+def _tied_scores(n=5000, seed=3) -> pd.DataFrame:
+    """Scores with many exact ties in loss and probability, and some unknown losses."""
+    rng = np.random.default_rng(seed)
+    proba = rng.choice([0.05, 0.1, 0.2, 0.4], size=n)
+    value = rng.choice([100.0, 250.0, 400.0], size=n)
+    loss = proba * value
+    loss[rng.random(n) < 0.1] = np.nan
+    return pd.DataFrame({
+        "subscriber_id": [f"S{i:06d}" for i in rng.permutation(n)],
+        "churn_probability": proba,
+        "expected_loss": loss,
+        "risk_tier": np.where(proba >= 0.2, "high", "low"),
+        "action": "call",
+    })
+
+
+def _runs(scores: pd.DataFrame, folder: Path, size: int) -> list[Path]:
+    paths = []
+    for number, start in enumerate(range(0, len(scores), size)):
+        chunk = scores.iloc[start:start + size]
+        path = folder / f"run-{number}.parquet"
+        pq.write_table(pa.Table.from_pandas(chunk.take(rank_order(chunk)), preserve_index=False), path)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("size,buffer_rows", [(700, 2000), (1, 50_000), (5000, 10)])
+def test_merged_runs_equal_the_in_memory_ranking_ties_included(tmp_path, size, buffer_rows):
+    scores = _tied_scores()
+    expected = rank_scores(scores)
+    merged = pd.concat(list(merge_runs(_runs(scores, tmp_path, size), buffer_rows=buffer_rows)), ignore_index=True)
+    assert merged["subscriber_id"].tolist() == expected["subscriber_id"].tolist()
+    # ties: equal losses and probabilities go by id; unknown losses last
+    tied = expected[expected["expected_loss"].eq(expected["expected_loss"].iloc[0])]
+    assert tied["subscriber_id"].is_monotonic_increasing and len(tied) > 10
+    assert expected["expected_loss"].iloc[-1] != expected["expected_loss"].iloc[-1]
+
+
+def test_lexsort_ranking_matches_a_three_key_sort():
+    scores = _tied_scores(seed=9)
+    for frame in (scores, scores.assign(expected_loss=np.nan)):
+        key = "expected_loss" if frame["expected_loss"].notna().any() else "churn_probability"
+        reference = frame.sort_values([key, "churn_probability", "subscriber_id"], ascending=[False, False, True],
+                                      kind="stable")
+        assert rank_scores(frame)["subscriber_id"].tolist() == reference["subscriber_id"].tolist()
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_list_written_in_uneven_batches_is_the_same_bytes(tmp_path, suffix, monkeypatch):
+    import pipeline.score as score
+
+    monkeypatch.setattr(score, "WRITE_BATCH", 1000)
+    frame = _in_list_order(rank_scores(_tied_scores()).assign(action=lambda f: f["action"].astype("category")))
+    whole = write_output(frame, tmp_path / f"whole{suffix}").read_bytes()
+    with ListWriter(tmp_path / f"pieces{suffix}") as writer:
+        for start, stop in [(0, 3), (3, 1800), (1800, 1801), (1801, 5000)]:
+            writer.write(frame.iloc[start:stop])
+    assert (tmp_path / f"pieces{suffix}").read_bytes() == whole
+    if suffix == ".parquet":
+        assert [pq.ParquetFile(tmp_path / "whole.parquet").metadata.row_group(i).num_rows for i in range(5)] == [1000] * 5
+        assert pd.read_parquet(tmp_path / "whole.parquet")["action"].dtype == "str"
+
+
+def test_an_aborted_writer_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with ListWriter(tmp_path / "list.parquet") as writer:
+            writer.write(_tied_scores(10))
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_repeated_ids_are_found_across_chunks_and_named():
+    check = _IdCheck()
+    for start in range(0, 4000, 500):
+        check.add(pd.Series([f"S{i}" for i in range(start, start + 500)]))
+    with pytest.raises(DataError, match=r"^subscriber ids repeat across the input: S3999, S17$"):
+        check.add(pd.Series(["new-1", "S3999", "S17"]))
+    with pytest.raises(DataError, match="repeat across the input: twice"):
+        _IdCheck().add(pd.Series(["twice", "once", "twice"]))
+
+
+def test_drift_counts_the_same_sample_whatever_the_chunks():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=50_000), "c": rng.choice(["a", "b", None], size=50_000)})
+    reference = {"x": {"kind": "numeric", "edges": [-1.0, 0.0, 1.0], "shares": [0.2, 0.3, 0.3, 0.2, 0.0]},
+                 "c": {"kind": "categorical", "levels": ["a", "b"], "shares": [0.4, 0.4, 0.2]}}
+    one = DriftCounter(reference, exact_rows=10_000, every=10)
+    one.add(frame)
+    many = DriftCounter(reference, exact_rows=10_000, every=10)
+    for start in range(0, len(frame), 777):
+        many.add(frame.iloc[start:start + 777])
+    for name in reference:
+        np.testing.assert_allclose(one.counts[name], many.counts[name])
+        # 10,000 rows counted once, then every 10th of the other 40,000 weighted by 10
+        assert one.counts[name].sum() == pytest.approx(10_000 + 10 * 4_000)
+    exact = DriftCounter(reference, exact_rows=10**9)
+    exact.add(frame)
+    assert abs(exact.psi()["x"] - one.psi()["x"]) < 0.01
+
+
+# --- end to end, on a generated base with a real model ----------------------------------
+
+
+def churn(*args, cwd):
+    from servers import run_churn
+
+    return run_churn(args, cwd, env={"CHURN_PROGRESS": "1"}, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    work = tmp_path_factory.mktemp("stream")
+    (work / "fast.toml").write_text(FAST)
+    from pipeline import simulate
+
+    # parts of 700 subscribers, each in row groups of at most 8,192: chunks of 300 split nothing
+    # below a part, so 300 gives one chunk per part and 100,000 one chunk in all
+    simulate.generate(4000, seed=5, out=work / "base", chunk_subscribers=700)
+    churn("train", "--data", "base", "--config", "fast.toml", cwd=work)
+    (work / "small.toml").write_text("[scoring]\nchunk_rows = 300\nexplain_rows = 150\n")
+    (work / "whole.toml").write_text("[scoring]\nchunk_rows = 100000\nexplain_rows = 150\n")
+    return work
+
+
+@pytest.mark.parametrize("name,extra", [("all.parquet", ["--all"]), ("all.csv", ["--all"]),
+                                        ("list.csv", []), ("cap.parquet", ["--all", "--capacity", "40"])])
+def test_many_chunks_merged_give_the_bytes_of_one_chunk(trained, name, extra):
+    work = trained
+    small = churn("score", "--data", "base", "--output", f"small-{name}", "--config", "small.toml", *extra, cwd=work)
+    churn("score", "--data", "base", "--output", f"whole-{name}", "--config", "whole.toml", *extra, cwd=work)
+    assert (work / f"small-{name}").read_bytes() == (work / f"whole-{name}").read_bytes()
+    assert "scored 700 / 4,000 rows" in small.stderr  # one chunk per part: 6 runs merged
+    assert not [p for p in work.iterdir() if p.name.startswith((f".small-{name}", f".whole-{name}"))]
+
+
+def test_reasons_go_to_the_first_rows_worth_a_call(trained):
+    work = trained
+    churn("score", "--data", "base", "--output", "every.parquet", "--all", "--config", "small.toml", cwd=work)
+    every = pd.read_parquet(work / "every.parquet")
+    worth = every[(every["risk_tier"] != "low") | (every["expected_net_value"] > 0)]
+    assert len(worth) > 150
+    explained = every["reason_1"] != ""
+    # only the first 150 rows worth a call are explained (a few may have no risk-raising input)
+    assert set(every.index[explained]) <= set(worth.index[:150])
+    assert explained[worth.index[:150]].mean() > 0.9
+    # beyond them: blank reasons, and actions from the rules that do not need reasons
+    later = worth.iloc[150:]
+    assert (later[["reason_1", "reason_2", "reason_3"]] == "").all().all()
+    assert later["action"].ne("No outreach: standard service and breach notice").any()
+    assert (every.loc[~every.index.isin(worth.index), "action"] == "No outreach: standard service and breach notice").all()
+    assert every["rank"].tolist() == list(range(1, len(every) + 1))
+
+
+def test_many_sorted_runs_merged_give_the_same_bytes(trained, tmp_path):
+    work = trained
+    churn("score", "--data", "base", "--output", "reference.parquet", "--all", "--config", "whole.toml", cwd=work)
+    # score_job in a fresh interpreter (MLflow's tracking state is global), with runs of one
+    # 700-row chunk each (6 runs) merged 133 rows per run at a time
+    code = f"""
+import json
+import pipeline.score as score
+from pipeline.config import load_config
+from pipeline.jobs import score_job
+score.RUN_ROWS = 500
+score.MERGE_BUFFER_ROWS = 800
+outcome = score_job({str(work / "base")!r}, {str(tmp_path / "merged.parquet")!r},
+                    config=load_config({str(work / "small.toml")!r}), uri={f"sqlite:///{work / 'mlflow.db'}"!r},
+                    write_all=True)
+print(json.dumps([outcome.rows_written, outcome.rows_scored]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[4000, 4000]"
+    assert (tmp_path / "merged.parquet").read_bytes() == (work / "reference.parquet").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.parquet"]  # no runs left behind
+
+
+def test_rules_on_reasons_apply_to_explained_rows_only(trained):
+    work = trained
+    (work / "rules.toml").write_text(
+        "[scoring]\nexplain_rows = 20\n\n"
+        "[[scoring.actions]]\nwhen = { reason_1_feature = [\"!=\", \"\"], risk_tier = [\"in\", [\"high\", \"medium\"]] }\n"
+        "action = \"Call about the first reason\"\n\n"
+        "[[scoring.actions]]\nwhen = { risk_tier = [\"in\", [\"high\", \"medium\"]] }\naction = \"Message\"\n"
+    )
+    churn("score", "--data", "base", "--output", "rules.csv", "--config", "rules.toml", cwd=work)
+    listed = pd.read_csv(work / "rules.csv", keep_default_na=False)
+    at_risk = listed[listed["risk_tier"].isin(["high", "medium"])]
+    explained = at_risk["reason_1"] != ""
+    assert explained.sum() <= 20 and explained.iloc[:10].all()
+    assert (at_risk.loc[explained, "action"] == "Call about the first reason").all()
+    # beyond the explained rows the reason column is blank but present, so the rule never matches
+    assert (at_risk.loc[~explained, "action"] == "Message").all() and (~explained).sum() > 100
