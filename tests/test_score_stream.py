@@ -224,3 +224,38 @@ def test_rules_on_reasons_apply_to_explained_rows_only(trained):
     assert (at_risk.loc[explained, "action"] == "Call about the first reason").all()
     # beyond the explained rows the reason column is blank but present, so the rule never matches
     assert (at_risk.loc[~explained, "action"] == "Message").all() and (~explained).sum() > 100
+
+
+def test_prefetch_keeps_order_raises_errors_unchanged_and_stops_when_closed():
+    import threading
+    import time
+
+    from pipeline.errors import DataError
+    from pipeline.jobs import prefetch
+
+    assert list(prefetch(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield 1
+        raise DataError("base/usage_monthly: column month: row 7 is not a date")
+
+    got = prefetch(failing())
+    assert next(got) == 1
+    with pytest.raises(DataError, match=r"^base/usage_monthly: column month: row 7 is not a date$"):
+        next(got)
+
+    produced = []
+
+    def endless():
+        for number in range(10_000):
+            produced.append(number)
+            yield number
+
+    early = prefetch(endless())
+    assert [next(early), next(early)] == [0, 1]
+    early.close()
+    time.sleep(0.5)
+    settled = len(produced)
+    time.sleep(0.3)
+    assert len(produced) == settled < 10  # the producer stopped, one item ahead at most
+    assert not any(t.name == "churn-prefetch" for t in threading.enumerate())
