@@ -505,6 +505,52 @@ def _release_memory(pa) -> None:
 _LIBC = None
 
 
+def prefetch(items):
+    """Yield ``items`` in order while a background thread produces the next one.
+
+    At most one item waits ahead.  An exception raised while producing is raised here, in
+    the consumer, unchanged; closing the generator early (an error or an interrupt in the
+    consumer) stops the producer at its next item.
+    """
+    import queue
+    import threading
+
+    slot: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def hand_over(entry) -> bool:
+        while not stop.is_set():
+            try:
+                slot.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in items:
+                if not hand_over((True, item)):
+                    return
+            hand_over((True, done))
+        except BaseException as err:  # noqa: BLE001  (raised again in the consumer)
+            hand_over((False, err))
+
+    worker = threading.Thread(target=produce, name="churn-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, item = slot.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
 def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: Say):
     """Probabilities from Spark, then the same list columns as the pandas engine.
 
@@ -632,48 +678,3 @@ def generate_job(subscribers: int, *, seed: int, out: str, scenario: str | None,
 
 __all__ = ["PipelineError", "TrainOutcome", "ScoreOutcome", "train_job", "score_job", "promote_job", "generate_job"]
 
-
-def prefetch(items):
-    """Yield ``items`` in order while a background thread produces the next one.
-
-    At most one item waits ahead.  An exception raised while producing is raised here, in
-    the consumer, unchanged; closing the generator early (an error or an interrupt in the
-    consumer) stops the producer at its next item.
-    """
-    import queue
-    import threading
-
-    slot: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-    done = object()
-
-    def hand_over(entry) -> bool:
-        while not stop.is_set():
-            try:
-                slot.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for item in items:
-                if not hand_over((True, item)):
-                    return
-            hand_over((True, done))
-        except BaseException as err:  # noqa: BLE001  (raised again in the consumer)
-            hand_over((False, err))
-
-    worker = threading.Thread(target=produce, name="churn-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            ok, item = slot.get()
-            if not ok:
-                raise item
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()

@@ -178,30 +178,9 @@ def pip_requirements(model=None) -> list[str]:
     from importlib.metadata import version
 
     names = [f"{name}=={v}" for name, v in package_versions().items() if name != "mlflow"]
-    if model is not None and _holds_catboost(model):
+    if model is not None and "pipeline.model.CatBoostModel" in check_trusted(model):
         names.append(f"catboost=={version('catboost')}")
     return names
-
-
-def _holds_catboost(model) -> bool:
-    """Whether a fitted model (pipelines, blends, calibration wrappers) contains a CatBoost part."""
-    from pipeline.model import CatBoostModel
-
-    seen, stack = set(), [model]
-    while stack:
-        item = stack.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, CatBoostModel):
-            return True
-        if isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif type(item).__module__.startswith(("sklearn.", "pipeline.")) and hasattr(item, "__dict__"):
-            stack.extend(vars(item).values())
-    return False
 
 
 def _scalar_params(params: dict[str, Any], limit: int = 250) -> dict[str, str]:

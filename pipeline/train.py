@@ -357,12 +357,15 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
     chosen_oof, y_cal = chosen_oof[validated], y_cal[validated]
     method, calibration_scores = _choose_calibration(y_cal, chosen_oof, config)
     say(f"final fit: {family}, {'no' if method == 'none' else method} calibration, on {len(y_train):,} rows")
-    fitted = clone(chosen).fit(X_train, y_train)
-    if method == "none":
-        model = fitted
-    else:
-        model = CalibratedModel(clone(chosen), method=method, cv=config.train.cv_folds, random_state=seed)
-        model.fit_map(chosen_oof, y_cal).set_fitted(fitted)
+
+    def calibrated(fitted):
+        """``fitted`` behind the chosen calibration map (learned on the out-of-fold scores)."""
+        if method == "none":
+            return fitted
+        mapping = CalibratedModel(clone(chosen), method=method, cv=config.train.cv_folds, random_state=seed)
+        return mapping.fit_map(chosen_oof, y_cal).set_fitted(fitted)
+
+    model = calibrated(clone(chosen).fit(X_train, y_train))
     timings["final_fit_seconds"] = time.perf_counter() - t0
 
     X_holdout = dataset.frame.iloc[holdout_idx].reset_index(drop=True)
@@ -381,15 +384,7 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
     if config.train.refit_all_rows:
         say(f"refit on all {len(y_all):,} rows")
         t0 = time.perf_counter()
-        refitted = clone(chosen).fit(dataset.frame, y_all)
-        if method == "none":
-            model = refitted
-        else:
-            model = clone(holdout_model)
-            for name in ("slope_", "intercept_", "isotonic_"):
-                if hasattr(holdout_model, name):
-                    setattr(model, name, getattr(holdout_model, name))
-            model.set_fitted(refitted)
+        model = calibrated(clone(chosen).fit(dataset.frame, y_all))
         timings["refit_seconds"] = time.perf_counter() - t0
     timings["total_seconds"] = time.perf_counter() - started
 
