@@ -109,12 +109,16 @@ class ScoringConfig:
     medium_risk_multiple: float = 1.5
     high_risk_multiple: float = 3.0
     #: Rows scored per chunk: rows of a table, subscribers of a record source (which also
-    #: keeps within ``data.chunk_subscribers``).
-    chunk_rows: int = 100_000
+    #: keeps within ``data.chunk_subscribers``).  About ``workers + 1`` chunks are in memory.
+    chunk_rows: int = 65_536
     #: Reasons are given to this many rows of the list, from the top, among those worth a
     #: contact (at risk or with a positive expected net value); further rows get blank reasons
     #: and an action from the rules that do not read reasons.  0: no reasons.
     explain_rows: int = 100_000
+    #: Chunks read, featurised and predicted at once, each on its own thread (the model's
+    #: ``train.n_threads`` are shared among them).  1: one chunk at a time, the next one read
+    #: on a second thread while it is predicted.
+    workers: int = 2
     #: Population stability index above which a feature is reported as drifting.
     psi_warning: float = 0.2
     #: Spark master URL for ``churn score --engine spark`` (``local[2]``: two local workers).
@@ -202,6 +206,7 @@ def validate(config: Config) -> Config:
         (0 < config.scoring.medium_risk_multiple <= config.scoring.high_risk_multiple,
          "scoring.medium_risk_multiple must be positive and at most scoring.high_risk_multiple"),
         (config.scoring.chunk_rows > 0 and config.data.chunk_subscribers > 0, "chunk sizes must be positive"),
+        (config.scoring.workers >= 1, "scoring.workers must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:

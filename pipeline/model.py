@@ -8,6 +8,8 @@ they are ordinary estimator parameters, so ``get_params()`` is what the run logs
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,20 @@ def family_available(family: str) -> bool:
 
     return importlib.util.find_spec("catboost") is not None
 
+
+
+_PREDICT_LIMIT = threading.local()
+
+
+@contextmanager
+def predict_threads(limit: int):
+    """Cap the threads of CatBoost predictions made on this thread (``threadpoolctl`` covers OpenMP and BLAS)."""
+    before = getattr(_PREDICT_LIMIT, "threads", None)
+    _PREDICT_LIMIT.threads = int(limit)
+    try:
+        yield
+    finally:
+        _PREDICT_LIMIT.threads = before
 
 class CatBoostModel(ClassifierMixin, BaseEstimator):
     """CatBoost's gradient boosting on oblivious trees, with the typed frame's categories declared.
@@ -105,13 +121,17 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
         """``X`` as CatBoost takes it: categorical columns as text, missing as ``MISSING_CATEGORY``."""
         return self._as_catboost(X)
 
+    def _threads(self) -> int:
+        limit = getattr(_PREDICT_LIMIT, "threads", None)
+        return self.thread_count if limit is None else max(1, min(self.thread_count, limit))
+
     def predict_proba(self, X):
-        return self.booster().predict_proba(self._as_catboost(X), thread_count=self.thread_count)
+        return self.booster().predict_proba(self._as_catboost(X), thread_count=self._threads())
 
     def decision_function(self, X):
         """Log-odds of churn (CatBoost's raw formula value)."""
         return self.booster().predict(self._as_catboost(X), prediction_type="RawFormulaVal",
-                                      thread_count=self.thread_count)
+                                      thread_count=self._threads())
 
     def predict(self, X):
         return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]

@@ -57,6 +57,7 @@ import logging
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -222,7 +223,8 @@ def iter_record_chunks(
     snapshot_date=None,
     disclosure_date=None,
     for_features: bool = False,
-) -> Iterator[Records]:
+    lazy: bool = False,
+) -> Iterator:
     """Read a base as consecutive groups of subscribers, each with all its records.
 
     A folder whose tables are all part directories is read part by part (consecutive
@@ -252,10 +254,15 @@ def iter_record_chunks(
         columns, and no ``usage_monthly`` or ``contacts`` rows dated on or after the snapshot
         (features never read them; they are then neither coerced nor validated).  For
         scoring; labels need the later records.
+    lazy : bool
+        Yield for each chunk a function of no arguments that reads it, instead of the chunk.
+        Part directories are then read only when (and on whichever thread) the function is
+        called, so several chunks can be read at once; other sources are read as the
+        iterator advances, as without ``lazy``.
 
     Returns
     -------
-    Iterator[Records]
+    Iterator[Records] or Iterator[Callable[[], Records]]
         The chunks.  The source is inspected before this function returns, so a missing
         ``subscribers`` table raises here rather than at the first ``next()``.
     """
@@ -264,16 +271,18 @@ def iter_record_chunks(
     names = _table_names(tables)
     overrides = _date_overrides(snapshot_date, disclosure_date)
     if _is_url(source):
-        return _iter_sql_chunks(str(source), names, int(chunk_subscribers), validate, overrides)
+        chunks = _iter_sql_chunks(str(source), names, int(chunk_subscribers), validate, overrides)
+        return deferred(chunks) if lazy else chunks
     folder = Path(source)
     _require_folder(folder)
     layout = {name: _find_table(folder, name) for name in names}
     if layout["subscribers"] is None:
         raise DataError(_no_subscribers_message(folder))
     if all(found is None or found[0] == "parts" for found in layout.values()):
-        return _iter_part_chunks(folder, layout, int(chunk_subscribers), validate, overrides, for_features)
+        return _iter_part_chunks(folder, layout, int(chunk_subscribers), validate, overrides, for_features, lazy)
     records = replace(load_records(folder, tables=names, validate=validate), **overrides)
-    return _split_records(records, int(chunk_subscribers))
+    chunks = _split_records(records, int(chunk_subscribers))
+    return deferred(chunks) if lazy else chunks
 
 
 def is_record_source(path_or_url) -> bool:
@@ -723,8 +732,8 @@ def _iter_sql_chunks(url: str, names, chunk_subscribers: int, validate: bool, ov
 
 def _iter_part_chunks(
     folder: Path, layout: dict, chunk_subscribers: int, validate: bool, overrides: dict,
-    for_features: bool = False,
-) -> Iterator[Records]:
+    for_features: bool = False, lazy: bool = False,
+) -> Iterator:
     """Chunks of aligned part directories, merging consecutive small parts and splitting big ones."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -777,27 +786,28 @@ def _iter_part_chunks(
         name = unit[0].removesuffix(".parquet")
         return name if unit[1] is None else f"{name} row groups {unit[1][0]}-{unit[1][-1]}"
 
-    def chunks() -> Iterator[Records]:
-        for number, group in enumerate(groups):
-            shown = label(group[0]) + (".." + label(group[-1]) if len(group) > 1 else "")
-            where = f"{folder} ({shown})"
-            frames = {}
-            for name, files in parts_by_table.items():
-                present = [files[part] if groups_of is None else (files[part], groups_of)
-                           for part, groups_of, _ in group if part in files]
-                if present:
-                    frame = _read_parquet(present, TABLES[name], skip=skip, before=snapshot)
-                else:  # no rows for these subscribers: an empty table with the sibling parts' columns
-                    schema = pq.read_schema(next(iter(files.values())))
-                    known = [column for column in schema.names if column in TABLES[name].names]
-                    frame = schema.empty_table().select(known).to_pandas()
-                frames[name] = _prepare_table(TABLES[name], frame, where)
-            meta = {**manifest.get("meta", {}), "chunk": number}
-            dates = {key: value for key, value in manifest.items() if key != "meta"}
-            records = Records(**frames, **{**dates, **overrides}, source=where, meta=meta)
-            yield validate_records(records) if validate else records
+    def read(number: int, group: list) -> Records:
+        shown = label(group[0]) + (".." + label(group[-1]) if len(group) > 1 else "")
+        where = f"{folder} ({shown})"
+        frames = {}
+        for name, files in parts_by_table.items():
+            present = [files[part] if groups_of is None else (files[part], groups_of)
+                       for part, groups_of, _ in group if part in files]
+            if present:
+                frame = _read_parquet(present, TABLES[name], skip=skip, before=snapshot)
+            else:  # no rows for these subscribers: an empty table with the sibling parts' columns
+                schema = pq.read_schema(next(iter(files.values())))
+                known = [column for column in schema.names if column in TABLES[name].names]
+                frame = schema.empty_table().select(known).to_pandas()
+            frames[name] = _prepare_table(TABLES[name], frame, where)
+        meta = {**manifest.get("meta", {}), "chunk": number}
+        dates = {key: value for key, value in manifest.items() if key != "meta"}
+        records = Records(**frames, **{**dates, **overrides}, source=where, meta=meta)
+        return validate_records(records) if validate else records
 
-    return chunks()
+    if lazy:
+        return (partial(read, number, group) for number, group in enumerate(groups))
+    return (read(number, group) for number, group in enumerate(groups))
 
 
 def _aligned_row_groups(part: str, parts_by_table: dict) -> list[int] | None:
@@ -843,6 +853,15 @@ def _aligned_row_groups(part: str, parts_by_table: dict) -> list[int] | None:
     except (OSError, pa.ArrowException, TypeError):
         return None
     return [rows for _, _, rows in subscribers]
+
+
+def deferred(chunks: Iterable) -> Iterator:
+    """Each chunk as a function of no arguments that returns it (for ``lazy`` sources read in order)."""
+    return (partial(_same, chunk) for chunk in chunks)
+
+
+def _same(value):
+    return value
 
 
 def _split_records(records: Records, chunk_subscribers: int) -> Iterator[Records]:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +65,10 @@ def predict(model, frame: pd.DataFrame, input_columns: list[str], *, n_threads: 
     """Churn probabilities for raw rows (the model's own input columns, in training order)."""
     from threadpoolctl import threadpool_limits
 
+    from pipeline.model import predict_threads
+
     try:
-        with threadpool_limits(limits=n_threads):
+        with threadpool_limits(limits=n_threads), predict_threads(n_threads):
             return model.predict_proba(frame[input_columns])[:, 1]
     except (ValueError, TypeError) as err:
         raise ModelError(f"the model cannot score these rows: {str(err).splitlines()[0]}") from err
@@ -215,17 +219,18 @@ def recommend_rows(out: pd.DataFrame, rows: np.ndarray, X: pd.DataFrame, config:
     out.loc[rows, "action"] = _actions_for(out, rows, blank, X, config)
 
 
-def score_dataset(scoring: ScoringModel, dataset, config: Config, *, explain: bool = True) -> pd.DataFrame:
+def score_dataset(scoring: ScoringModel, dataset, config: Config, *, explain: bool = True,
+                  n_threads: int | None = None) -> pd.DataFrame:
     """Score every row of one chunk: probability, tier, value, expected loss, targeting, reasons.
 
     One output row per input row, in input order.  With ``explain``, reasons and actions are
     given to every row worth a retention team's time (at risk, or with a positive expected
     net value); the others keep blanks, since explaining costs two to three predictions.
     ``churn score`` passes ``explain=False`` and lets ``ScoreStream`` explain the top of the
-    list only.
+    list only.  ``n_threads`` (default ``config.train.n_threads``) bounds the model's threads.
     """
     check_columns(dataset.frame, scoring.input_columns, source=dataset.source)
-    proba = predict(scoring.model, dataset.frame, scoring.input_columns, n_threads=config.train.n_threads)
+    proba = predict(scoring.model, dataset.frame, scoring.input_columns, n_threads=n_threads or config.train.n_threads)
     waived = dataset.extra.get("etf_waivable")
     out = score_rows(scoring, dataset.ids, proba, config, monthly_value=dataset.monthly_value,
                      etf_waived=None if waived is None else waived.to_numpy())
@@ -296,17 +301,18 @@ def table_sample(path: str | Path, rows: int = 2000) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read ({str(err).splitlines()[0]})") from err
 
 
-def rank_order(scores: pd.DataFrame) -> np.ndarray:
-    """Positions of ``scores``' rows in list order (see ``rank_scores``), by ``np.lexsort``.
+def rank_order(scores) -> np.ndarray:
+    """Positions of ``scores``' rows (a frame or an Arrow table) in list order (see ``rank_scores``), sorted in Arrow.
 
     Expected loss, largest first and missing last; then probability, largest first; then
     ``subscriber_id`` (text order).  When no expected loss is known at all this is the
     order by probability, then id.
     """
-    loss = scores["expected_loss"].to_numpy(dtype="float64", na_value=np.nan)
-    proba = scores["churn_probability"].to_numpy(dtype="float64", na_value=np.nan)
-    ids = np.asarray(scores["subscriber_id"].to_numpy(dtype=object), dtype=str)
-    return np.lexsort((ids, -proba, -loss))
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = pa.table(dict(zip("mlpi", _key_arrays(scores))))
+    return pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in "mlpi"]).to_numpy()
 
 
 def rank_scores(scores: pd.DataFrame) -> pd.DataFrame:
@@ -365,11 +371,15 @@ def finalize(scores: pd.DataFrame, *, budget: float | None = None, capacity: int
     return _in_list_order(written), summary
 
 
-def _in_list_order(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with the list's columns first, in ``OUTPUT_COLUMNS`` order (no copy when already so)."""
-    ordered = [c for c in OUTPUT_COLUMNS if c in frame.columns]
-    columns = ordered + [c for c in frame.columns if c not in ordered]
-    return frame if list(frame.columns) == columns else frame[columns]
+def _in_list_order(frame):
+    """``frame`` (or an Arrow table) with the list's columns first, in ``OUTPUT_COLUMNS`` order (no copy when already so)."""
+    arrow = not isinstance(frame, pd.DataFrame)
+    names = list(frame.column_names if arrow else frame.columns)
+    ordered = [c for c in OUTPUT_COLUMNS if c in names]
+    columns = ordered + [c for c in names if c not in ordered]
+    if names == columns:
+        return frame
+    return frame.select(columns) if arrow else frame[columns]
 
 
 #: Decimals kept in CSV lists: probabilities to 6, money to 2 (CRM tools read plain numbers).
@@ -424,7 +434,7 @@ class ListWriter:
         self._handle = None
         self._writer = None
         self._schema = None
-        self._buffer: list[pd.DataFrame] = []
+        self._buffer: list = []  # Arrow tables
         self._buffered = 0
 
     def __enter__(self) -> ListWriter:
@@ -436,9 +446,14 @@ class ListWriter:
         else:
             self.abort()
 
-    def write(self, frame: pd.DataFrame) -> None:
-        """Append rows (the list's columns, in order; text columns may be categories)."""
-        self.rows += len(frame)
+    def write(self, frame) -> None:
+        """Append rows (the list's columns, in order; text columns may be categories), as a frame or an Arrow table."""
+        import pyarrow as pa
+
+        table = frame if isinstance(frame, pa.Table) else None
+        if table is not None and (self.csv or self._schema is None):
+            frame = table.to_pandas() if self.csv else table.slice(0, 0).to_pandas()
+        self.rows += len(frame) if table is None else table.num_rows
         if self.csv:
             if self._handle is None:
                 self._handle = open(self.temp, "w", encoding="utf-8", newline="")
@@ -446,12 +461,13 @@ class ListWriter:
             self._started = True
             return
         if self._schema is None:
-            import pyarrow as pa
-
             self._schema = pa.Schema.from_pandas(_plain(frame.head(0)), preserve_index=False)
-        if len(frame):
-            self._buffer.append(frame)
-            self._buffered += len(frame)
+        rows = len(frame) if table is None else table.num_rows
+        if rows:
+            # to Arrow now (categories to text): buffered batches then join without copies
+            table = pa.Table.from_pandas(frame, preserve_index=False) if table is None else table
+            self._buffer.append(table.cast(self._schema))
+            self._buffered += rows
         while self._buffered >= WRITE_BATCH:
             self._flush(WRITE_BATCH)
 
@@ -459,14 +475,13 @@ class ListWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        whole = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
-        batch, rest = whole.iloc[:rows], whole.iloc[rows:]
+        whole = pa.concat_tables(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+        batch, rest = whole.slice(0, rows), whole.slice(rows)
         self._buffer = [rest] if len(rest) else []
         self._buffered = len(rest)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.temp, self._schema)
-        table = pa.Table.from_pandas(batch, preserve_index=False).cast(self._schema)  # categories to text, in Arrow
-        self._writer.write_table(table, row_group_size=WRITE_BATCH)
+        self._writer.write_table(batch, row_group_size=WRITE_BATCH)
 
     def close(self) -> Path:
         """Finish the file and move it into place."""
@@ -518,11 +533,96 @@ def write_output(frame: pd.DataFrame, path: str | Path) -> Path:
 # Whole bases in bounded memory: scored chunks in, a ranked list out
 # --------------------------------------------------------------------------------------
 
+def in_order(tasks, *, workers: int = 2):
+    """Run the functions of no arguments in ``tasks`` on ``workers`` threads; yield their results in order.
+
+    Workers take the next task (advancing ``tasks`` under a lock) while at most ``workers``
+    results wait ahead of the one being used, so memory holds about ``workers + 1`` of them.
+    An exception raised by a task, or by ``tasks`` itself, is raised here unchanged when its
+    turn comes; closing the generator early (an error or an interrupt here) stops the
+    workers before their next task.
+    """
+    import threading
+
+    source = iter(tasks)
+    taking = threading.Lock()
+    ready = threading.Condition()
+    results: dict[int, tuple[bool, object]] = {}
+    room = threading.Semaphore(workers + 1)
+    stop = threading.Event()
+    state = {"taken": 0, "end": None}
+
+    def put(index: int, entry: tuple[bool, object]) -> None:
+        with ready:
+            results[index] = entry
+            ready.notify_all()
+
+    def work() -> None:
+        while not stop.is_set():
+            if not room.acquire(timeout=0.1):
+                continue
+            with taking:
+                if state["end"] is not None or stop.is_set():
+                    room.release()
+                    return
+                index = state["taken"]
+                try:
+                    task = next(source)
+                except StopIteration:
+                    state["end"] = index
+                    put(index, (True, _DONE))
+                    return
+                except BaseException as err:  # noqa: BLE001  (raised again in the consumer)
+                    state["end"] = index
+                    put(index, (False, err))
+                    return
+                state["taken"] = index + 1
+            try:
+                entry = (True, task())
+            except BaseException as err:  # noqa: BLE001
+                entry = (False, err)
+            del task
+            put(index, entry)
+
+    threads = [threading.Thread(target=work, name=f"churn-chunk-{n}", daemon=True) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        index = 0
+        while True:
+            with ready:
+                while index not in results:
+                    ready.wait()
+                ok, value = results.pop(index)
+            if not ok:
+                raise value
+            if value is _DONE:
+                return
+            yield value
+            del value
+            room.release()
+            index += 1
+    finally:
+        stop.set()
+
+
+_DONE = object()
+
+
+def read_ahead(items: Iterator) -> Iterator:
+    """Yield ``items`` in order while a background thread produces the next ones (see ``in_order``)."""
+    from pipeline.records import deferred
+
+    return in_order(deferred(items), workers=1)
+
+
 #: Rows buffered per sorted run while merging (the total across runs stays near this).
 MERGE_BUFFER_ROWS = 500_000
 #: Scored rows gathered (compactly) before they are sorted and written as one run (``--all``):
 #: fewer, longer runs make the merge cheaper.
 RUN_ROWS = 1_000_000
+#: Rows explained per block (blocks are explained on ``scoring.workers`` threads at once).
+EXPLAIN_BLOCK_ROWS = 25_000
 REASON_COLUMNS = ("reason_1", "reason_2", "reason_3")
 _SEQ = "_seq"
 
@@ -531,33 +631,52 @@ class _IdCheck:
     """Subscriber ids repeated across a base, found chunk by chunk from 64-bit hashes of the ids.
 
     Sorted hash arrays are kept in levels that merge when they reach the same size (like a
-    binary counter), so each chunk is checked against a handful of arrays: 8 bytes per
-    subscriber.  A repeat is reported with the ids of the chunk where it shows up.
+    binary counter): 8 bytes per subscriber.  A bitmap of hash prefixes (``2**BITS`` bits)
+    lets each chunk search the levels only for the few hashes whose prefix was seen before.
+    A repeat is reported with the ids of the chunk where it shows up.
     """
+
+    BITS = 28  # 32 MiB; at 10M subscribers about 4% of new ids need a search
 
     def __init__(self):
         self.levels: list[np.ndarray] = []
+        self.seen = np.zeros(2 ** self.BITS // 8, dtype=np.uint8)
 
-    def add(self, ids: pd.Series) -> None:
+    @staticmethod
+    def hashes(ids: pd.Series) -> np.ndarray:
+        """The 64-bit hashes of ``ids`` (any thread)."""
+        return pd.util.hash_array(ids.to_numpy(dtype=object), categorize=False)
+
+    def add(self, ids: pd.Series, hashed: np.ndarray | None = None) -> None:
         from pipeline.errors import first_rows
 
-        text = ids.to_numpy(dtype=object)
-        hashed = pd.util.hash_array(text, categorize=False)
+        hashed = self.hashes(ids) if hashed is None else hashed
         order = np.sort(hashed)
         repeated = order[1:][order[1:] == order[:-1]]
+        prefix = order >> np.uint64(64 - self.BITS)
+        byte, bit = prefix >> np.uint64(3), np.left_shift(1, (prefix & np.uint64(7)).astype(np.uint8))
+        maybe = order[(self.seen[byte] & bit) != 0]
         for level in self.levels:
-            where = np.searchsorted(level, order)
+            where = np.searchsorted(level, maybe)
             inside = where < len(level)
-            hit = order[inside][level[where[inside]] == order[inside]]
+            hit = maybe[inside][level[where[inside]] == maybe[inside]]
             repeated = np.concatenate([repeated, hit])
         if len(repeated):
+            text = ids.to_numpy(dtype=object)
             shown = pd.unique(text[np.isin(hashed, repeated)])
             raise DataError("subscriber ids repeat across the input: "
                             + first_rows(shown).replace("rows ", "").replace("row ", ""))
+        np.bitwise_or.at(self.seen, byte, bit)
         self.levels.append(order)
         while len(self.levels) > 1 and len(self.levels[-1]) >= len(self.levels[-2]):
             last = self.levels.pop()
             self.levels[-1] = np.sort(np.concatenate([self.levels[-1], last]), kind="stable")
+
+
+def _as_arrow(frame: pd.DataFrame):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 def _compact(frame: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFrame:
@@ -565,64 +684,92 @@ def _compact(frame: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFr
     return frame.astype({c: pd.CategoricalDtype(levels) for c, levels in categories.items() if c in frame.columns})
 
 
-def _key_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``rank_order``'s keys as ascending arrays: loss missing, minus loss, minus probability, id."""
-    loss = frame["expected_loss"].to_numpy(dtype="float64", na_value=np.nan)
+def _key_arrays(frame) -> tuple:
+    """``rank_order``'s keys, each ascending: loss missing, minus loss, minus probability (numpy), id (Arrow text)."""
+    import pyarrow as pa
+
+    if isinstance(frame, pa.Table):
+        loss = frame.column("expected_loss").to_numpy().astype("float64")  # blanks as NaN
+        proba = frame.column("churn_probability").to_numpy().astype("float64")
+        ids = frame.column("subscriber_id").combine_chunks()
+    else:
+        loss = frame["expected_loss"].to_numpy(dtype="float64", na_value=np.nan)
+        proba = frame["churn_probability"].to_numpy(dtype="float64")
+        ids = frame["subscriber_id"]
+        ids = pa.array(ids.array if isinstance(ids.dtype, pd.StringDtype) else ids.astype("str").array)
     missing = np.isnan(loss)
-    return (missing, np.where(missing, 0.0, -loss), -frame["churn_probability"].to_numpy(dtype="float64"),
-            np.asarray(frame["subscriber_id"].to_numpy(dtype=object), dtype=str))
+    # + 0.0 turns -0.0 into 0.0, so that zeros compare equal in every sort
+    return missing, np.where(missing, 0.0, -loss) + 0.0, -proba + 0.0, ids
 
 
 def _sorts_before(keys, bound: tuple, *, inclusive: bool) -> np.ndarray:
     """Which rows (``_key_arrays``) sort before the row ``bound`` (a tuple of its keys), or equal to it."""
+    import pyarrow.compute as pc
+
     missing, loss, proba, ids = keys
     bm, bl, bp, bi = bound
-    last = ids <= bi if inclusive else ids < bi
+    last = (pc.less_equal if inclusive else pc.less)(ids, bi).to_numpy(zero_copy_only=False)
     return (missing < bm) | ((missing == bm) & ((loss < bl) | ((loss == bl) & (
         (proba < bp) | ((proba == bp) & last)))))
 
 
 def _last_key(keys) -> tuple:
-    return tuple(array[-1].item() for array in keys)
+    missing, loss, proba, ids = keys
+    return bool(missing[-1]), float(loss[-1]), float(proba[-1]), ids[len(ids) - 1].as_py()
 
 
 def merge_runs(paths: list[Path], *, buffer_rows: int = MERGE_BUFFER_ROWS):
-    """Merge Parquet runs, each sorted in ``rank_order``, into batches in ``rank_order`` overall.
+    """Merge Parquet runs, each sorted in ``rank_order``, into Arrow tables in ``rank_order`` overall.
 
     An external k-way merge: each run is read ``buffer_rows / runs`` rows at a time; every
     round emits the buffered rows that sort no later than the earliest last-buffered row of
     a run with more to read (nothing unread can come before them), sorted.  Memory stays
-    near ``buffer_rows`` rows whatever the number of rows.
+    near ``buffer_rows`` rows whatever the number of rows; the rows stay in Arrow throughout.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     files = [pq.ParquetFile(path) for path in paths]
     step = max(1, buffer_rows // max(1, len(files)))
     batches = [file.iter_batches(batch_size=step) for file in files]
     unread = [file.metadata.num_rows for file in files]
-    pending: list[pd.DataFrame | None] = [None] * len(files)
+    pending: list = [None] * len(files)
     keys: list = [None] * len(files)
     while True:
         for i in range(len(files)):
-            if (pending[i] is None or not len(pending[i])) and unread[i] > 0:
-                frame = next(batches[i]).to_pandas()
-                unread[i] -= len(frame)
-                pending[i], keys[i] = frame, _key_arrays(frame)
-        live = [i for i in range(len(files)) if pending[i] is not None and len(pending[i])]
+            if (pending[i] is None or not pending[i].num_rows) and unread[i] > 0:
+                table = pa.Table.from_batches([next(batches[i])])
+                unread[i] -= table.num_rows
+                pending[i], keys[i] = table, _key_arrays(table)
+        live = [i for i in range(len(files)) if pending[i] is not None and pending[i].num_rows]
         if not live:
             return
         waiting = [_last_key(keys[i]) for i in live if unread[i] > 0]
         bound = min(waiting) if waiting else None
         pieces = []
         for i in live:
-            take = len(pending[i]) if bound is None else int(np.count_nonzero(
+            take = pending[i].num_rows if bound is None else int(np.count_nonzero(
                 _sorts_before(keys[i], bound, inclusive=True)))
             if take:
-                pieces.append(pending[i].iloc[:take])
-                pending[i] = pending[i].iloc[take:]
+                pieces.append(pending[i].slice(0, take))
+                pending[i] = pending[i].slice(take)
                 keys[i] = tuple(array[take:] for array in keys[i])
-        merged = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0].reset_index(drop=True)
-        yield merged.take(rank_order(merged)).reset_index(drop=True)
+        merged = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+        yield merged.take(rank_order(merged))
+
+
+@dataclass
+class _Prepared:
+    """One scored chunk, ready for ``ScoreStream.take`` (``_seq`` still counts from 0)."""
+
+    ids: pd.Series
+    hashes: np.ndarray
+    probabilities: np.ndarray
+    tiers: dict
+    loss_at_risk: float
+    pool: tuple | None  # (rows worth explaining, their inputs)
+    kept: pd.DataFrame
+    run: object  # every row as an Arrow table (``write_all``), else None
 
 
 class ScoreStream:
@@ -675,31 +822,61 @@ class ScoreStream:
 
     def add(self, out: pd.DataFrame, X: pd.DataFrame) -> None:
         """Take one scored chunk (``score_dataset(..., explain=False)``) and its inputs (same rows)."""
-        rows = np.flatnonzero(worth_explaining(out))
-        self.add_rows(out, rows, X.iloc[rows])
+        self.take(self.prepare(out, X))
 
     def add_rows(self, out: pd.DataFrame, rows: np.ndarray, X: pd.DataFrame) -> None:
         """Like ``add``, with the inputs given only for the rows worth explaining (positions ``rows``)."""
+        self.take(self.prepare(out, X, rows=rows))
+
+    def prepare(self, out: pd.DataFrame, X: pd.DataFrame, *, rows: np.ndarray | None = None) -> _Prepared:
+        """The work on one scored chunk that needs no other chunk (safe on any thread; ``take`` it in order).
+
+        ``X`` holds the inputs of every row of ``out``, or with ``rows`` only those of ``rows``.
+        """
         from pipeline.targeting import _targeting_arrays
 
         out = out.reset_index(drop=True)
-        self.ids.add(out["subscriber_id"])
+        if rows is None:
+            rows = np.flatnonzero(worth_explaining(out))
+            X = X.iloc[rows]
         _targeting_arrays(out)  # missing or infinite money is an error even on rows not kept
-        out[_SEQ] = np.arange(self.rows, self.rows + len(out), dtype="int64")
-        self.rows += len(out)
-        proba = out["churn_probability"].to_numpy(dtype="float64")
-        self.probabilities.append(proba.astype("float64", copy=True))
+        out[_SEQ] = np.arange(len(out), dtype="int64")  # position in the chunk until ``take``
         tier = out["risk_tier"].to_numpy()
-        for name in TIERS:
-            self.tiers[name] += int(np.count_nonzero(tier == name))
-        self.loss_at_risk += float(np.nansum(out["expected_loss"].to_numpy(dtype="float64")[tier != "low"]))
         X = X.reset_index(drop=True)
         recommend_rows(out, rows, X, self.config)
-        if len(rows) and self.limit:
-            self._add_to_pool(out.iloc[rows].reset_index(drop=True), X)
-        self.kept.append(_compact(out.iloc[rows].drop(columns=list(REASON_COLUMNS)), self.categories))
+        return _Prepared(
+            ids=out["subscriber_id"],
+            hashes=_IdCheck.hashes(out["subscriber_id"]),
+            probabilities=out["churn_probability"].to_numpy(dtype="float64").copy(),
+            tiers={name: int(np.count_nonzero(tier == name)) for name in TIERS},
+            loss_at_risk=float(np.nansum(out["expected_loss"].to_numpy(dtype="float64")[tier != "low"])),
+            pool=(out.iloc[rows].reset_index(drop=True), X) if len(rows) and self.limit else None,
+            kept=_compact(out.iloc[rows].drop(columns=list(REASON_COLUMNS)), self.categories),
+            run=_as_arrow(_compact(out.drop(columns=list(REASON_COLUMNS)), self.categories)) if self.write_all else None,
+        )
+
+    def take(self, chunk: _Prepared) -> None:
+        """Add a prepared chunk, the next of the base."""
+        import pyarrow as pa
+
+        self.ids.add(chunk.ids, chunk.hashes)
+        start = self.rows
+        for frame in (chunk.kept, None if chunk.pool is None else chunk.pool[0]):
+            if frame is not None:
+                frame[_SEQ] += start
+        if chunk.run is not None:
+            position = chunk.run.column_names.index(_SEQ)
+            chunk.run = chunk.run.set_column(position, _SEQ, pa.array(chunk.run.column(position).to_numpy() + start))
+        self.rows += len(chunk.ids)
+        self.probabilities.append(chunk.probabilities)
+        for name, count in chunk.tiers.items():
+            self.tiers[name] += count
+        self.loss_at_risk += chunk.loss_at_risk
+        if chunk.pool is not None:
+            self._add_to_pool(*chunk.pool)
+        self.kept.append(chunk.kept)
         if self.write_all:
-            self._write_run(out)
+            self._write_run(chunk.run)
 
     def _add_to_pool(self, out: pd.DataFrame, X: pd.DataFrame) -> None:
         """Keep the rows (and inputs) that may still be among the first ``limit`` rows worth explaining.
@@ -733,9 +910,9 @@ class ScoreStream:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if out is not None:
-            self.pending.append(_compact(out.drop(columns=list(REASON_COLUMNS)), self.categories))
-            self.pending_rows += len(out)
+        if out is not None:  # an Arrow table from ``prepare``: compact, without reasons
+            self.pending.append(out)
+            self.pending_rows += out.num_rows
             if self.pending_rows < RUN_ROWS:
                 return
         if not self.pending:
@@ -743,11 +920,9 @@ class ScoreStream:
         if self.folder is None:
             self.folder = Path(tempfile.mkdtemp(prefix=f".{self.output.name}.runs.", dir=self.output.parent))
         path = self.folder / f"run-{len(self.runs):05d}.parquet"
-        rows = pd.concat(self.pending, ignore_index=True) if len(self.pending) > 1 else self.pending[0]
+        rows = pa.concat_tables(self.pending) if len(self.pending) > 1 else self.pending[0]
         self.pending, self.pending_rows = [], 0
-        table = pa.Table.from_pandas(rows, preserve_index=False).take(rank_order(rows))
-        del rows
-        pq.write_table(table, path, compression="lz4")
+        pq.write_table(rows.take(rank_order(rows)), path, compression="lz4")
         self.runs.append(path)
 
     # -- at the end --------------------------------------------------------------------
@@ -759,61 +934,96 @@ class ScoreStream:
             return pd.DataFrame({_SEQ: np.array([], dtype="int64"), **{c: [] for c in (*REASON_COLUMNS, "action")}})
         out, X = self.pool_pieces[0]
         self.pool_pieces, self.pool_rows = [], 0
-        explain_rows(self.scoring, out, np.arange(len(out)), X, self.config)
-        return out[[_SEQ, *REASON_COLUMNS, "action"]].sort_values(_SEQ, ignore_index=True)
+
+        def explain_block(start: int) -> pd.DataFrame:
+            block = out.iloc[start:start + EXPLAIN_BLOCK_ROWS].reset_index(drop=True)
+            inputs = X.iloc[start:start + EXPLAIN_BLOCK_ROWS].reset_index(drop=True)
+            explain_rows(self.scoring, block, np.arange(len(block)), inputs, self.config)
+            return block[[_SEQ, *REASON_COLUMNS, "action"]]
+
+        blocks = (partial(explain_block, start) for start in range(0, len(out), EXPLAIN_BLOCK_ROWS))
+        found = list(in_order(blocks, workers=self.config.scoring.workers))
+        return pd.concat(found, ignore_index=True).sort_values(_SEQ, ignore_index=True)
 
     def finish(self, *, budget: float | None = None, capacity: int | None = None) -> dict:
-        """Rank, target, explain and write the list; return what the run's summary needs."""
-        from pipeline.targeting import select
+        """Rank, target, explain and write the list; return what the run's summary needs.
+
+        Reasons are found on a second thread while the kept rows are ranked and targeted; with
+        ``write_all`` the runs are merged on a second thread while the merged rows are written.
+        """
+        from pipeline.targeting import TARGETING_COLUMNS, select
 
         if not self.rows:
             raise DataError("no subscribers to score")
-        if self.write_all:
-            self._write_run(None)
-        self.ids = _IdCheck()  # no more chunks: free the id hashes
-        probabilities = np.concatenate(self.probabilities)
-        self.probabilities = []
-        stats = {"mean_probability": float(probabilities.mean()),
-                 **{f"probability_p{int(q * 100)}": float(np.quantile(probabilities, q))
-                    for q in (0.1, 0.5, 0.9, 0.99)}}
-        del probabilities
-        kept = pd.concat(self.kept, ignore_index=True)
-        self.kept = []
-        ranked = kept.take(rank_order(kept)).reset_index(drop=True)
-        del kept
-        chosen, summary = select(ranked, budget=budget, capacity=capacity)
-        ranked["targeted"] = chosen.to_numpy()
-        explained = self.explained()
-        if self.write_all:
-            targeted = np.zeros(self.rows, dtype=bool)
-            targeted[ranked[_SEQ].to_numpy()[chosen.to_numpy()]] = True
-            del ranked
-            top, written = self._write_merged(targeted, explained)
-        else:
-            listed = at_risk(ranked)
-            del ranked
-            listed = _with_explanations(listed, explained)
-            top = listed.head(10).copy()
-            written = len(listed)
-            write_output(_in_list_order(listed.drop(columns=[_SEQ])), self.output)
+        explaining = ThreadPoolExecutor(1, thread_name_prefix="churn-explain")
+        try:
+            explained = explaining.submit(self.explained)
+            if self.write_all:
+                self._write_run(None)
+            self.ids = None  # no more chunks: free the id hashes
+            probabilities = np.concatenate(self.probabilities)
+            self.probabilities = []
+            quantiles = np.quantile(probabilities, [0.1, 0.5, 0.9, 0.99])
+            stats = {"mean_probability": float(probabilities.mean()),
+                     **{f"probability_p{q}": float(v) for q, v in zip((10, 50, 90, 99), quantiles)}}
+            del probabilities
+            kept = pd.concat(self.kept, ignore_index=True)
+            self.kept = []
+            if self.write_all:  # ranking and targeting need only these; the runs hold the rest
+                kept = kept[[_SEQ, "subscriber_id", "churn_probability", "expected_loss", *TARGETING_COLUMNS]]
+            ranked = kept.take(rank_order(kept)).reset_index(drop=True)
+            del kept
+            chosen, summary = select(ranked, budget=budget, capacity=capacity)
+            ranked["targeted"] = chosen.to_numpy()
+            if self.write_all:
+                targeted = np.zeros(self.rows, dtype=bool)
+                targeted[ranked[_SEQ].to_numpy()[chosen.to_numpy()]] = True
+                del ranked
+                top, written = self._write_merged(targeted, explained)
+            else:
+                listed = at_risk(ranked)
+                del ranked
+                top, written = self._write_listed(listed, explained)
+        finally:
+            explaining.shutdown(wait=False, cancel_futures=True)
         return {"summary": summary, "top": _plain(top.drop(columns=[_SEQ], errors="ignore")),
                 "rows_written": written, "probability_stats": stats}
 
-    def _write_merged(self, targeted: np.ndarray, explained: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    def _write_listed(self, listed: pd.DataFrame, explained) -> tuple[pd.DataFrame, int]:
+        """Write the ranked list with reasons, a batch at a time (``explained``: a future of ``explained()``)."""
         top = None
-        done = 0
         with ListWriter(self.output) as writer:
-            for batch in merge_runs(self.runs):
-                seq = batch[_SEQ].to_numpy()
-                batch.insert(0, "rank", np.arange(done + 1, done + len(batch) + 1, dtype="int64"))
-                batch["targeted"] = targeted[seq]
-                batch = _with_explanations(batch, explained)
+            for start in range(0, len(listed), WRITE_BATCH) if len(listed) else [0]:
+                batch = _with_explanations(listed.iloc[start:start + WRITE_BATCH].copy(), explained.result())
                 batch = _in_list_order(batch.drop(columns=[_SEQ]))
                 if top is None:
                     top = batch.head(10).copy()
                 writer.write(batch)
-                done += len(batch)
-        return top, done
+        return top, len(listed)
+
+    def _write_merged(self, targeted: np.ndarray, explained) -> tuple[pd.DataFrame, int]:
+        """Write the merged runs with rank, targeting and reasons (``explained``: a future of ``explained()``)."""
+
+        def batches():
+            import pyarrow as pa
+
+            done = 0
+            for batch in merge_runs(self.runs):
+                seq = batch.column(_SEQ).to_numpy()
+                rows = batch.num_rows
+                batch = batch.add_column(0, "rank", pa.array(np.arange(done + 1, done + rows + 1, dtype="int64")))
+                batch = batch.append_column("targeted", pa.array(targeted[seq]))
+                batch = _with_explanations(batch, explained.result())
+                done += rows
+                yield _in_list_order(batch.drop_columns([_SEQ]))
+
+        top = None
+        with ListWriter(self.output) as writer:
+            for batch in read_ahead(batches()):
+                if top is None:
+                    top = batch.slice(0, 10).to_pandas()
+                writer.write(batch)
+        return top, writer.rows
 
     def cleanup(self) -> None:
         """Remove the temporary runs (call in all cases, also after an error)."""
@@ -825,9 +1035,14 @@ class ScoreStream:
         self.runs = []
 
 
-def _with_explanations(frame: pd.DataFrame, explained: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with blank reasons, then the reasons and actions of the explained rows (by ``_seq``)."""
-    seq = frame[_SEQ].to_numpy()
+def _with_explanations(frame, explained: pd.DataFrame):
+    """``frame`` (a frame or an Arrow table) with blank reasons, then the reasons and actions of the
+    explained rows (by ``_seq``)."""
+    import pyarrow as pa
+
+    arrow = isinstance(frame, pa.Table)
+    seq = frame.column(_SEQ).to_numpy() if arrow else frame[_SEQ].to_numpy()
+    rows = len(seq)
     known = explained[_SEQ].to_numpy()
     if len(known):
         where = np.minimum(np.searchsorted(known, seq), len(known) - 1)
@@ -836,15 +1051,27 @@ def _with_explanations(frame: pd.DataFrame, explained: pd.DataFrame) -> pd.DataF
     else:
         hit = source = np.array([], dtype="int64")
     if not len(hit):  # blank reasons, as one category
-        blank = pd.Categorical.from_codes(np.zeros(len(frame), dtype="int8"), categories=[""])
+        codes = np.zeros(rows, dtype="int8")
+        blank = (pa.DictionaryArray.from_arrays(codes, pa.array([""])) if arrow
+                 else pd.Categorical.from_codes(codes, categories=[""]))
+        columns = dict.fromkeys(REASON_COLUMNS, blank)
+    else:
+        columns = {}
         for column in REASON_COLUMNS:
-            frame[column] = blank
-        return frame
-    for column in REASON_COLUMNS:
-        values = np.full(len(frame), "", dtype=object)
-        values[hit] = explained[column].to_numpy(dtype=object)[source]
-        frame[column] = pd.array(values, dtype="str")
-    action = frame["action"].astype("str").to_numpy(dtype=object)
-    action[hit] = explained["action"].to_numpy(dtype=object)[source]
-    frame["action"] = pd.array(action, dtype="str")
+            values = np.full(rows, "", dtype=object)
+            values[hit] = explained[column].to_numpy(dtype=object)[source]
+            columns[column] = values
+        action = (frame.column("action").cast(pa.string()).to_numpy(zero_copy_only=False) if arrow
+                  else frame["action"].astype("str").to_numpy(dtype=object)).astype(object)
+        action[hit] = explained["action"].to_numpy(dtype=object)[source]
+        columns["action"] = action
+    for column, values in columns.items():
+        if not arrow:
+            frame[column] = values if isinstance(values, pd.Categorical) else pd.array(values, dtype="str")
+            continue
+        values = values if isinstance(values, pa.Array) else pa.array(values, type=pa.string())
+        if column in frame.column_names:
+            frame = frame.set_column(frame.column_names.index(column), column, values)
+        else:
+            frame = frame.append_column(column, values)
     return frame

@@ -28,6 +28,7 @@ def test_toml_overrides_only_what_it_names(tmp_path):
         ('[train]\nseed = "one"\n', "seed must be an integer"),
         ("[train]\nholdout_fraction = 1.5\n", "holdout_fraction must be between 0 and 1"),
         ('[train]\npromotion_metric = "accuracy"\n', "promotion_metric must be 'empc' or 'roc_auc'"),
+        ("[scoring]\nworkers = 0\n", "scoring.workers must be at least 1"),
         ("[train\n", "not valid TOML"),
     ],
 )

@@ -607,6 +607,22 @@ def test_part_chunks_merge_small_parts(tmp_path, records):
     assert all(chunk.snapshot_date == D("2025-06-30") for chunk in chunks)
 
 
+@pytest.mark.parametrize("layout", ["parts", "csv"])
+def test_lazy_chunks_read_when_called_in_any_order_give_the_same_chunks(tmp_path, records, layout):
+    if layout == "parts":
+        write_parts(records, tmp_path, [["S1"], ["S2"], ["S3"]])
+    else:
+        write_records(records, tmp_path, format="csv")
+    eager = list(iter_record_chunks(tmp_path, chunk_subscribers=1))
+    readers = list(iter_record_chunks(tmp_path, chunk_subscribers=1, lazy=True))
+    lazy = {number: readers[number]() for number in (2, 0, 1)}  # called out of order
+    assert len(readers) == len(eager) == 3
+    for number, chunk in enumerate(eager):
+        for name in ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes"):
+            pdt.assert_frame_equal(lazy[number].table(name), chunk.table(name))
+        assert (lazy[number].source, lazy[number].meta) == (chunk.source, chunk.meta)
+
+
 def test_part_bigger_than_the_chunk_is_yielded_whole(tmp_path, records):
     write_parts(records, tmp_path, [["S1", "S2"], ["S3"]])
     chunks = list(iter_record_chunks(tmp_path, chunk_subscribers=1, tables=["outcomes"]))

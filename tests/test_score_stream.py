@@ -61,7 +61,7 @@ def _runs(scores: pd.DataFrame, folder: Path, size: int) -> list[Path]:
 def test_merged_runs_equal_the_in_memory_ranking_ties_included(tmp_path, size, buffer_rows):
     scores = _tied_scores()
     expected = rank_scores(scores)
-    merged = pd.concat(list(merge_runs(_runs(scores, tmp_path, size), buffer_rows=buffer_rows)), ignore_index=True)
+    merged = pa.concat_tables(list(merge_runs(_runs(scores, tmp_path, size), buffer_rows=buffer_rows))).to_pandas()
     assert merged["subscriber_id"].tolist() == expected["subscriber_id"].tolist()
     # ties: equal losses and probabilities go by id; unknown losses last
     tied = expected[expected["expected_loss"].eq(expected["expected_loss"].iloc[0])]
@@ -150,14 +150,15 @@ def trained(tmp_path_factory):
     # below a part, so 300 gives one chunk per part and 100,000 one chunk in all
     simulate.generate(4000, seed=5, out=work / "base", chunk_subscribers=700)
     churn("train", "--data", "base", "--config", "fast.toml", cwd=work)
-    (work / "small.toml").write_text("[scoring]\nchunk_rows = 300\nexplain_rows = 150\n")
-    (work / "whole.toml").write_text("[scoring]\nchunk_rows = 100000\nexplain_rows = 150\n")
+    # many chunks on three threads against one chunk on one thread
+    (work / "small.toml").write_text("[scoring]\nchunk_rows = 300\nexplain_rows = 150\nworkers = 3\n")
+    (work / "whole.toml").write_text("[scoring]\nchunk_rows = 100000\nexplain_rows = 150\nworkers = 1\n")
     return work
 
 
 @pytest.mark.parametrize("name,extra", [("all.parquet", ["--all"]), ("all.csv", ["--all"]),
                                         ("list.csv", []), ("cap.parquet", ["--all", "--capacity", "40"])])
-def test_many_chunks_merged_give_the_bytes_of_one_chunk(trained, name, extra):
+def test_many_chunks_on_many_threads_give_the_bytes_of_one_chunk(trained, name, extra):
     work = trained
     small = churn("score", "--data", "base", "--output", f"small-{name}", "--config", "small.toml", *extra, cwd=work)
     churn("score", "--data", "base", "--output", f"whole-{name}", "--config", "whole.toml", *extra, cwd=work)
@@ -196,6 +197,7 @@ from pipeline.config import load_config
 from pipeline.jobs import score_job
 score.RUN_ROWS = 500
 score.MERGE_BUFFER_ROWS = 800
+score.EXPLAIN_BLOCK_ROWS = 40
 outcome = score_job({str(work / "base")!r}, {str(tmp_path / "merged.parquet")!r},
                     config=load_config({str(work / "small.toml")!r}), uri={f"sqlite:///{work / 'mlflow.db'}"!r},
                     write_all=True)
@@ -226,36 +228,68 @@ def test_rules_on_reasons_apply_to_explained_rows_only(trained):
     assert (at_risk.loc[~explained, "action"] == "Message").all() and (~explained).sum() > 100
 
 
-def test_prefetch_keeps_order_raises_errors_unchanged_and_stops_when_closed():
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_in_order_keeps_order_raises_errors_unchanged_and_stops_when_closed(workers):
+    import random
     import threading
     import time
+    from functools import partial
 
     from pipeline.errors import DataError
-    from pipeline.jobs import prefetch
+    from pipeline.score import in_order
 
-    assert list(prefetch(iter(range(50)))) == list(range(50))
+    def slow(number):  # later tasks often finish first
+        time.sleep(random.Random(number).random() / 200)
+        return number * number
 
-    def failing():
-        yield 1
+    assert list(in_order((partial(slow, n) for n in range(40)), workers=workers)) == [n * n for n in range(40)]
+    assert list(in_order(iter([]), workers=workers)) == []
+
+    def broken():
         raise DataError("base/usage_monthly: column month: row 7 is not a date")
 
-    got = prefetch(failing())
+    got = in_order(iter([partial(slow, 1), broken, partial(slow, 3)]), workers=workers)
     assert next(got) == 1
     with pytest.raises(DataError, match=r"^base/usage_monthly: column month: row 7 is not a date$"):
         next(got)
 
-    produced = []
+    def failing_source():  # the source itself fails (a record part that cannot be opened)
+        yield partial(slow, 2)
+        raise DataError("base/subscribers/part-00001.parquet: cannot read it as Parquet")
+
+    got = in_order(failing_source(), workers=workers)
+    assert next(got) == 4
+    with pytest.raises(DataError, match="part-00001"):
+        next(got)
+
+    started = []
 
     def endless():
         for number in range(10_000):
-            produced.append(number)
-            yield number
+            started.append(number)
+            yield partial(slow, number)
 
-    early = prefetch(endless())
+    early = in_order(endless(), workers=workers)
     assert [next(early), next(early)] == [0, 1]
+    time.sleep(0.3)
+    assert len(started) <= 2 + workers + 1  # bounded: at most workers + 1 results ahead
     early.close()
     time.sleep(0.5)
-    settled = len(produced)
+    settled = len(started)
     time.sleep(0.3)
-    assert len(produced) == settled < 10  # the producer stopped, one item ahead at most
-    assert not any(t.name == "churn-prefetch" for t in threading.enumerate())
+    assert len(started) == settled
+    assert not any(t.name.startswith("churn-chunk-") for t in threading.enumerate())
+
+
+def test_in_order_runs_tasks_at_once():
+    import threading
+
+    from pipeline.score import in_order
+
+    barrier = threading.Barrier(2, timeout=5)  # both tasks must be running together to pass
+
+    def meet(number):
+        barrier.wait()
+        return number
+
+    assert list(in_order(iter([lambda: meet(0), lambda: meet(1)]), workers=2)) == [0, 1]

@@ -139,6 +139,25 @@ def test_catboost_family_trains_explains_exactly_and_round_trips_through_skops()
     assert set(values.columns) == {"x", "z", "plan", "fee"}
 
 
+def test_catboost_predictions_keep_to_the_calling_threads_limit():
+    import threading
+
+    from pipeline.model import CatBoostModel, predict_threads
+
+    model = CatBoostModel(thread_count=4)
+    seen = {}
+    with predict_threads(1):
+        seen["limited"] = model._threads()
+        other = threading.Thread(target=lambda: seen.update(other=model._threads()))
+        other.start()
+        other.join()
+        with predict_threads(8):
+            seen["never above the model's own"] = model._threads()
+        seen["restored"] = model._threads()
+    seen["after"] = model._threads()
+    assert seen == {"limited": 1, "other": 4, "never above the model's own": 4, "restored": 1, "after": 4}
+
+
 def test_catboost_is_skipped_above_its_row_limit():
     messages = []
     dataset = table_dataset(_table(), id_column="id", target="churn")
