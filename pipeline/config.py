@@ -116,8 +116,8 @@ class ScoringConfig:
     #: and an action from the rules that do not read reasons.  0: no reasons.
     explain_rows: int = 100_000
     #: Chunks read, featurised and predicted at once, each on its own thread (the model's
-    #: ``train.n_threads`` are shared among them).  1: one chunk at a time, the next one read
-    #: on a second thread while it is predicted.
+    #: ``train.n_threads`` are shared among them).  1: one chunk at a time on one thread
+    #: beside the main one.
     workers: int = 2
     #: Population stability index above which a feature is reported as drifting.
     psi_warning: float = 0.2

@@ -773,17 +773,18 @@ class _Prepared:
 
 
 class ScoreStream:
-    """Score a base chunk by chunk and write its list, in memory bounded by about one chunk.
+    """Score a base chunk by chunk and write its list, in memory bounded by the chunks in flight.
 
-    Per chunk (``add``): the rows no rule can list or target (tier ``low`` with an expected net
-    value of at most 0: every ``select_*`` takes positive net values only) leave memory at
-    once, after counting them for the run's metrics; the others are kept compactly.  With
+    Per chunk (``prepare`` on any thread, then ``take`` in input order; ``add`` does both):
+    the rows no rule can list or target (tier ``low`` with an expected net value of at most
+    0: every ``select_*`` takes positive net values only) leave memory at once, after
+    counting them for the run's metrics; the others are kept compactly.  With
     ``write_all`` every row also goes to a temporary Parquet run, sorted in list order, in a
     folder next to the output, and ``finish`` merges the runs into the output batch by batch.
     Reasons go to the first ``config.scoring.explain_rows`` rows of the list worth explaining
     (a bounded pool of candidates and their inputs is kept while scoring); the other rows worth
     a contact get an action from the rules that do not read reasons.  The output is the same,
-    byte for byte, whatever the chunk size.
+    byte for byte, whatever the chunk size and the number of threads.
     """
 
     def __init__(self, scoring: ScoringModel, config: Config, *, output: str | Path, write_all: bool = False):
@@ -814,7 +815,7 @@ class ScoreStream:
         self.pool_last: tuple | None = None
         self.ids = _IdCheck()
         self.runs: list[Path] = []
-        self.pending: list[pd.DataFrame] = []
+        self.pending: list = []  # Arrow tables of scored rows, for the next run
         self.pending_rows = 0
         self.folder: Path | None = None
 
@@ -989,17 +990,23 @@ class ScoreStream:
         return {"summary": summary, "top": _plain(top.drop(columns=[_SEQ], errors="ignore")),
                 "rows_written": written, "probability_stats": stats}
 
-    def _write_listed(self, listed: pd.DataFrame, explained) -> tuple[pd.DataFrame, int]:
-        """Write the ranked list with reasons, a batch at a time (``explained``: a future of ``explained()``)."""
+    def _write(self, batches) -> tuple[pd.DataFrame, int]:
+        """Write the list's batches (frames or Arrow tables); return its first 10 rows and its length."""
         top = None
         with ListWriter(self.output) as writer:
-            for start in range(0, len(listed), WRITE_BATCH) if len(listed) else [0]:
-                batch = _with_explanations(listed.iloc[start:start + WRITE_BATCH].copy(), explained.result())
-                batch = _in_list_order(batch.drop(columns=[_SEQ]))
+            for batch in batches:
                 if top is None:
-                    top = batch.head(10).copy()
+                    top = batch.head(10).copy() if isinstance(batch, pd.DataFrame) else batch.slice(0, 10).to_pandas()
                 writer.write(batch)
-        return top, len(listed)
+        return top, writer.rows
+
+    def _write_listed(self, listed: pd.DataFrame, explained) -> tuple[pd.DataFrame, int]:
+        """Write the ranked list with reasons, a batch at a time (``explained``: a future of ``explained()``)."""
+        return self._write(
+            _in_list_order(_with_explanations(listed.iloc[start:start + WRITE_BATCH].copy(), explained.result())
+                           .drop(columns=[_SEQ]))
+            for start in (range(0, len(listed), WRITE_BATCH) if len(listed) else [0])
+        )
 
     def _write_merged(self, targeted: np.ndarray, explained) -> tuple[pd.DataFrame, int]:
         """Write the merged runs with rank, targeting and reasons (``explained``: a future of ``explained()``)."""
@@ -1017,13 +1024,7 @@ class ScoreStream:
                 done += rows
                 yield _in_list_order(batch.drop_columns([_SEQ]))
 
-        top = None
-        with ListWriter(self.output) as writer:
-            for batch in read_ahead(batches()):
-                if top is None:
-                    top = batch.slice(0, 10).to_pandas()
-                writer.write(batch)
-        return top, writer.rows
+        return self._write(read_ahead(batches()))
 
     def cleanup(self) -> None:
         """Remove the temporary runs (call in all cases, also after an error)."""
