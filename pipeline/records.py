@@ -103,6 +103,7 @@ class Records:
     contacts: pd.DataFrame | None = None
     breach_exposure: pd.DataFrame | None = None
     outcomes: pd.DataFrame | None = None
+    campaigns: pd.DataFrame | None = None
     snapshot_date: pd.Timestamp | None = None
     disclosure_date: pd.Timestamp | None = None
     source: str = "<memory>"

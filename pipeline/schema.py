@@ -75,6 +75,9 @@ CONTACT_REASONS = (
     "other",
 )
 BREACH_REASONS = ("breach_inquiry", "breach_complaint", "usim_replacement", "porting_inquiry")
+#: Groups of a randomised retention campaign: ``offer`` was contacted with the offer,
+#: ``control`` was held out at random and not contacted.
+CAMPAIGN_GROUPS = ("offer", "control")
 
 SUBSCRIBERS = Table(
     "subscribers",
@@ -158,8 +161,28 @@ OUTCOMES = Table(
     unique_subscriber=True,
 )
 
+CAMPAIGNS = Table(
+    "campaigns",
+    (
+        Column("subscriber_id", "id"),
+        #: The campaign (or pilot) the row belongs to; one campaign, one randomisation.
+        Column("campaign_id", "str"),
+        #: The day the subscriber was contacted (``offer``) or held out (``control``).
+        Column("contact_date", "date"),
+        #: ``offer`` or ``control``, assigned at random within the campaign.
+        Column("group", "category", allowed=CAMPAIGN_GROUPS),
+        #: What was offered, e.g. ``bill_credit``; blank for the control group.
+        Column("offer_kind", "category", nullable=True),
+        #: What the offer costs the operator when it is taken (0 for the control group).
+        Column("offer_cost", "float", minimum=0),
+        #: Whether the subscriber took the offer; blank for the control group or when unknown.
+        Column("accepted", "bool", nullable=True),
+    ),
+    required=False,
+)
+
 TABLES: dict[str, Table] = {
-    table.name: table for table in (SUBSCRIBERS, USAGE_MONTHLY, CONTACTS, BREACH_EXPOSURE, OUTCOMES)
+    table.name: table for table in (SUBSCRIBERS, USAGE_MONTHLY, CONTACTS, BREACH_EXPOSURE, OUTCOMES, CAMPAIGNS)
 }
 
 #: The manifest file a record folder may carry: ``{"snapshot_date": "YYYY-MM-DD",
