@@ -80,8 +80,13 @@ class CampaignConfig:
 
     #: Monthly margin as a share of the monthly value (revenue) of a subscriber.
     margin: float = 0.4
-    #: Monthly probability that a subscriber who was saved stays another month.
+    #: The operator's normal monthly retention (outside a breach).  Each subscriber's own
+    #: retention is this scaled by their risk relative to the base (``lifetime_from_model``);
+    #: used as is where no per-subscriber estimate exists.
     monthly_retention: float = 0.99
+    #: Lifetime value from each subscriber's own expected retention (the model's probability
+    #: relative to its training churn rate), not one rate for all.
+    lifetime_from_model: bool = True
     #: Yearly discount rate for future margins.
     annual_discount_rate: float = 0.10
     #: Incentive offered to a targeted subscriber, in months of that subscriber's monthly value
@@ -119,6 +124,9 @@ class ScoringConfig:
     #: ``train.n_threads`` are shared among them).  1: one chunk at a time on one thread
     #: beside the main one.
     workers: int = 2
+    #: Share of the targeted subscribers held out at random as the campaign's control group
+    #: (test-and-learn: ``--control-share``); 0: none.
+    control_share: float = 0.0
     #: Population stability index above which a feature is reported as drifting.
     psi_warning: float = 0.2
     #: Spark master URL for ``churn score --engine spark`` (``local[2]``: two local workers).
@@ -207,6 +215,7 @@ def validate(config: Config) -> Config:
          "scoring.medium_risk_multiple must be positive and at most scoring.high_risk_multiple"),
         (config.scoring.chunk_rows > 0 and config.data.chunk_subscribers > 0, "chunk sizes must be positive"),
         (config.scoring.workers >= 1, "scoring.workers must be at least 1"),
+        (0 <= config.scoring.control_share < 1, "scoring.control_share must be at least 0 and below 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -42,13 +42,19 @@ OUTPUT_COLUMNS = (
     "reason_3",
     "action",
     "targeted",
+    "group",
     "expected_net_value",
+    "expected_incremental_value",
+    "estimated_uplift",
     "expected_save",
     "expected_cost",
     "monthly_value",
     "clv",
     "etf_waived",
+    "save_value",
     "model_version",
+    "response_model_version",
+    "campaign_id",
 )
 
 
@@ -82,6 +88,26 @@ def risk_tiers(proba: np.ndarray, base_rate: float, config: Config) -> np.ndarra
 
 
 @dataclass
+class ResponseScorer:
+    """A loaded response (uplift) model: what a retention contact changes for each subscriber."""
+
+    model: object
+    version: str
+    input_columns: list[str]
+
+    def uplift(self, frame: pd.DataFrame, *, n_threads: int = 2) -> np.ndarray:
+        """Estimated reduction of each row's churn probability by a retention contact."""
+        from threadpoolctl import threadpool_limits
+
+        check_columns(frame, self.input_columns, source="the response model's input")
+        try:
+            with threadpool_limits(limits=n_threads):
+                return np.asarray(self.model.predict(frame[self.input_columns]), dtype="float64")
+        except (ValueError, TypeError) as err:
+            raise ModelError(f"the response model cannot score these rows: {str(err).splitlines()[0]}") from err
+
+
+@dataclass
 class ScoringModel:
     """A loaded model and what scoring needs to know about it (from its MLflow metadata)."""
 
@@ -95,6 +121,8 @@ class ScoringModel:
     label_column: str | None = None
     signature: dict[str, str] = field(default_factory=dict)
     profile: dict = field(default_factory=dict)
+    #: The response model scored next to this one, when one is registered.
+    response: ResponseScorer | None = None
 
 
 def check_signature(columns: dict[str, str], scoring: ScoringModel, *, source: str) -> None:
@@ -143,33 +171,48 @@ def column_kinds(frame: pd.DataFrame) -> dict[str, str]:
 
 
 def score_rows(scoring: ScoringModel, ids, proba: np.ndarray, config: Config, *, monthly_value=None,
-               etf_waived=None) -> pd.DataFrame:
+               etf_waived=None, etf=None, uplift=None) -> pd.DataFrame:
     """The list columns from probabilities: tier, value, expected loss and campaign economics.
 
-    Reasons and actions start blank (``explain_rows`` fills them); one row per id, in order.
+    ``etf`` is each subscriber's early termination fee and ``etf_waived`` the part a fee
+    waiver would forgive (``pipeline.targeting.save_value``); ``uplift`` a response model's
+    estimate of what a contact changes (without it the response is assumed,
+    ``pipeline.targeting.campaign_values``).  Reasons and actions start blank
+    (``explain_rows`` fills them); one row per id, in order.
     """
-    from pipeline.targeting import DEFAULT_ACTION, campaign_values, clv
+    from pipeline.targeting import (DEFAULT_ACTION, campaign_values, clv, expected_saves, save_value,
+                                    subscriber_monthly_churn)
 
+    campaign = config.campaign
     proba = np.asarray(proba, dtype="float64")
     out = pd.DataFrame({"subscriber_id": pd.Series(ids).astype(str).to_numpy(), "churn_probability": proba})
     out["risk_tier"] = risk_tiers(proba, scoring.base_rate, config)
     if monthly_value is not None:
         value = np.asarray(monthly_value, dtype="float64")
+        churn = subscriber_monthly_churn(proba, scoring.base_rate, campaign) if campaign.lifetime_from_model else None
         out["monthly_value"] = value
-        out["clv"] = clv(value, config.campaign)
+        out["clv"] = clv(value, campaign, monthly_churn=churn)
         out["etf_waived"] = 0.0 if etf_waived is None else np.nan_to_num(np.asarray(etf_waived, dtype="float64"))
-        out["expected_loss"] = proba * (out["clv"] + out["etf_waived"])
-        economics = campaign_values(proba, out["clv"] + out["etf_waived"], config.campaign, monthly_value=value)
+        out["save_value"] = save_value(out["clv"].to_numpy(), etf, out["etf_waived"].to_numpy())
+        out["expected_loss"] = proba * out["save_value"]
+        economics = campaign_values(proba, out["save_value"].to_numpy(), campaign, monthly_value=value, uplift=uplift)
     else:
-        for column in ("monthly_value", "clv", "etf_waived", "expected_loss"):
+        for column in ("monthly_value", "clv", "etf_waived", "save_value", "expected_loss"):
             out[column] = np.nan
-        economics = campaign_values(proba, config.campaign.default_clv, config.campaign)
+        economics = campaign_values(proba, campaign.default_clv, campaign, uplift=uplift)
     for column in ("expected_save", "expected_cost", "expected_net_value"):
         out[column] = economics[column].to_numpy()
+    if uplift is not None:
+        out["estimated_uplift"] = expected_saves(proba, uplift=uplift)
+        out["expected_incremental_value"] = out["expected_net_value"]
+    else:
+        out["estimated_uplift"] = np.nan
+        out["expected_incremental_value"] = np.nan
     for k in (1, 2, 3):
         out[f"reason_{k}"] = ""
     out["action"] = DEFAULT_ACTION
     out["model_version"] = str(scoring.version)
+    out["response_model_version"] = "" if scoring.response is None else str(scoring.response.version)
     return out
 
 
@@ -230,10 +273,14 @@ def score_dataset(scoring: ScoringModel, dataset, config: Config, *, explain: bo
     list only.  ``n_threads`` (default ``config.train.n_threads``) bounds the model's threads.
     """
     check_columns(dataset.frame, scoring.input_columns, source=dataset.source)
-    proba = predict(scoring.model, dataset.frame, scoring.input_columns, n_threads=n_threads or config.train.n_threads)
+    threads = n_threads or config.train.n_threads
+    proba = predict(scoring.model, dataset.frame, scoring.input_columns, n_threads=threads)
+    uplift = None if scoring.response is None else scoring.response.uplift(dataset.frame, n_threads=threads)
     waived = dataset.extra.get("etf_waivable")
+    etf = dataset.frame["early_termination_fee"] if scoring.mode == "records" and waived is not None else None
     out = score_rows(scoring, dataset.ids, proba, config, monthly_value=dataset.monthly_value,
-                     etf_waived=None if waived is None else waived.to_numpy())
+                     etf_waived=None if waived is None else waived.to_numpy(),
+                     etf=None if etf is None else etf.to_numpy(dtype="float64", na_value=np.nan), uplift=uplift)
     if explain:
         rows = np.flatnonzero(worth_explaining(out))
         explain_rows(scoring, out, rows, dataset.frame.iloc[rows], config)
@@ -383,8 +430,9 @@ def _in_list_order(frame):
 
 
 #: Decimals kept in CSV lists: probabilities to 6, money to 2 (CRM tools read plain numbers).
-_CSV_DECIMALS = {"churn_probability": 6, "expected_save": 6, "expected_loss": 2, "expected_net_value": 2,
-                 "expected_cost": 2, "monthly_value": 2, "clv": 2, "etf_waived": 2}
+_CSV_DECIMALS = {"churn_probability": 6, "expected_save": 6, "estimated_uplift": 6, "expected_loss": 2,
+                 "expected_net_value": 2, "expected_incremental_value": 2, "expected_cost": 2, "monthly_value": 2,
+                 "clv": 2, "etf_waived": 2, "save_value": 2}
 
 
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
@@ -396,7 +444,8 @@ def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
 WRITE_BATCH = 100_000
 
 #: The list's text columns; always written as plain text, whatever dtype they had in memory.
-TEXT_COLUMNS = ("subscriber_id", "risk_tier", "reason_1", "reason_2", "reason_3", "action", "model_version")
+TEXT_COLUMNS = ("subscriber_id", "risk_tier", "reason_1", "reason_2", "reason_3", "action", "group",
+                "model_version", "response_model_version", "campaign_id")
 
 
 def _check_output(path: Path) -> str:
@@ -789,7 +838,7 @@ class ScoreStream:
 
     def __init__(self, scoring: ScoringModel, config: Config, *, output: str | Path, write_all: bool = False):
         from pipeline.errors import ConfigError
-        from pipeline.targeting import DEFAULT_ACTION, DEFAULT_ACTIONS, parse_rules
+        from pipeline.targeting import CONTROL_ACTION, DEFAULT_ACTION, DEFAULT_ACTIONS, parse_rules
 
         if config.scoring.explain_rows < 0:
             raise ConfigError("scoring.explain_rows must be 0 or more")
@@ -802,8 +851,9 @@ class ScoreStream:
         rules = parse_rules(config.scoring.actions) if config.scoring.actions else DEFAULT_ACTIONS
         self.categories = {
             "risk_tier": list(TIERS),
-            "action": sorted({rule.action for rule in rules} | {DEFAULT_ACTION}),
+            "action": sorted({rule.action for rule in rules} | {DEFAULT_ACTION, CONTROL_ACTION}),
             "model_version": [str(scoring.version)],
+            "response_model_version": ["" if scoring.response is None else str(scoring.response.version)],
         }
         self.rows = 0
         self.tiers = dict.fromkeys(TIERS, 0)
@@ -946,9 +996,15 @@ class ScoreStream:
         found = list(in_order(blocks, workers=self.config.scoring.workers))
         return pd.concat(found, ignore_index=True).sort_values(_SEQ, ignore_index=True)
 
-    def finish(self, *, budget: float | None = None, capacity: int | None = None) -> dict:
+    def finish(self, *, budget: float | None = None, capacity: int | None = None, control_share: float = 0.0,
+               seed: int = 0, campaign_id: str | None = None) -> dict:
         """Rank, target, explain and write the list; return what the run's summary needs.
 
+        With ``control_share``, that share of the targeted subscribers (chosen at random by
+        ``seed``: ``pipeline.targeting.control_groups``) is held out as the campaign's control
+        group: the list gains ``group`` (``offer`` / ``control`` for the targeted, blank for
+        the others) and ``campaign_id``, control rows get the control action, and the
+        summary's expected figures count the offer group only (the control is not contacted).
         Reasons are found on a second thread while the kept rows are ranked and targeted; with
         ``write_all`` the runs are merged on a second thread while the merged rows are written.
         """
@@ -976,15 +1032,25 @@ class ScoreStream:
             del kept
             chosen, summary = select(ranked, budget=budget, capacity=capacity)
             ranked["targeted"] = chosen.to_numpy()
+            groups = None
+            if control_share > 0:
+                groups, summary = _hold_out_control(ranked, chosen.to_numpy(), summary, control_share, seed)
+            design = None if groups is None else (groups, campaign_id or "")
             if self.write_all:
                 targeted = np.zeros(self.rows, dtype=bool)
                 targeted[ranked[_SEQ].to_numpy()[chosen.to_numpy()]] = True
+                if design is not None:
+                    codes = np.zeros(self.rows, dtype="int8")
+                    codes[ranked[_SEQ].to_numpy()] = groups
+                    design = (codes, design[1])
                 del ranked
-                top, written = self._write_merged(targeted, explained)
+                top, written = self._write_merged(targeted, explained, design)
             else:
+                if design is not None:
+                    ranked["_group"] = groups
                 listed = at_risk(ranked)
                 del ranked
-                top, written = self._write_listed(listed, explained)
+                top, written = self._write_listed(listed, explained, design)
         finally:
             explaining.shutdown(wait=False, cancel_futures=True)
         return {"summary": summary, "top": _plain(top.drop(columns=[_SEQ], errors="ignore")),
@@ -1000,15 +1066,17 @@ class ScoreStream:
                 writer.write(batch)
         return top, writer.rows
 
-    def _write_listed(self, listed: pd.DataFrame, explained) -> tuple[pd.DataFrame, int]:
+    def _write_listed(self, listed: pd.DataFrame, explained, design=None) -> tuple[pd.DataFrame, int]:
         """Write the ranked list with reasons, a batch at a time (``explained``: a future of ``explained()``)."""
-        return self._write(
-            _in_list_order(_with_explanations(listed.iloc[start:start + WRITE_BATCH].copy(), explained.result())
-                           .drop(columns=[_SEQ]))
-            for start in (range(0, len(listed), WRITE_BATCH) if len(listed) else [0])
-        )
+        def batch(start: int):
+            rows = _with_explanations(listed.iloc[start:start + WRITE_BATCH].copy(), explained.result())
+            if design is not None:
+                rows = _with_groups(rows, rows.pop("_group").to_numpy(), design[1])
+            return _in_list_order(rows.drop(columns=[_SEQ]))
 
-    def _write_merged(self, targeted: np.ndarray, explained) -> tuple[pd.DataFrame, int]:
+        return self._write(batch(start) for start in (range(0, len(listed), WRITE_BATCH) if len(listed) else [0]))
+
+    def _write_merged(self, targeted: np.ndarray, explained, design=None) -> tuple[pd.DataFrame, int]:
         """Write the merged runs with rank, targeting and reasons (``explained``: a future of ``explained()``)."""
 
         def batches():
@@ -1021,6 +1089,8 @@ class ScoreStream:
                 batch = batch.add_column(0, "rank", pa.array(np.arange(done + 1, done + rows + 1, dtype="int64")))
                 batch = batch.append_column("targeted", pa.array(targeted[seq]))
                 batch = _with_explanations(batch, explained.result())
+                if design is not None:
+                    batch = _with_groups(batch, design[0][seq], design[1])
                 done += rows
                 yield _in_list_order(batch.drop_columns([_SEQ]))
 
@@ -1034,6 +1104,54 @@ class ScoreStream:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
         self.runs = []
+
+
+#: Codes of the ``group`` column while scoring: not targeted, offer, control.
+_GROUPS = ("", "offer", "control")
+
+
+def _hold_out_control(ranked: pd.DataFrame, chosen: np.ndarray, summary, share: float, seed: int):
+    """Group codes (``_GROUPS``) of ``ranked``'s rows and the summary of the offer group alone."""
+    import dataclasses
+
+    from pipeline.targeting import control_groups
+
+    codes = np.zeros(len(ranked), dtype="int8")
+    where = np.flatnonzero(chosen)
+    groups = control_groups(ranked["subscriber_id"].to_numpy()[where], seed, share)
+    codes[where] = np.where(groups == "control", 2, 1)
+    offer = codes == 1
+    summary = dataclasses.replace(
+        summary, control=int(np.count_nonzero(codes == 2)),
+        expected_saves=float(ranked["expected_save"].to_numpy()[offer].sum()),
+        expected_cost=float(ranked["expected_cost"].to_numpy()[offer].sum()),
+        expected_net_value=float(ranked["expected_net_value"].to_numpy()[offer].sum()),
+    )
+    return codes, summary
+
+
+def _with_groups(frame, codes: np.ndarray, campaign_id: str):
+    """``frame`` (a frame or an Arrow table) with ``group`` and ``campaign_id``; control rows get the control action."""
+    import pyarrow as pa
+
+    from pipeline.targeting import CONTROL_ACTION
+
+    group = np.asarray(_GROUPS, dtype=object)[codes]
+    campaign = np.where(codes > 0, campaign_id, "").astype(object)
+    control = codes == 2
+    if isinstance(frame, pa.Table):
+        action = frame.column("action").cast(pa.string()).to_numpy(zero_copy_only=False).astype(object)
+        action[control] = CONTROL_ACTION
+        frame = frame.set_column(frame.column_names.index("action"), "action", pa.array(action, type=pa.string()))
+        frame = frame.append_column("group", pa.array(group, type=pa.string()))
+        return frame.append_column("campaign_id", pa.array(campaign, type=pa.string()))
+    if control.any():
+        action = frame["action"].astype("str").to_numpy(dtype=object)
+        action[control] = CONTROL_ACTION
+        frame["action"] = pd.array(action, dtype="str")
+    frame["group"] = pd.array(group, dtype="str")
+    frame["campaign_id"] = pd.array(campaign, dtype="str")
+    return frame
 
 
 def _with_explanations(frame, explained: pd.DataFrame):

@@ -19,14 +19,25 @@ def monthly_discount_rate(annual_rate: float) -> float:
     return (1.0 + annual_rate) ** (1.0 / 12.0) - 1.0
 
 
-def clv(monthly_value, campaign: CampaignConfig):
+def clv(monthly_value, campaign: CampaignConfig, *, monthly_churn=None):
     """Customer lifetime value from the monthly value (Gupta and Lehmann 2003).
 
     ``CLV = m * r / (1 + i - r)`` per month, with margin ``m = margin * monthly value``,
     monthly retention ``r`` and the monthly discount rate ``i``.  With KRW 30,000 a month,
     a 40% margin, 1% monthly churn and a 10% yearly discount this is about KRW 660,000.
+
+    Parameters
+    ----------
+    monthly_value : array-like or Series
+        Monthly value (revenue) per subscriber.
+    campaign : CampaignConfig
+        Margin, discount rate, and ``monthly_retention``, the retention used where no
+        per-subscriber estimate is given.
+    monthly_churn : array-like, optional
+        Each subscriber's own expected monthly churn once the breach has passed
+        (``subscriber_monthly_churn``); ``r = 1 - monthly_churn``.
     """
-    r = campaign.monthly_retention
+    r = campaign.monthly_retention if monthly_churn is None else 1.0 - np.asarray(monthly_churn, dtype="float64")
     i = monthly_discount_rate(campaign.annual_discount_rate)
     margin = campaign.margin * np.asarray(monthly_value, dtype="float64")
     value = margin * r / (1.0 + i - r)
@@ -35,23 +46,63 @@ def clv(monthly_value, campaign: CampaignConfig):
     return value
 
 
+#: Bounds of a subscriber's own expected monthly churn (``subscriber_monthly_churn``): at
+#: least 0.2% a month (a 40-year expected life), at most 50%.
+MONTHLY_CHURN_BOUNDS = (0.002, 0.5)
+
+
+def subscriber_monthly_churn(proba, base_rate: float, campaign: CampaignConfig) -> np.ndarray:
+    """Each subscriber's own expected monthly churn once the breach has passed, from the model.
+
+    The operator's normal monthly churn (``1 - campaign.monthly_retention``) scaled by the
+    subscriber's risk relative to the base: ``(1 - r) * p / base_rate``, where ``p`` is the
+    model's probability over its horizon and ``base_rate`` the churn rate of its training
+    data.  A relative risk, not ``p`` itself, because a breach raises every subscriber's
+    churn for a few months (about x2 after the 2025 SK Telecom breach) and then it falls
+    back: a save keeps a subscriber for their normal lifetime, not the breach's.  Clipped to
+    ``MONTHLY_CHURN_BOUNDS``; ``1 - r`` where the base rate is unknown.
+    """
+    p = np.asarray(proba, dtype="float64")
+    normal = 1.0 - campaign.monthly_retention
+    if not (base_rate and np.isfinite(base_rate) and base_rate > 0):
+        return np.full(p.shape, normal)
+    return np.clip(normal * p / base_rate, *MONTHLY_CHURN_BOUNDS)
+
+
+def save_value(lifetime_value, etf=None, etf_waived=None):
+    """What keeping a subscriber is worth: lifetime value minus the fee their leaving would bring in.
+
+    A subscriber who leaves during a contract pays the early termination fee, which recovers
+    part of what their leaving costs; one who leaves under a fee waiver pays nothing.  So a
+    save is worth ``CLV - (ETF - ETF waived)``: the whole CLV where a waiver would forgive the
+    fee, CLV less the fee where it would be collected, CLV where there is no fee.  Never
+    below 0.
+    """
+    value = np.asarray(lifetime_value, dtype="float64")
+    if etf is not None:
+        collected = np.nan_to_num(np.asarray(etf, dtype="float64"))
+        if etf_waived is not None:
+            collected = collected - np.nan_to_num(np.asarray(etf_waived, dtype="float64"))
+        value = value - np.maximum(collected, 0.0)
+    return np.maximum(value, 0.0)
+
+
 # --------------------------------------------------------------------------------------
 # Expected value of targeting a subscriber (Neslin et al. 2006; Verbeke et al. 2012)
 # --------------------------------------------------------------------------------------
 #
-# A targeted subscriber is contacted (cost c) and offered an incentive (cost d):
-#   * with probability p they would have churned; they accept with probability g and stay,
-#     so the operator keeps their value V (their CLV, plus any fee waived) but pays d;
-#     otherwise they leave anyway and nothing but the contact is spent;
-#   * with probability 1 - p they would have stayed anyway, and take the incentive d.
-# Hence, per targeted subscriber,
-#   expected saves      = p * g
-#   expected cost       = c + d * (p * g + (1 - p))
-#   expected net value  = p * g * (V - d) - (1 - p) * d - c  =  p * g * V - expected cost,
-# which is the per-subscriber term of the campaign profit
-#   N * a * [(g * V + d * (1 - g)) * b0 * lift(a) - d - c]  (Neslin et al. 2006).
-# The net value is linear in g, so using the mean acceptance of the Beta(alpha, beta)
-# distribution, alpha / (alpha + beta), gives the exact expectation over g.
+# A targeted subscriber is contacted (cost c) and offered an incentive (cost d), which every
+# targeted subscriber who stays takes.  A contact changes their probability of leaving from
+# p to p - s: s, the expected saves per contact, is the subscriber's response to the offer.
+#   expected cost       = c + d * (1 - p + s)          (everyone who stays takes the offer)
+#   expected net value  = s * V - expected cost        (V: what a save is worth)
+# Where a response model is known, s is its estimated uplift (``estimated_uplift``), which
+# may be negative: a contact that pushes a subscriber out.  Without one, s = p * g: a would-be
+# churner accepts with probability g and stays (Neslin et al.), so
+#   expected net value  = p * g * (V - d) - (1 - p) * d - c,
+# the per-subscriber term of the campaign profit N * a * [(g * V + d * (1 - g)) * b0 *
+# lift(a) - d - c].  The net value is linear in g, so using the mean acceptance of the
+# Beta(alpha, beta) distribution, alpha / (alpha + beta), gives the exact expectation over g.
 
 #: Columns the selection functions read.
 TARGETING_COLUMNS = ("expected_save", "expected_cost", "expected_net_value")
@@ -102,66 +153,86 @@ def costs_for(monthly_value, campaign: CampaignConfig):
     return _like(monthly_value, offer, "offer_cost"), _like(monthly_value, contact, "contact_cost")
 
 
-def expected_net_value(proba, clv, *, offer_cost, contact_cost, acceptance):
-    """Expected net retained value of targeting each subscriber.
+def expected_saves(proba, *, acceptance=None, uplift=None) -> np.ndarray:
+    """Expected defections one contact prevents: the estimated ``uplift``, else ``p * g``.
 
-    ``p * g * (V - d) - (1 - p) * d - c``: a targeted would-be churner (probability ``p``)
-    accepts with probability ``g`` and is saved, worth ``V - d``; a targeted subscriber who
-    would have stayed takes the incentive ``d``; every contact costs ``c``.  Equivalently
-    ``p * g * V - expected_cost(...)``.
+    The uplift is kept within what is possible: a contact cannot prevent more than the
+    probability of leaving (``s <= p``) nor push out more than those who would stay
+    (``s >= p - 1``).
+    """
+    p = np.asarray(proba, dtype="float64")
+    if uplift is None:
+        if acceptance is None:
+            raise TypeError("expected_saves needs an acceptance rate or an uplift")
+        return p * np.asarray(acceptance, dtype="float64")
+    return np.clip(np.asarray(uplift, dtype="float64"), p - 1.0, p)
+
+
+def expected_net_value(proba, clv, *, offer_cost, contact_cost, acceptance=None, uplift=None):
+    """Expected net retained value of targeting each subscriber: ``s * V - c - d * (1 - p + s)``.
+
+    ``s`` is the expected saves per contact (``expected_saves``): the estimated ``uplift``
+    when a response model gives one, else ``p * g``, which gives the classic
+    ``p * g * (V - d) - (1 - p) * d - c`` (a targeted would-be churner accepts with
+    probability ``g`` and is saved, worth ``V - d``; one who would have stayed takes the
+    incentive ``d``; every contact costs ``c``).
 
     Parameters
     ----------
     proba : array-like
-        Calibrated churn probabilities ``p``.
+        Calibrated churn probabilities ``p`` (without contact).
     clv : array-like or float
-        Value ``V`` kept by a save: the lifetime value, plus the termination fee waived
-        where a waiver applies.
+        Value ``V`` kept by a save (``save_value``).
     offer_cost, contact_cost : array-like or float
         Incentive ``d`` and contact cost ``c`` per subscriber (``costs_for``).
-    acceptance : array-like or float
-        Acceptance probability ``g`` (``acceptance_rate(campaign)``).
+    acceptance : array-like or float, optional
+        Acceptance probability ``g`` (``acceptance_rate(campaign)``), used without ``uplift``.
+    uplift : array-like, optional
+        Estimated reduction of the churn probability by a contact (a response model's).
     """
     p = np.asarray(proba, dtype="float64")
-    g = np.asarray(acceptance, dtype="float64")
+    s = expected_saves(p, acceptance=acceptance, uplift=uplift)
     d = np.asarray(offer_cost, dtype="float64")
     c = np.asarray(contact_cost, dtype="float64")
-    value = p * g * (np.asarray(clv, dtype="float64") - d) - (1.0 - p) * d - c
+    value = s * np.asarray(clv, dtype="float64") - c - d * (1.0 - p + s)
     return _like(proba, value, "expected_net_value")
 
 
-def expected_cost(proba, *, offer_cost, contact_cost, acceptance):
-    """Expected spend on targeting each subscriber: ``c + d * (p * g + (1 - p))``.
+def expected_cost(proba, *, offer_cost, contact_cost, acceptance=None, uplift=None):
+    """Expected spend on targeting each subscriber: ``c + d * (1 - p + s)``.
 
-    The contact always; the incentive when a would-be churner accepts it (``p * g``) or a
-    subscriber who would have stayed takes it (``1 - p``).
+    The contact always; the incentive for every targeted subscriber who stays (``1 - p + s``,
+    with ``s`` from ``expected_saves``; without a response model ``p * g + (1 - p)``).
     """
     p = np.asarray(proba, dtype="float64")
-    g = np.asarray(acceptance, dtype="float64")
+    s = expected_saves(p, acceptance=acceptance, uplift=uplift)
     d = np.asarray(offer_cost, dtype="float64")
     c = np.asarray(contact_cost, dtype="float64")
-    return _like(proba, c + d * (p * g + (1.0 - p)), "expected_cost")
+    return _like(proba, c + d * (1.0 - p + s), "expected_cost")
 
 
-def campaign_values(proba, clv, campaign: CampaignConfig, *, monthly_value=None) -> pd.DataFrame:
-    """The targeting columns for scored subscribers, from probabilities and values.
+def campaign_values(proba, clv, campaign: CampaignConfig, *, monthly_value=None, uplift=None) -> pd.DataFrame:
+    """The targeting columns for scored subscribers, from probabilities, values and responses.
 
     Parameters
     ----------
     proba : array-like or Series
         Calibrated churn probabilities.
     clv : array-like, Series or float
-        Value kept by a save (CLV plus any fee waived); ``campaign.default_clv`` where missing.
+        Value kept by a save (``save_value``); ``campaign.default_clv`` where missing.
     campaign : CampaignConfig
         Campaign economics.
     monthly_value : array-like, Series or None
         Monthly value, for the offer and contact costs (``costs_for``).
+    uplift : array-like, optional
+        A response model's estimated uplift per subscriber; without it the expected saves
+        are ``p * g`` (an assumption about the response, ``acceptance_rate``).
 
     Returns
     -------
     DataFrame
-        ``offer_cost``, ``contact_cost``, ``expected_save`` (``p * g``), ``expected_cost``
-        and ``expected_net_value``; indexed like ``proba`` when it is a Series.
+        ``offer_cost``, ``contact_cost``, ``expected_save`` (saves per contact),
+        ``expected_cost`` and ``expected_net_value``; indexed like ``proba`` when it is a Series.
     """
     p = np.asarray(proba, dtype="float64")
     value = np.broadcast_to(np.asarray(clv, dtype="float64"), p.shape)
@@ -170,18 +241,70 @@ def campaign_values(proba, clv, campaign: CampaignConfig, *, monthly_value=None)
                                campaign)
     offer = np.broadcast_to(np.asarray(offer, dtype="float64"), p.shape)
     contact = np.broadcast_to(np.asarray(contact, dtype="float64"), p.shape)
-    g = acceptance_rate(campaign)
+    g = None if uplift is not None else acceptance_rate(campaign)
+    saves = expected_saves(p, acceptance=g, uplift=uplift)
     frame = pd.DataFrame(
         {
             "offer_cost": offer,
             "contact_cost": contact,
-            "expected_save": p * g,
-            "expected_cost": expected_cost(p, offer_cost=offer, contact_cost=contact, acceptance=g),
-            "expected_net_value": expected_net_value(p, value, offer_cost=offer, contact_cost=contact, acceptance=g),
+            "expected_save": saves,
+            "expected_cost": contact + offer * (1.0 - p + saves),
+            "expected_net_value": saves * value - contact - offer * (1.0 - p + saves),
         },
         index=proba.index if isinstance(proba, pd.Series) else None,
     )
     return frame
+
+
+def break_even_uplift(proba, value, offer_cost, contact_cost) -> np.ndarray:
+    """The uplift at which a contact starts to pay: ``s * V = c + d * (1 - p + s)``, so
+    ``s = (c + d * (1 - p)) / (V - d)`` (infinite where ``V <= d``)."""
+    p = np.asarray(proba, dtype="float64")
+    margin = np.asarray(value, dtype="float64") - np.asarray(offer_cost, dtype="float64")
+    need = np.asarray(contact_cost, dtype="float64") + np.asarray(offer_cost, dtype="float64") * (1.0 - p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(margin > 0, need / np.where(margin > 0, margin, 1.0), np.inf)
+
+
+def pilot_size(base_rate: float, uplift: float, *, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Subscribers per group (offer and control) a randomised pilot needs to detect ``uplift``.
+
+    The two-sided test of two proportions (churn ``base_rate`` in the control group,
+    ``base_rate - uplift`` with the offer) at significance ``alpha`` with the given power:
+    ``n = (z(1 - alpha/2) + z(power))**2 * (p0 (1 - p0) + p1 (1 - p1)) / uplift**2``.
+    """
+    from statistics import NormalDist
+
+    from pipeline.errors import ConfigError
+
+    if not 0 < base_rate < 1 or not 0 < uplift <= base_rate:
+        raise ConfigError(f"pilot size: need 0 < uplift <= base rate < 1, got uplift {uplift!r} "
+                          f"and base rate {base_rate!r}")
+    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+    p0, p1 = base_rate, base_rate - uplift
+    return int(np.ceil(z * z * (p0 * (1 - p0) + p1 * (1 - p1)) / uplift**2))
+
+
+def control_groups(ids, seed: int, share: float) -> np.ndarray:
+    """``"offer"`` or ``"control"`` for each id of a targeted list: a seeded random hold-out.
+
+    Each id gets a 64-bit hash of (seed, id); the ``round(share * n)`` ids with the smallest
+    hashes form the control group.  So the group of a subscriber depends only on the seed
+    and the set of targeted ids, never on their order, the chunking or the machine, and the
+    control group has exactly the share asked for.
+    """
+    import hashlib
+
+    ids = [str(i) for i in ids]
+    if not ids or share <= 0:
+        return np.full(len(ids), "offer", dtype=object)
+    salt = str(int(seed)).encode() + b"\x00"
+    keys = np.array([int.from_bytes(hashlib.blake2b(salt + i.encode(), digest_size=8).digest(), "big") for i in ids],
+                    dtype=np.uint64)
+    order = np.lexsort((np.asarray(ids, dtype=object).astype(str), keys))
+    groups = np.full(len(ids), "offer", dtype=object)
+    groups[order[: int(round(share * len(ids)))]] = "control"
+    return groups
 
 
 # --------------------------------------------------------------------------------------
@@ -205,6 +328,17 @@ class TargetingSummary:
     #: For budgets: an upper bound on the best achievable expected net value (the greedy
     #: LP bound), so ``upper_bound - expected_net_value`` bounds the shortfall from optimal.
     upper_bound: float | None = None
+    #: Subscribers with a positive expected net value: no selection targets anyone else, so a
+    #: budget or capacity that could reach more of them is not spent in full.
+    worth_contacting: int = 0
+    #: Targeted subscribers held out at random as the control group (``--control-share``):
+    #: not contacted; the expected figures above count the others only.
+    control: int = 0
+
+    @property
+    def limited_by_value(self) -> bool:
+        """True when every subscriber worth a contact is targeted: the limit was not what stopped it."""
+        return self.targeted >= self.worth_contacting
 
     def as_dict(self) -> dict:
         """The summary as a plain dict (for logging and reports)."""
@@ -241,6 +375,7 @@ def _summary(rule: str, limit, chosen: np.ndarray, saves, cost, value, upper_bou
         expected_cost=float(cost[chosen].sum()),
         expected_net_value=float(value[chosen].sum()),
         upper_bound=None if upper_bound is None else float(upper_bound),
+        worth_contacting=int(np.count_nonzero(value > 0)),
     )
 
 
@@ -523,12 +658,17 @@ def parse_rules(rules: Iterable[Mapping[str, Any] | ActionRule]) -> tuple[Action
 
 #: What is recommended when no rule matches.
 DEFAULT_ACTION = "No outreach: standard service and breach notice"
+#: For subscribers whom a retention contact is expected to push out (a negative estimated uplift).
+DO_NOT_CONTACT = "Do not contact: a retention offer is expected to push this subscriber out"
+#: For targeted subscribers held out at random as the campaign's control group (``--control-share``).
+CONTROL_ACTION = "Control group: do not contact (measures what the campaign changes)"
 
 #: The default rule table, first match wins.  Columns come from the at-risk list
 #: (``risk_tier``, ``reason_1_feature``, ``clv``, ...) and the record features
 #: (``pipeline.features``); a rule naming a column the rows lack never matches.
 DEFAULT_ACTIONS: tuple[ActionRule, ...] = parse_rules(
     [
+        {"when": {"estimated_uplift": ["<", 0]}, "action": DO_NOT_CONTACT},
         {"when": {"directly_harmed": ["==", 1]},
          "action": "Call within 48h: offer USIM replacement and fraud-protection credit"},
         {"when": {"waiver_window_open": ["==", 1], "waiver_relieves_etf": ["==", 1]},
