@@ -694,7 +694,8 @@ def generated() -> Records:
 
     frames = simulate.simulate(3000, seed=7)
     manifest = frames["manifest"]
-    tables = {name: frames[name] for name in ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes")}
+    names = ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes", "campaigns")
+    tables = {name: frames[name] for name in names if name in frames}
     return validate_records(Records(**tables, snapshot_date=pd.Timestamp(manifest["snapshot_date"]),
                                     disclosure_date=pd.Timestamp(manifest["disclosure_date"]), source="generated"))
 
@@ -710,6 +711,8 @@ def test_generated_records_cut_at_the_snapshot_give_the_same_features(generated)
         breach_exposure=exposure[exposure["notification_date"] < snapshot],
         outcomes=outcomes.assign(defection_date=outcomes["defection_date"].where(outcomes["defection_date"] < snapshot)),
     )
+    if generated.campaigns is not None:
+        cut = replace(cut, campaigns=generated.campaigns[generated.campaigns["contact_date"] < snapshot])
     assert len(cut.usage_monthly) < len(usage) and len(cut.contacts) < len(contacts)  # the base has a future
     features = build_features(generated)
     assert_frame_equal(build_features(cut), features)
