@@ -4,12 +4,20 @@ A ``Dataset`` holds the raw feature columns the model takes (``frame``), the 0/1
 when known, the subscriber ids, and the monthly value per subscriber when known.  Two
 sources give one: any churn table (CSV or Parquet; ``table_dataset``) and subscriber
 records cut at a snapshot date (``records_dataset``, through ``pipeline.features``).
+
+Response (uplift) modelling learns from randomised retention campaigns: ``Dataset.treatment``
+is 1 for the ``offer`` group, 0 for ``control`` and missing for rows in no experiment.
+``campaign_dataset`` builds the response table of a record base (one row per campaign row,
+cut at the campaign's start); a single table names its treatment column
+(``table_dataset(..., treatment_column=...)``) and ``churn_rows`` / ``response_rows`` split
+it.  Churn labels stay clean: ``records_dataset`` leaves out subscribers who were made an
+offer within the outcome window, and ``Dataset.excluded`` counts every row left out.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +27,19 @@ from pipeline.errors import DataError, first_rows
 
 _POSITIVE = {"1", "1.0", "true", "yes", "y", "t", "churn", "churned"}
 _NEGATIVE = {"0", "0.0", "false", "no", "n", "f", "stay", "stayed"}
+#: Spellings of a treatment column (case-insensitive, trimmed); blanks are rows in no experiment.
+_TREATED = {"offer", "treatment", "treated", "1", "1.0", "true", "yes"}
+_CONTROL = {"control", "0", "0.0", "false", "no"}
+_TREATMENT_SPELLINGS = "offer/control, treatment/control, treated/control, 1/0, true/false or yes/no"
+#: Fewest rows of each group (offer, control) that response modelling accepts.
+MIN_GROUP_ROWS = 20
+
+#: Reasons in ``Dataset.excluded`` (reason -> rows left out).
+EXCLUDED_OFFERED_IN_HORIZON = "made a retention offer within the outcome window (outcome reflects the offer)"
+EXCLUDED_CAMPAIGN_AFTER_SNAPSHOT = "campaign starts after the snapshot (outcome window not observed yet)"
+EXCLUDED_INACTIVE_AT_CAMPAIGN_START = "not an active subscriber at the campaign start"
+EXCLUDED_TREATED = "in the offer group (treated): outcome reflects the offer"
+EXCLUDED_NO_EXPERIMENT = "in no experiment (treatment unknown)"
 
 
 @dataclass
@@ -44,6 +65,18 @@ class Dataset:
     extra : dict
         Columns used to compute outputs but not by the model (e.g. the ETF a waiver would
         waive), as Series aligned with ``frame``.
+    dropped : dict
+        Columns of the source never given to the model, and why.
+    period : Series or None
+        Each row's snapshot date when the rows come from several snapshots (or campaign
+        starts), else ``None``.
+    treatment : Series or None
+        For response modelling: 1.0 for rows in the ``offer`` group of a randomised
+        campaign, 0.0 for the ``control`` group, NaN for rows in no experiment; ``None``
+        when the source says nothing about treatment.
+    excluded : dict
+        Rows of the source left out of the table: reason -> number of rows (only reasons
+        that left some out; the ``EXCLUDED_*`` constants of this module name them).
     """
 
     frame: pd.DataFrame
@@ -61,13 +94,17 @@ class Dataset:
     #: Each row's snapshot date when the rows come from several snapshots (then a subscriber
     #: has one row per date, and training's folds go by time); ``None`` for one snapshot.
     period: pd.Series | None = None
+    #: 1.0 offer group, 0.0 control group, NaN in no experiment; ``None`` when unknown for all rows.
+    treatment: pd.Series | None = None
+    #: Rows left out of the source, by reason (reason -> rows).
+    excluded: dict = field(default_factory=dict)
 
     @property
     def n_rows(self) -> int:
         return len(self.frame)
 
     def content_hash(self) -> str:
-        """SHA-256 of the rows' contents (features and label), for lineage; order-sensitive."""
+        """SHA-256 of the rows' contents (features, label, period, treatment), for lineage; order-sensitive."""
         digest = hashlib.sha256()
         hashed = pd.util.hash_pandas_object(self.frame, index=False).to_numpy()
         digest.update(hashed.tobytes())
@@ -75,7 +112,37 @@ class Dataset:
             digest.update(np.asarray(self.label, dtype="int8").tobytes())
         if self.period is not None:
             digest.update(np.asarray(self.period, dtype="datetime64[ns]").tobytes())
+        if self.treatment is not None:
+            digest.update(b"treatment")
+            digest.update(np.asarray(self.treatment, dtype="float64").tobytes())
         return digest.hexdigest()
+
+    def subset(self, keep, *, reason: str | None = None) -> "Dataset":
+        """The rows where ``keep`` (a boolean array aligned with ``frame``) holds, every aligned field cut alike.
+
+        With ``reason``, the number of rows left out is added to ``excluded`` under it.
+        """
+        keep = np.asarray(keep, dtype=bool)
+        if keep.all():
+            return self
+
+        def cut(series):
+            return None if series is None else series[keep].reset_index(drop=True)
+
+        excluded = dict(self.excluded)
+        if reason is not None:
+            excluded[reason] = excluded.get(reason, 0) + int((~keep).sum())
+        return replace(
+            self,
+            frame=self.frame[keep].reset_index(drop=True),
+            ids=cut(self.ids),
+            label=cut(self.label),
+            monthly_value=cut(self.monthly_value),
+            extra={name: cut(series) for name, series in self.extra.items()},
+            period=cut(self.period),
+            treatment=cut(self.treatment),
+            excluded=excluded,
+        )
 
 
 def read_table(path: str | Path, *, columns: list[str] | None = None) -> pd.DataFrame:
@@ -137,6 +204,51 @@ def parse_value(values: pd.Series, *, where: str) -> pd.Series:
     return numbers.rename("monthly_value")
 
 
+def parse_treatment(values: pd.Series, *, where: str, show_values: bool = True) -> pd.Series:
+    """Turn a treatment column into 1.0 (offer), 0.0 (control) or NaN (blank: in no experiment).
+
+    Accepted spellings, case-insensitive and trimmed: offer/control, treatment/control,
+    treated/control, 1/0, true/false and yes/no.
+
+    Parameters
+    ----------
+    values : Series
+        The column as read.
+    where : str
+        The source and column, starting every message.
+    show_values : bool
+        Whether messages may show the offending values (not for personal-looking columns).
+
+    Returns
+    -------
+    Series
+        float64 named ``treatment``, same index as ``values``.
+
+    Raises
+    ------
+    DataError
+        When a value is none of the accepted spellings, naming the first rows and the values seen.
+    """
+    text = values.astype("string").str.strip().str.lower()
+    blank = (text.isna() | (text == "")).to_numpy(dtype=bool)
+    treated = text.isin(_TREATED).to_numpy(dtype=bool)
+    control = text.isin(_CONTROL).to_numpy(dtype=bool)
+    bad = ~(blank | treated | control)
+    if bad.any():
+        positions = np.flatnonzero(bad)
+        verb = "has" if len(positions) == 1 else "have"
+        if show_values:
+            seen = pd.unique(values.astype("string").str.strip().to_numpy(dtype=object)[positions[:5]])
+            said = f"{verb} " + ", ".join(f"'{value}'" for value in seen)
+        else:
+            said = "are not a treatment group" if len(positions) > 1 else "is not a treatment group"
+        raise DataError(
+            f"{where}: {first_rows(positions)} {said} (expected {_TREATMENT_SPELLINGS}; blank for rows in no experiment)"
+        )
+    treatment = np.where(treated, 1.0, np.where(control, 0.0, np.nan))
+    return pd.Series(treatment, index=values.index, name="treatment", dtype="float64")
+
+
 def table_dataset(
     frame: pd.DataFrame,
     *,
@@ -147,14 +259,18 @@ def table_dataset(
     source: str = "<table>",
     require_label: bool = True,
     time_column: str | None = None,
+    treatment_column: str | None = None,
 ) -> Dataset:
     """A modelling table from one churn table: every other column is a candidate feature.
 
     Without an id column the row number (from 1) serves as the subscriber id.  With a
     ``time_column`` the table may hold several snapshots (one row per subscriber per date):
-    the column's dates become ``Dataset.period`` and are not a feature.
+    the column's dates become ``Dataset.period`` and are not a feature.  With a
+    ``treatment_column`` (the group of a randomised retention campaign, see
+    :func:`parse_treatment`) the column becomes ``Dataset.treatment`` and is not a feature.
     """
-    missing = [c for c in (id_column, value_column, time_column) if c is not None and c not in frame.columns]
+    roles = (id_column, value_column, time_column, treatment_column)
+    missing = [c for c in roles if c is not None and c not in frame.columns]
     if require_label and target is not None and target not in frame.columns:
         missing.append(target)
     if missing:
@@ -185,11 +301,16 @@ def table_dataset(
 
     personal = {}
     for name in frame.columns:
-        if name in (id_column, target):
+        if name in (id_column, target, treatment_column):
             continue
         reason = looks_personal(name, frame[name].head(500))
         if reason:
             personal[str(name)] = reason
+    treatment = None
+    if treatment_column is not None:
+        shown = not looks_personal(treatment_column, frame[treatment_column].head(500))
+        treatment = parse_treatment(frame[treatment_column], where=f"{source}: column {treatment_column}",
+                                    show_values=shown).reset_index(drop=True)
     period = None
     if time_column is not None:
         period = pd.to_datetime(frame[time_column], errors="coerce", format="mixed")
@@ -197,8 +318,14 @@ def table_dataset(
         if bad.any():
             raise DataError(f"{source}: column {time_column}: {first_rows(np.flatnonzero(bad))} are not dates")
         period = period.reset_index(drop=True).rename("snapshot_date")
-    dropped = [c for c in (target, time_column) if c is not None and c in frame.columns] + list(personal)
+    roles = (target, time_column, treatment_column)
+    dropped = [c for c in roles if c is not None and c in frame.columns] + [c for c in personal if c not in roles]
     features = frame.drop(columns=dropped) if dropped else frame
+    reasons = dict(personal)
+    if time_column:
+        reasons[time_column] = "snapshot date of the row (folds by time)"
+    if treatment_column:
+        reasons[treatment_column] = "treatment group of a randomised campaign (not a feature)"
     return Dataset(
         frame=features,
         ids=ids.reset_index(drop=True),
@@ -209,8 +336,9 @@ def table_dataset(
         label_column=target,
         value_column=value_column,
         source=source,
-        dropped={**personal, **({time_column: "snapshot date of the row (folds by time)"} if time_column else {})},
+        dropped=reasons,
         period=period,
+        treatment=treatment,
     )
 
 
@@ -221,9 +349,13 @@ def records_dataset(records, *, snapshot_date=None, horizon_days: int = 90, requ
     With ``earlier_snapshots``, the features and labels at each of those dates are stacked
     before the snapshot's (one row per subscriber per date, each cut at its own date), and
     ``Dataset.period`` says which date each row belongs to.
-    """
-    from pipeline import features
 
+    For training (``require_label``), churn labels stay clean: subscribers in the ``offer``
+    group of a campaign with a ``contact_date`` in ``[snapshot, snapshot + horizon_days)``
+    are left out (their outcome reflects the offer, not what happens without a call) and
+    counted in ``Dataset.excluded``; ``control`` rows stay.  The same holds at each earlier
+    snapshot.  Scoring (``require_label=False``) leaves nobody out.
+    """
     if earlier_snapshots:
         from pipeline.features import resolve_snapshot
 
@@ -239,17 +371,23 @@ def records_dataset(records, *, snapshot_date=None, horizon_days: int = 90, requ
         stamps = [*dates, pd.Timestamp(main)]
         period = pd.Series(np.repeat(np.asarray(stamps, dtype="datetime64[ns]"), [p.n_rows for p in parts]),
                            name="snapshot_date")
-        stacked = parts[-1]
-        return Dataset(
-            frame=pd.concat([p.frame for p in parts], ignore_index=True),
-            ids=pd.concat([p.ids for p in parts], ignore_index=True),
-            label=None if stacked.label is None else pd.concat([p.label for p in parts], ignore_index=True),
-            monthly_value=pd.concat([p.monthly_value for p in parts], ignore_index=True),
-            mode="records", id_column=stacked.id_column, label_column=stacked.label_column,
-            value_column=stacked.value_column, source=stacked.source,
-            extra={k: pd.concat([p.extra[k] for p in parts], ignore_index=True) for k in stacked.extra},
-            period=period,
-        )
+        stacked = _stack(parts)
+        stacked.period = period
+        return stacked
+
+    dataset = _snapshot_dataset(records, snapshot_date, horizon_days, require_label)
+    if require_label:
+        from pipeline.features import resolve_snapshot
+
+        offered = _offered_within(records, resolve_snapshot(records, snapshot_date), horizon_days)
+        if len(offered):
+            dataset = dataset.subset(~dataset.ids.isin(offered).to_numpy(), reason=EXCLUDED_OFFERED_IN_HORIZON)
+    return dataset
+
+
+def _snapshot_dataset(records, snapshot_date, horizon_days: int, require_label: bool) -> Dataset:
+    """Features (and labels when outcomes are there) of every active subscriber at one snapshot; nobody left out."""
+    from pipeline import features
 
     frame = features.build_features(records, snapshot_date)
     label = None
@@ -275,6 +413,212 @@ def records_dataset(records, *, snapshot_date=None, horizon_days: int = 90, requ
         source=records.source,
         extra=extra,
     )
+
+
+def _stack(parts: list[Dataset]) -> Dataset:
+    """Datasets of the same source and columns one after the other (``excluded`` summed)."""
+    last = parts[-1]
+
+    def concat(name):
+        series = [getattr(p, name) for p in parts]
+        return None if any(s is None for s in series) else pd.concat(series, ignore_index=True)
+
+    excluded: dict = {}
+    for part in parts:
+        for reason, count in part.excluded.items():
+            excluded[reason] = excluded.get(reason, 0) + count
+    return replace(
+        last,
+        frame=pd.concat([p.frame for p in parts], ignore_index=True),
+        ids=concat("ids"),
+        label=concat("label"),
+        monthly_value=concat("monthly_value"),
+        extra={k: pd.concat([p.extra[k] for p in parts], ignore_index=True) for k in last.extra},
+        period=concat("period"),
+        treatment=concat("treatment"),
+        excluded=excluded,
+    )
+
+
+def _offered_within(records, snapshot: pd.Timestamp, horizon_days: int) -> np.ndarray:
+    """Ids of the subscribers in the ``offer`` group of a campaign contacted in ``[snapshot, snapshot + horizon)``."""
+    from pipeline import features
+
+    campaigns = records.campaigns
+    if campaigns is None or len(campaigns) == 0:
+        return np.array([], dtype=object)
+    features._require(campaigns, (features.ID_COLUMN, "contact_date", "group"), "campaigns", records.source)
+    contacted = features._dates(campaigns, "contact_date", "campaigns", records.source)
+    snap = np.datetime64(snapshot, "ns")
+    within = (contacted >= snap) & (contacted < snap + np.timedelta64(horizon_days, "D"))
+    offered = within & (features._texts(campaigns["group"]) == "offer").to_numpy(dtype=bool)
+    return pd.unique(features._texts(campaigns[features.ID_COLUMN]).to_numpy(dtype=object)[offered])
+
+
+def _no_campaign(source: str, why: str) -> DataError:
+    return DataError(f"{source}: no randomised campaign to learn a response from: {why}")
+
+
+def campaign_dataset(records, *, horizon_days: int, snapshot_date=None) -> Dataset:
+    """The response modelling table of a record base: one row per campaign row, cut at its campaign's start.
+
+    Every campaign (``campaign_id``) whose start, its earliest ``contact_date``, is on or
+    before the snapshot gives one row per campaign row, ``offer`` or ``control`` (later
+    campaigns' outcome windows are not observed yet: their rows are left out and counted).
+    Rows are ordered by campaign start, then as in the campaigns table.
+
+    Parameters
+    ----------
+    records : pipeline.records.Records
+        A record base with ``campaigns`` and ``outcomes`` tables.
+    horizon_days : int
+        The outcome window: ``label`` is 1 when the subscriber left within this many days
+        of the campaign's start (``start <= defection_date < start + horizon_days``).
+    snapshot_date : date-like, optional
+        The last day a campaign may start on; defaults to ``records.snapshot_date``.
+
+    Returns
+    -------
+    Dataset
+        ``frame`` holds ``build_features`` cut at the campaign's start (one feature build per
+        distinct start date); ``treatment`` is 1.0 for ``offer`` rows and 0.0 for ``control``;
+        ``period`` is the campaign start; ``monthly_value`` and ``extra["etf_waivable"]`` as
+        :func:`records_dataset` gives them, ``extra["campaign_id"]`` the campaign of each row
+        and ``extra["offer_cost"]`` its ``offer_cost`` (when the table has it).  Subscribers
+        not active at their campaign's start (not yet activated, or already left) are left
+        out; ``excluded`` counts the rows left out by reason.
+
+    Raises
+    ------
+    DataError
+        No campaigns table, no campaign row usable (empty table, every campaign after the
+        snapshot, no subscriber active at its campaign's start), a campaign with only one
+        group, or no outcomes table.
+    """
+    from pipeline import features
+
+    source = records.source
+    campaigns = records.campaigns
+    if campaigns is None:
+        raise _no_campaign(source, "the records have no campaigns table")
+    if records.outcomes is None:
+        raise DataError(f"{source}: the outcomes table is needed to learn a response (it gives the labels)")
+    snapshot = features.resolve_snapshot(records, snapshot_date)
+    features._require(campaigns, (features.ID_COLUMN, "campaign_id", "contact_date", "group"), "campaigns", source)
+    if len(campaigns) == 0:
+        raise _no_campaign(source, "the campaigns table is empty")
+
+    campaign = features._texts(campaigns["campaign_id"]).reset_index(drop=True)
+    contacted = pd.Series(features._dates(campaigns, "contact_date", "campaigns", source))
+    start = contacted.groupby(campaign, dropna=False, sort=False).transform("min").to_numpy(dtype="datetime64[ns]")
+    observed = start <= np.datetime64(snapshot, "ns")
+    excluded = {}
+    if (~observed).any():
+        excluded[EXCLUDED_CAMPAIGN_AFTER_SNAPSHOT] = int((~observed).sum())
+    if not observed.any():
+        first = pd.Timestamp(start.min()).date()
+        raise _no_campaign(source, f"every campaign starts after the snapshot {snapshot.date()} (the first on {first})")
+
+    group = features._texts(campaigns["group"]).reset_index(drop=True)
+    _check_both_groups(campaign, group, observed, source)
+
+    rows = np.flatnonzero(observed)
+    rows = rows[np.argsort(start[rows], kind="stable")]
+    ids = features._texts(campaigns[features.ID_COLUMN]).to_numpy(dtype=object)
+    parts, kept_rows, inactive = [], [], 0
+    for day in np.unique(start[rows]):
+        at_day = rows[start[rows] == day]
+        table = _snapshot_dataset(records, pd.Timestamp(day), horizon_days, require_label=True)
+        positions = pd.Index(table.ids).get_indexer(ids[at_day])
+        active = positions >= 0
+        inactive += int((~active).sum())
+        if active.any():
+            parts.append(_take(table, positions[active]))
+            kept_rows.append(at_day[active])
+    if inactive:
+        excluded[EXCLUDED_INACTIVE_AT_CAMPAIGN_START] = inactive
+    if not parts:
+        raise _no_campaign(source, "no campaign row is of a subscriber active at its campaign's start")
+
+    dataset = _stack(parts)
+    kept = np.concatenate(kept_rows)
+    dataset.treatment = pd.Series((group.to_numpy(dtype=object)[kept] == "offer").astype("float64"), name="treatment")
+    dataset.period = pd.Series(start[kept], name="campaign_start")
+    dataset.extra["campaign_id"] = pd.Series(campaign.to_numpy(dtype=object)[kept], name="campaign_id", dtype="str")
+    if "offer_cost" in campaigns.columns:
+        cost = features._floats(campaigns, "offer_cost", "campaigns", source)[kept]
+        dataset.extra["offer_cost"] = pd.Series(cost, name="offer_cost")
+    dataset.excluded = excluded
+    return dataset
+
+
+def _check_both_groups(campaign: pd.Series, group: pd.Series, observed: np.ndarray, source: str) -> None:
+    """Every observed campaign has offer and control rows (a randomised campaign needs its control group)."""
+    frame = pd.DataFrame({"campaign": campaign, "group": group})[observed]
+    groups = frame.groupby("campaign", sort=False)["group"].agg(lambda values: frozenset(values.dropna()))
+    lacking = [name for name, seen in groups.items() if not {"offer", "control"} <= seen]
+    if lacking:
+        name = lacking[0]
+        positions = np.flatnonzero((campaign == name).to_numpy(dtype=bool) & observed)
+        only = "/".join(sorted(groups[name])) or "blank"
+        raise DataError(
+            f"{source}: campaigns.group: campaign '{name}' ({first_rows(positions)}) has only {only} rows "
+            "(expected offer and control rows in each campaign: a response is learned against the control group)"
+        )
+
+
+def _take(dataset: Dataset, positions: np.ndarray) -> Dataset:
+    """The rows at ``positions`` (repeats allowed), every aligned field alike."""
+
+    def take(series):
+        return None if series is None else series.take(positions).reset_index(drop=True)
+
+    return replace(
+        dataset,
+        frame=dataset.frame.take(positions).reset_index(drop=True),
+        ids=take(dataset.ids),
+        label=take(dataset.label),
+        monthly_value=take(dataset.monthly_value),
+        extra={name: take(series) for name, series in dataset.extra.items()},
+        period=take(dataset.period),
+        treatment=take(dataset.treatment),
+    )
+
+
+def churn_rows(dataset: Dataset) -> Dataset:
+    """The rows a churn model may learn from: every row but the treated ones (``treatment == 1``).
+
+    A treated row's outcome reflects the offer, not what happens without a call; the rows left
+    out are counted in ``excluded``.  Control rows and rows in no experiment stay.  A dataset
+    without ``treatment`` is returned as is.
+    """
+    if dataset.treatment is None:
+        return dataset
+    return dataset.subset((dataset.treatment != 1).to_numpy(), reason=EXCLUDED_TREATED)
+
+
+def response_rows(dataset: Dataset) -> Dataset:
+    """The rows a response model may learn from: those with a known treatment (offer or control).
+
+    Rows in no experiment (``treatment`` missing) are left out and counted in ``excluded``.
+
+    Raises
+    ------
+    DataError
+        When the offer or the control group has fewer than ``MIN_GROUP_ROWS`` (20) rows.
+    """
+    treatment = dataset.treatment
+    if treatment is None:
+        treatment = pd.Series(np.nan, index=range(dataset.n_rows))
+    offer, control = int((treatment == 1).sum()), int((treatment == 0).sum())
+    unknown = dataset.n_rows - offer - control
+    if offer < MIN_GROUP_ROWS or control < MIN_GROUP_ROWS:
+        outside = f"; {unknown} rows are in no experiment" if unknown else ""
+        raise DataError(
+            f"{dataset.source}: too few rows to learn a response: {offer} in the offer group and {control} in the "
+            f"control group (expected at least {MIN_GROUP_ROWS} in each{outside})"
+        )
+    return dataset.subset(treatment.notna().to_numpy(), reason=EXCLUDED_NO_EXPERIMENT)
 
 
 def segments(frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,8 +9,10 @@ The point-in-time rule: only what was known *strictly before* the snapshot enter
 feature.  A usage month counts once the whole month has ended before the snapshot day; a
 contact counts when ``contact_time < snapshot``; a breach exposure counts once the
 subscriber was notified (``notification_date < snapshot``; an exposed subscriber not yet
-notified looks unexposed).  Outcomes only ever decide labels (``make_labels``) and which
-subscribers had already left.  Personal fields (name, phone number, email) are never read.
+notified looks unexposed); a retention offer counts when ``contact_date < snapshot`` (control
+rows of a campaign were never contacted and never count).  Outcomes only ever decide labels
+(``make_labels``) and which subscribers had already left.  Personal fields (name, phone
+number, email) are never read.
 
 ``FEATURE_CATALOGUE`` describes every output column in plain language, with the phrase a
 retention agent sees when the feature raises or lowers a subscriber's risk
@@ -47,6 +49,8 @@ SEVERITY_WEIGHTS = {
     "exposed_identity_number": 3.0,
     "exposed_payment_data": 3.0,
 }
+#: Retention offers (campaign rows of the ``offer`` group) are counted over this many days before the snapshot.
+OFFER_WINDOW_DAYS = 365
 COMPLAINT_REASONS = ("breach_complaint",)
 PORTING_REASONS = ("porting_inquiry",)
 
@@ -369,6 +373,24 @@ _FEATURES: list[Feature] = [
        "Termination fee the waiver would lift (0 when it would lift none).",
        "early_termination_fee when waiver_relieves_etf, else 0",
        "Could leave and save {value} in fees", zero="No fee to save by leaving"),
+    # Retention offers (campaigns rows of the offer group dated before the snapshot; control rows never count)
+    _f("retention_offers_365d", "campaigns", "number", "count",
+       f"Number of retention offers made to the subscriber in the {OFFER_WINDOW_DAYS} days before the snapshot.",
+       f"count of campaigns rows with group offer and snapshot - {OFFER_WINDOW_DAYS} days <= contact_date < snapshot",
+       "{value} in the last year", zero="No retention offer in the last year",
+       noun=("retention offer", "retention offers")),
+    _f("retention_offers_accepted_365d", "campaigns", "number", "count",
+       f"Number of retention offers the subscriber took in the {OFFER_WINDOW_DAYS} days before the snapshot.",
+       f"count of campaigns rows with group offer, accepted true and snapshot - {OFFER_WINDOW_DAYS} days <= "
+       "contact_date < snapshot (blank accepted counts as not taken)",
+       "Took {value} in the last year", zero="Took no retention offer in the last year",
+       noun=("retention offer", "retention offers")),
+    _f("days_since_retention_offer", "campaigns", "number", "days",
+       "Days since the subscriber was last made a retention offer.",
+       "(snapshot - latest contact_date of an offer-group campaigns row before the snapshot) in days; "
+       "missing when never",
+       "Made a retention offer {value} ago", "Last made a retention offer {value} ago",
+       missing="No retention offer on record"),
 ]
 
 #: Every output column of ``build_features`` except the id, in output order.
@@ -922,6 +944,39 @@ def _exposure_features(
     return features
 
 
+_CAMPAIGN_COLUMNS = (ID_COLUMN, "contact_date", "group", "accepted")
+
+
+def _campaign_features(campaigns: pd.DataFrame | None, ids, n: int, snapshot: pd.Timestamp, source: str) -> dict:
+    """Retention offers made before the snapshot: how many in the last year, how many taken, how long ago.
+
+    Only rows of the ``offer`` group are contacts; ``control`` rows were held out and never count.
+    """
+    if campaigns is None:
+        campaigns = pd.DataFrame({column: [] for column in _CAMPAIGN_COLUMNS})
+    _require(campaigns, _CAMPAIGN_COLUMNS, "campaigns", source)
+    snap = np.datetime64(snapshot, "ns")
+    contacted = _dates(campaigns, "contact_date", "campaigns", source)
+    offered = (_texts(campaigns["group"]) == "offer").to_numpy(dtype=bool)
+    before = np.flatnonzero(offered & (contacted < snap))  # NaT compares False
+    codes = _positions(ids, campaigns[ID_COLUMN], before)
+    known = codes >= 0
+    rows = before[known]
+    codes, contacted = codes[known], contacted[rows]
+    accepted = _floats(campaigns, "accepted", "campaigns", source)[rows] == 1  # blank: not known to be taken
+    in_window = contacted >= snap - np.timedelta64(OFFER_WINDOW_DAYS, "D")
+    latest = np.full(n, np.iinfo(np.int64).min)
+    np.maximum.at(latest, codes, contacted.astype(np.int64))
+    has_offer = latest != np.iinfo(np.int64).min
+    return {
+        "retention_offers_365d": _counts(codes, in_window, n),
+        "retention_offers_accepted_365d": _counts(codes, in_window & accepted, n),
+        "days_since_retention_offer": np.where(
+            has_offer, (snap.astype(np.int64) - latest.astype("float64")) / 86_400e9, np.nan
+        ),
+    }
+
+
 # --------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------
@@ -951,8 +1006,8 @@ def build_features(records, snapshot_date=None, *, disclosure_date=None) -> pd.D
         flags, ``str`` categories (never ``category``).  Rows are the subscribers activated
         before the snapshot, in the order of the subscribers table, minus those whose
         outcome shows they left before the snapshot (only when outcomes are present).
-        Only records dated strictly before the snapshot are used; personal fields are
-        never read.
+        Only records dated strictly before the snapshot are used (campaign rows of the
+        ``control`` group never); personal fields are never read.
     """
     snapshot = resolve_snapshot(records, snapshot_date)
     disclosure = resolve_disclosure(records, snapshot, disclosure_date)
@@ -978,6 +1033,7 @@ def build_features(records, snapshot_date=None, *, disclosure_date=None) -> pd.D
             source,
         )
     )
+    columns.update(_campaign_features(records.campaigns, ids, n, snapshot, source))
     frame = pd.DataFrame(columns, index=pd.RangeIndex(n))
     frame = frame[[ID_COLUMN, *FEATURE_COLUMNS]]
     logger.debug("built %d features for %d subscribers at %s", len(FEATURE_COLUMNS), n, snapshot.date())

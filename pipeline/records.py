@@ -33,6 +33,8 @@ the password hidden) followed by ``": "``, except for records built in memory, t
     subscribers.subscriber_id: row 4 repeats 'S1' (expected each subscriber_id once)
     subscribers.contract_end: row 6 is before contract_start (expected contract_start <= contract_end)
     subscribers.contract_start: row 3 is blank (expected a date when contract_type is 12m or 24m)
+    campaigns.subscriber_id: row 3 repeats 'S1' (expected each subscriber_id once per campaign_id)
+    campaigns.accepted: row 2 is true in the control group (expected blank or false when group is control)
     usage_monthly.subscriber_id: rows 0, 3 have 'S9' (expected an id present in subscribers)
 
 **Rows are 0-based positions in the table as read** (for a CSV file, row ``r`` is on
@@ -44,10 +46,11 @@ values shown are the distinct offending values among those rows.  No check ever
 shows a personal column's values.
 
 Checks run table by table (``subscribers``, ``usage_monthly``, ``contacts``,
-``breach_exposure``, ``outcomes``): required columns, types (column by column in model
-order), then column by column blanks, allowed values and minimums, then unique ids,
-contract dates and date order; references from the other tables to ``subscribers`` come
-last.
+``breach_exposure``, ``outcomes``, ``campaigns``): required columns, types (column by
+column in model order), then column by column blanks, allowed values and minimums, then
+unique ids, contract dates, date order and the campaign rules (a subscriber at most once
+per campaign, no accepted offer in a control group); references from the other tables to
+``subscribers`` come last.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError, DataError, first_rows
-from pipeline.schema import MANIFEST, PERSONAL_COLUMNS, SUBSCRIBERS, TABLES, Column, Table
+from pipeline.schema import CAMPAIGNS, MANIFEST, PERSONAL_COLUMNS, SUBSCRIBERS, TABLES, Column, Table
 
 logger = logging.getLogger(__name__)
 
@@ -252,9 +255,10 @@ def iter_record_chunks(
         As for :func:`load_records`.
     for_features : bool
         Read only what point-in-time features use, from part directories: no personal
-        columns, and no ``usage_monthly`` or ``contacts`` rows dated on or after the snapshot
-        (features never read them; they are then neither coerced nor validated).  For
-        scoring; labels need the later records.
+        columns, and no ``usage_monthly``, ``contacts`` or ``campaigns`` rows dated on or after
+        the snapshot (features never read them; they are then neither coerced nor validated).
+        For scoring; labels, and leaving offered subscribers out of churn training, need the
+        later records.
     lazy : bool
         Yield for each chunk a function of no arguments that reads it, instead of the chunk.
         Part directories are then read only when (and on whichever thread) the function is
@@ -528,7 +532,7 @@ def _log_ignored(location, table: Table, names) -> None:
 
 
 #: Date columns whose rows features read only when dated before the snapshot (``before_snapshot``).
-DATED_BEFORE_SNAPSHOT = {"usage_monthly": "month", "contacts": "contact_time"}
+DATED_BEFORE_SNAPSHOT = {"usage_monthly": "month", "contacts": "contact_time", "campaigns": "contact_date"}
 
 
 def _read_parquet(files: list, table: Table, *, skip: tuple[str, ...] = (), before=None) -> pd.DataFrame:
@@ -1096,6 +1100,28 @@ def _check_table(table: Table, frame: pd.DataFrame, where: str) -> None:
             if disorder.any():
                 verb = (f"is before {earlier}", f"are before {earlier}")
                 raise _violation(where, name, later, disorder, None, verb, f"{earlier} <= {later}")
+    if table is CAMPAIGNS:
+        _check_campaigns(frame, where)
+
+
+def _check_campaigns(frame: pd.DataFrame, where: str) -> None:
+    """A subscriber at most once per campaign; a control row never accepted an offer.
+
+    Campaigns whose rows are all one group pass here: the records are still true, and response
+    training refuses them with its own message.
+    """
+    repeated = frame.duplicated(["campaign_id", "subscriber_id"]).to_numpy() & frame["subscriber_id"].notna().to_numpy()
+    if repeated.any():
+        ids = frame["subscriber_id"]
+        raise _violation(where, "campaigns", "subscriber_id", repeated, ids, ("repeats", "repeat"),
+                         "each subscriber_id once per campaign_id")
+    if "accepted" in frame.columns:
+        accepted = frame["accepted"].fillna(False).to_numpy(dtype=bool)
+        in_control = (frame["group"] == "control").to_numpy(dtype=bool)
+        if (accepted & in_control).any():
+            verb = ("is true in the control group", "are true in the control group")
+            raise _violation(where, "campaigns", "accepted", accepted & in_control, None, verb,
+                             "blank or false when group is control")
 
 
 def _check_references(frames: dict[str, pd.DataFrame], where: str) -> None:

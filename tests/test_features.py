@@ -45,6 +45,7 @@ _DATES = {
     "contacts": ["contact_time"],
     "breach_exposure": ["notification_date", "waiver_start", "waiver_end"],
     "outcomes": ["defection_date"],
+    "campaigns": ["contact_date"],
 }
 
 
@@ -52,6 +53,8 @@ def _read(table: str) -> pd.DataFrame:
     frame = pd.read_csv(FIXTURE / f"{table}.csv", dtype={"subscriber_id": "str"}, parse_dates=_DATES[table])
     for column in _DATES[table]:
         frame[column] = frame[column].astype("datetime64[ns]")
+    if table == "campaigns":
+        frame["accepted"] = frame["accepted"].astype("boolean")  # blank: not known
     return frame
 
 
@@ -245,6 +248,31 @@ def test_waiver_features(features):
     )
 
 
+def test_campaign_features(features):
+    # 365 days back is 2024-12-15.  S01: offers 2025-03-10 (taken) and 2025-11-20 (unknown), a control row
+    # on the snapshot day; S02 and S09 only control rows before it and offers on or after it; S06's offer is
+    # exactly 365 days back, S10's 366 (out of the window, still the last offer); S07's offer of 2025-12-16
+    # is the future.
+    _check(
+        features,
+        {
+            "retention_offers_365d": [2, 0, 1, 1, 1, 1, 0, 0],
+            "retention_offers_accepted_365d": [1, 0, 0, 0, 1, 0, 0, 0],
+            "days_since_retention_offer": [25, NAN, 25, 365, 24, 278, NAN, 366],
+        },
+    )
+
+
+def test_control_rows_are_never_offers(records, features):
+    campaigns = records.campaigns.assign(group="control", accepted=pd.array([None] * len(records.campaigns), "boolean"))
+    frame = build_features(replace(records, campaigns=campaigns))
+    assert (frame["retention_offers_365d"] == 0).all() and (frame["retention_offers_accepted_365d"] == 0).all()
+    assert frame["days_since_retention_offer"].isna().all()
+    everyone_offered = build_features(replace(records, campaigns=records.campaigns.assign(group="offer")))
+    # S03's and S10's control rows of 2025-03-10 now count; S08's of 2024-12-14 is 366 days back.
+    assert everyone_offered["retention_offers_365d"].tolist() == [2, 1, 2, 1, 1, 1, 1, 1]
+
+
 def test_every_column_has_an_exact_test():
     import inspect
     import sys
@@ -360,6 +388,25 @@ def _future_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([outcomes, added.astype({"defection_date": "datetime64[ns]"})], ignore_index=True)
 
 
+def _future_campaigns(campaigns: pd.DataFrame) -> pd.DataFrame:
+    campaigns = campaigns.copy()
+    late = campaigns["contact_date"] >= SNAPSHOT
+    campaigns.loc[late, "group"] = "offer"
+    campaigns.loc[late, "accepted"] = True
+    added = pd.DataFrame(
+        {
+            "subscriber_id": ROWS,
+            "campaign_id": ["C9-late"] * 8,
+            "contact_date": pd.to_datetime(["2025-12-15"] * 4 + ["2026-02-01"] * 4),
+            "group": "offer",
+            "offer_kind": "bill_credit",
+            "offer_cost": 20000.0,
+            "accepted": True,
+        }
+    ).astype({"contact_date": "datetime64[ns]", "accepted": "boolean"})
+    return pd.concat([campaigns, added], ignore_index=True)
+
+
 def _future_subscribers(subscribers: pd.DataFrame) -> pd.DataFrame:
     late = subscribers[subscribers["subscriber_id"] == "S04"].assign(
         subscriber_id="S11", activation_date=pd.Timestamp("2026-01-05")
@@ -372,6 +419,7 @@ FUTURE_CHANGES = {
     "contacts": _future_contacts,
     "breach_exposure": _future_exposure,
     "outcomes": _future_outcomes,
+    "campaigns": _future_campaigns,
     "subscribers": _future_subscribers,
 }
 
@@ -412,16 +460,22 @@ def test_the_same_records_just_before_the_snapshot_do_count(records, features):
     outcomes = _moved_before_snapshot(records, "outcomes", "defection_date", lambda t: t["subscriber_id"] == "S03",
                                       SNAPSHOT - pd.Timedelta(days=1))
     assert "S03" not in outcomes[ID_COLUMN].tolist()
+    campaigns = _moved_before_snapshot(records, "campaigns", "contact_date",
+                                       lambda t: t["contact_date"] >= SNAPSHOT, SNAPSHOT - pd.Timedelta(days=1))
+    # S02's and S09's offers now count (S04's subscriber has no row; the moved control rows still do not count).
+    assert campaigns["retention_offers_365d"].tolist() == [2, 1, 1, 1, 2, 1, 1, 0]
+    assert campaigns["retention_offers_accepted_365d"].tolist() == [1, 1, 0, 0, 1, 0, 0, 0]
+    assert campaigns["days_since_retention_offer"].tolist() == [25, 1, 25, 365, 1, 278, 1, 366]
 
 
 # -- absent tables, personal fields, inputs -----------------------------------------------------
 
 
 def test_absent_optional_tables_read_as_empty_ones(records, tables):
-    bare = records.without("usage_monthly", "contacts", "breach_exposure", "outcomes")
+    bare = records.without("usage_monthly", "contacts", "breach_exposure", "outcomes", "campaigns")
     absent = build_features(bare)
     empty = build_features(replace(bare, **{name: tables[name].iloc[0:0] for name in
-                                            ("usage_monthly", "contacts", "breach_exposure")}))
+                                            ("usage_monthly", "contacts", "breach_exposure", "campaigns")}))
     assert_frame_equal(absent, empty)
     # Without outcomes nobody is known to have left, so S05 is a row.
     assert absent[ID_COLUMN].tolist() == ["S01", "S02", "S03", "S05", "S06", "S07", "S08", "S09", "S10"]
@@ -430,6 +484,8 @@ def test_absent_optional_tables_read_as_empty_ones(records, tables):
     assert absent["days_since_last_contact"].isna().all()
     assert (absent[["exposed", "exposure_severity", "waiver_eligible", "etf_waivable_amount"]] == 0).all().all()
     assert absent["notification_lag_days"].isna().all()
+    assert (absent[["retention_offers_365d", "retention_offers_accepted_365d"]] == 0).all().all()
+    assert absent["days_since_retention_offer"].isna().all()
     # Subscriber features do not depend on the other tables.
     assert_frame_equal(absent.drop(index=3).reset_index(drop=True)[["tenure_months", "plan"]],
                        build_features(records)[["tenure_months", "plan"]])
@@ -523,7 +579,7 @@ def _chunks(records: Records, groups: list[list[str]]):
             records,
             **{
                 name: frame[frame["subscriber_id"].isin(ids)].reset_index(drop=True)
-                for name in ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes")
+                for name in ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes", "campaigns")
                 if (frame := records.table(name)) is not None
             },
         )
@@ -638,7 +694,8 @@ def generated() -> Records:
 
     frames = simulate.simulate(3000, seed=7)
     manifest = frames["manifest"]
-    tables = {name: frames[name] for name in ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes")}
+    names = ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes", "campaigns")
+    tables = {name: frames[name] for name in names if name in frames}
     return validate_records(Records(**tables, snapshot_date=pd.Timestamp(manifest["snapshot_date"]),
                                     disclosure_date=pd.Timestamp(manifest["disclosure_date"]), source="generated"))
 
@@ -654,6 +711,8 @@ def test_generated_records_cut_at_the_snapshot_give_the_same_features(generated)
         breach_exposure=exposure[exposure["notification_date"] < snapshot],
         outcomes=outcomes.assign(defection_date=outcomes["defection_date"].where(outcomes["defection_date"] < snapshot)),
     )
+    if generated.campaigns is not None:
+        cut = replace(cut, campaigns=generated.campaigns[generated.campaigns["contact_date"] < snapshot])
     assert len(cut.usage_monthly) < len(usage) and len(cut.contacts) < len(contacts)  # the base has a future
     features = build_features(generated)
     assert_frame_equal(build_features(cut), features)

@@ -23,6 +23,7 @@ from pipeline.records import (
 )
 
 D = pd.Timestamp
+TABLE_NAMES = ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes", "campaigns")
 
 
 def exactly(message: str) -> str:
@@ -92,12 +93,24 @@ def tiny_records() -> Records:
         }
     )
     outcomes = pd.DataFrame({"subscriber_id": ["S1", "S2", "S3"], "defection_date": dates("2025-07-10", None, None)})
+    campaigns = pd.DataFrame(
+        {
+            "subscriber_id": ["S1", "S2", "S3", "S1", "S2"],
+            "campaign_id": ["C1", "C1", "C1", "C2", "C2"],
+            "contact_date": dates("2025-05-01", "2025-05-01", "2025-05-02", "2025-07-05", "2025-07-05"),
+            "group": ["offer", "control", "offer", "offer", "control"],
+            "offer_kind": ["bill_credit", None, "bill_credit", "etf_waiver", None],
+            "offer_cost": [30000.0, 0.0, 30000.0, 50000.0, 0.0],
+            "accepted": pd.array([True, None, False, None, None], dtype="boolean"),
+        }
+    )
     return Records(
         subscribers=subscribers,
         usage_monthly=usage,
         contacts=contacts,
         breach_exposure=exposure,
         outcomes=outcomes,
+        campaigns=campaigns,
         snapshot_date=D("2025-06-30"),
         disclosure_date=D("2025-04-22"),
     )
@@ -112,7 +125,7 @@ def with_table(records: Records, name: str, **changes) -> Records:
 
 
 def assert_records_equal(actual: Records, expected: Records) -> None:
-    for name in ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes"):
+    for name in TABLE_NAMES:
         if expected.table(name) is None:
             assert actual.table(name) is None, name
         else:
@@ -131,7 +144,7 @@ def records() -> Records:
 
 def test_valid_records_pass_and_keep_their_frames(records):
     checked = validate_records(records)
-    for name in ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes"):
+    for name in TABLE_NAMES:
         assert checked.table(name) is records.table(name), name  # nothing to coerce: no copy
 
 
@@ -334,6 +347,59 @@ def test_references_are_checked_after_each_table(records):
         validate_records(broken)
 
 
+def test_campaign_group_is_offer_or_control(records):
+    broken = with_table(records, "campaigns", group=["offer", "control", "treated", "offer", "control"])
+    with pytest.raises(DataError, match=exactly("campaigns.group: row 2 has 'treated' (expected one of offer, control)")):
+        validate_records(broken)
+    blank = with_table(records, "campaigns", group=[None, "control", "offer", "offer", "control"])
+    with pytest.raises(DataError, match=exactly("campaigns.group: row 0 is blank (expected one of offer, control)")):
+        validate_records(blank)
+
+
+def test_campaign_offer_cost_is_not_negative(records):
+    broken = with_table(records, "campaigns", offer_cost=[-100.0, 0.0, 30000.0, 50000.0, 0.0])
+    with pytest.raises(DataError, match=exactly("campaigns.offer_cost: row 0 has -100 (expected at least 0)")):
+        validate_records(broken)
+
+
+def test_campaign_subscribers_are_subscribers(records):
+    broken = with_table(records, "campaigns", subscriber_id=["S1", "S9", "S3", "S1", "S2"])
+    with pytest.raises(DataError, match=exactly("campaigns.subscriber_id: row 1 has 'S9' (expected an id present in subscribers)")):
+        validate_records(broken)
+
+
+def test_a_subscriber_is_in_a_campaign_at_most_once(records):
+    broken = with_table(records, "campaigns", subscriber_id=["S1", "S2", "S1", "S1", "S2"])
+    with pytest.raises(
+        DataError, match=exactly("campaigns.subscriber_id: row 2 repeats 'S1' (expected each subscriber_id once per campaign_id)")
+    ):
+        validate_records(broken)
+    # S1 and S2 are in both campaigns already: once per campaign is fine.
+    validate_records(records)
+
+
+def test_a_control_row_cannot_have_accepted_the_offer(records):
+    broken = with_table(records, "campaigns", accepted=pd.array([True, True, False, None, True], dtype="boolean"))
+    with pytest.raises(
+        DataError,
+        match=exactly("campaigns.accepted: rows 1, 4 are true in the control group (expected blank or false when group is control)"),
+    ):
+        validate_records(broken)
+    validate_records(with_table(records, "campaigns", accepted=pd.array([True, False, False, None, False], dtype="boolean")))
+
+
+def test_a_campaign_of_one_group_is_valid_records(records):
+    validate_records(with_table(records, "campaigns", group=["offer", "offer", "offer", "control", "control"]))
+
+
+def test_campaign_rules_apply_to_text_read_from_files(records):
+    text = records.campaigns.astype(object).assign(accepted=["yes", "", "0", None, "TRUE"], offer_cost=["1", "0", "2", "3", "0"])
+    text["accepted"] = text["accepted"].replace("", None)
+    with pytest.raises(DataError, match=exactly(
+            "campaigns.accepted: row 4 is true in the control group (expected blank or false when group is control)")):
+        validate_records(replace(records, campaigns=text))
+
+
 def test_many_offending_rows_are_cut_to_five():
     subscribers = tiny_records().subscribers
     many = pd.concat([subscribers] * 4, ignore_index=True)
@@ -425,7 +491,7 @@ def test_drop_personal(records):
 def test_folder_round_trip(tmp_path, records, format):
     write_records(records, tmp_path, format=format)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f"{name}.{format}" for name in ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes")]
+        [f"{name}.{format}" for name in TABLE_NAMES]
         + ["manifest.json"]
     )
     loaded = load_records(tmp_path)
@@ -438,6 +504,7 @@ def test_part_directory_round_trip(tmp_path, records):
         subscribers=records.subscribers.iloc[:2].reset_index(drop=True),
         usage_monthly=records.usage_monthly.iloc[:3].reset_index(drop=True),
         outcomes=records.outcomes.iloc[:2].reset_index(drop=True),
+        campaigns=records.campaigns.iloc[[0, 1, 3, 4]].reset_index(drop=True),
         snapshot_date=records.snapshot_date,
         meta={"scenario": "usim", "seed": 7},
     )
@@ -445,6 +512,7 @@ def test_part_directory_round_trip(tmp_path, records):
         subscribers=records.subscribers.iloc[2:].reset_index(drop=True),
         usage_monthly=records.usage_monthly.iloc[3:].reset_index(drop=True),
         outcomes=records.outcomes.iloc[2:].reset_index(drop=True),
+        campaigns=records.campaigns.iloc[[2]].reset_index(drop=True),
         snapshot_date=records.snapshot_date,
         meta={"scenario": "usim", "seed": 7},
     )
@@ -454,7 +522,8 @@ def test_part_directory_round_trip(tmp_path, records):
     (tmp_path / "truth" / "subscribers.parquet").write_bytes(b"not read")
     assert sorted(p.name for p in (tmp_path / "usage_monthly").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
     loaded = load_records(tmp_path)
-    expected = replace(records, contacts=None, breach_exposure=None, disclosure_date=None)
+    expected = replace(records, contacts=None, breach_exposure=None, disclosure_date=None,
+                       campaigns=records.campaigns.iloc[[0, 1, 3, 4, 2]].reset_index(drop=True))
     assert_records_equal(loaded, expected)
     assert loaded.meta == {"scenario": "usim", "seed": 7}
 
@@ -479,7 +548,8 @@ def test_only_requested_tables(tmp_path, records):
 
 def test_unknown_table_name(tmp_path, records):
     with pytest.raises(ConfigError, match=exactly(
-        "unknown record tables usage (expected some of subscribers, usage_monthly, contacts, breach_exposure, outcomes)")):
+        "unknown record tables usage (expected some of subscribers, usage_monthly, contacts, breach_exposure, outcomes, "
+        "campaigns)")):
         load_records(tmp_path, tables=["usage"])
 
 
@@ -589,9 +659,10 @@ def write_parts(records: Records, folder, groups) -> None:
     """Write aligned parts: ``groups`` lists the subscriber ids of each part."""
     for part, ids in enumerate(groups):
         tables = {}
-        for name in ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes"):
+        for name in TABLE_NAMES:
             frame = records.table(name)
-            tables[name] = frame[frame["subscriber_id"].isin(ids)].reset_index(drop=True)
+            if frame is not None:
+                tables[name] = frame[frame["subscriber_id"].isin(ids)].reset_index(drop=True)
         write_records(replace(records, **tables), folder, part=part)
 
 
@@ -618,7 +689,7 @@ def test_lazy_chunks_read_when_called_in_any_order_give_the_same_chunks(tmp_path
     lazy = {number: readers[number]() for number in (2, 0, 1)}  # called out of order
     assert len(readers) == len(eager) == 3
     for number, chunk in enumerate(eager):
-        for name in ("subscribers", "usage_monthly", "contacts", "breach_exposure", "outcomes"):
+        for name in TABLE_NAMES:
             pdt.assert_frame_equal(lazy[number].table(name), chunk.table(name))
         assert (lazy[number].source, lazy[number].meta) == (chunk.source, chunk.meta)
 
@@ -716,6 +787,82 @@ def test_records_for_features_skip_later_rows_and_personal_columns_with_the_same
     pdt.assert_frame_equal(features(lean), features(full))
 
 
+def test_campaigns_travel_with_their_subscribers_in_every_chunked_source(tmp_path, records):
+    write_parts(records, tmp_path / "parts", [["S1"], ["S2"], ["S3"]])
+    write_records(records, tmp_path / "csv", format="csv")
+    url = f"sqlite:///{tmp_path / 'base.db'}"
+    write_records_sql(records, url)
+    for source in (tmp_path / "parts", tmp_path / "csv", url):
+        chunks = list(iter_record_chunks(source, chunk_subscribers=1))
+        assert [sorted(c.campaigns["campaign_id"]) for c in chunks] == [["C1", "C2"], ["C1", "C2"], ["C1"]], source
+        assert [c.campaigns["group"].tolist()[0] for c in chunks] == ["offer", "control", "offer"], source
+        pdt.assert_frame_equal(chunks[0].campaigns.sort_values("campaign_id", ignore_index=True),
+                               records.campaigns.iloc[[0, 3]].reset_index(drop=True), obj=str(source))
+
+
+def test_chunks_for_features_skip_campaign_rows_from_the_snapshot_on(tmp_path, records):
+    write_parts(records, tmp_path, [["S1", "S2"], ["S3"]])
+    full = list(iter_record_chunks(tmp_path, chunk_subscribers=2))
+    assert [c.campaigns["campaign_id"].tolist() for c in full] == [["C1", "C1", "C2", "C2"], ["C1"]]
+    lean = list(iter_record_chunks(tmp_path, chunk_subscribers=2, for_features=True))  # snapshot 2025-06-30
+    assert [c.campaigns["campaign_id"].tolist() for c in lean] == [["C1", "C1"], ["C1"]]
+    on_the_day = iter_record_chunks(tmp_path, chunk_subscribers=3, for_features=True, snapshot_date="2025-07-05")
+    assert next(on_the_day).campaigns["campaign_id"].tolist() == ["C1", "C1", "C1"]
+    day_after = iter_record_chunks(tmp_path, chunk_subscribers=3, for_features=True, snapshot_date="2025-07-06")
+    assert next(day_after).campaigns["campaign_id"].tolist() == ["C1", "C1", "C2", "C2", "C1"]
+
+
+def test_a_part_split_by_row_groups_keeps_each_subscribers_campaign_rows(tmp_path, records):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name in ("subscribers", "campaigns"):
+        frame = records.table(name)
+        schema = pa.Schema.from_pandas(frame, preserve_index=False)
+        (tmp_path / name).mkdir()
+        with pq.ParquetWriter(tmp_path / name / "part-00000.parquet", schema) as writer:
+            for subscriber in ("S1", "S2", "S3"):
+                rows = frame[frame["subscriber_id"] == subscriber]
+                writer.write_table(pa.Table.from_pandas(rows, schema=schema, preserve_index=False))
+    chunks = list(iter_record_chunks(tmp_path, chunk_subscribers=1, snapshot_date="2025-06-30", for_features=True))
+    assert [c.source for c in chunks] == [f"{tmp_path} (part-00000 row groups {i}-{i})" for i in range(3)]
+    assert [c.campaigns["subscriber_id"].tolist() for c in chunks] == [["S1"], ["S2"], ["S3"]]
+    every = list(iter_record_chunks(tmp_path, chunk_subscribers=1))
+    assert [c.campaigns["campaign_id"].tolist() for c in every] == [["C1", "C2"], ["C1", "C2"], ["C1"]]
+
+
+def test_a_base_without_campaigns_reads_none_from_every_source(tmp_path, records):
+    from pipeline.features import build_features
+
+    bare = records.without("campaigns")
+    write_parts(bare, tmp_path / "parts", [["S1", "S2"], ["S3"]])
+    write_records(bare, tmp_path / "parquet")
+    write_records(bare, tmp_path / "csv", format="csv")
+    url = f"sqlite:///{tmp_path / 'base.db'}"
+    write_records_sql(bare, url)
+    for source in (tmp_path / "parts", tmp_path / "parquet", tmp_path / "csv", url):
+        assert load_records(source).campaigns is None, source
+        assert all(c.campaigns is None for c in iter_record_chunks(source, chunk_subscribers=2)), source
+    lean = next(iter_record_chunks(tmp_path / "parts", chunk_subscribers=2, for_features=True))
+    assert lean.campaigns is None
+    assert build_features(lean)["retention_offers_365d"].tolist() == [0, 0]
+
+
+def test_sqlite_stores_the_reserved_word_group_as_a_column(tmp_path, records):
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'base.db'}"
+    write_records_sql(Records(subscribers=records.subscribers, campaigns=records.campaigns), url)
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        columns = [column["name"] for column in sa.inspect(connection).get_columns("campaigns")]
+        groups = connection.execute(sa.text('SELECT "group" FROM campaigns ORDER BY rowid')).scalars().all()
+    engine.dispose()
+    assert columns == list(records.campaigns.columns)
+    assert groups == ["offer", "control", "offer", "offer", "control"]
+    pdt.assert_frame_equal(load_records(url).campaigns, records.campaigns)
+
+
 def test_chunk_size_must_be_positive(tmp_path):
     with pytest.raises(ConfigError, match=exactly("chunk_subscribers must be a whole number >= 1, not 0")):
         iter_record_chunks(tmp_path, chunk_subscribers=0)
@@ -731,6 +878,7 @@ def database_round_trip(url: str, records: Records) -> None:
     chunks = list(iter_record_chunks(url, chunk_subscribers=2, snapshot_date="2025-06-30"))
     assert [chunk.subscribers["subscriber_id"].tolist() for chunk in chunks] == [["S1", "S2"], ["S3"]]
     assert [sorted(chunk.usage_monthly["subscriber_id"]) for chunk in chunks] == [["S1", "S1", "S2"], ["S3"]]
+    assert [sorted(chunk.campaigns["campaign_id"]) for chunk in chunks] == [["C1", "C1", "C2", "C2"], ["C1"]]
     assert all(chunk.snapshot_date == D("2025-06-30") for chunk in chunks)
 
 
