@@ -398,9 +398,9 @@ def _snapshot_dataset(records, snapshot_date, horizon_days: int, require_label: 
         raise DataError(f"{records.source}: the outcomes table is needed to train (it gives the labels)")
     ids = frame[features.ID_COLUMN].astype(str).reset_index(drop=True)
     value = frame["monthly_fee"].astype("float64").reset_index(drop=True).rename("monthly_value")
-    extra = {}
-    if "etf_waivable_amount" in frame.columns:
-        extra["etf_waivable"] = frame["etf_waivable_amount"].astype("float64").reset_index(drop=True)
+    # What a waiver would forgive, from the operator's waiver policy (every exposure row):
+    # money for the value of a save, not a feature (``features.waiver_forgives``).
+    extra = {"etf_waivable": pd.Series(features.waiver_forgives(records, frame, snapshot_date), name="etf_waivable")}
     return Dataset(
         frame=frame.reset_index(drop=True),
         ids=ids,

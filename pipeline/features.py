@@ -1040,6 +1040,36 @@ def build_features(records, snapshot_date=None, *, disclosure_date=None) -> pd.D
     return frame
 
 
+def waiver_forgives(records, frame: pd.DataFrame, snapshot_date=None) -> np.ndarray:
+    """The termination fee a fee waiver would forgive each subscriber of ``frame``: money, not a feature.
+
+    Like the feature ``etf_waivable_amount`` (``early_termination_fee`` where the subscriber is
+    eligible and the waiver window has not ended), but read from every ``breach_exposure``
+    row, notified before the snapshot or not: a waiver is the operator's own policy, known
+    for everyone it covers, so a subscriber whose notification goes out after the snapshot
+    still leaves for free during the window.  The features keep to what the subscriber had
+    been told (``build_features``); this serves the value of a save
+    (``pipeline.targeting.save_value``).  Rows of ``frame`` are ``build_features``' rows.
+    """
+    exposure = records.breach_exposure
+    n = len(frame)
+    etf = frame["early_termination_fee"].to_numpy(dtype="float64", na_value=np.nan) if n else np.zeros(0)
+    if exposure is None or not len(exposure) or not n:
+        return np.zeros(n)
+    source = records.source
+    snap = np.datetime64(resolve_snapshot(records, snapshot_date), "ns")
+    import pyarrow as pa
+
+    codes = _positions(pa.array(frame[ID_COLUMN].astype(str)), exposure[ID_COLUMN])
+    found = codes >= 0
+    eligible = np.zeros(n, dtype=bool)
+    end = np.full(n, np.datetime64("NaT", "ns"))
+    eligible[codes[found]] = _floats(exposure, "waiver_eligible", "breach_exposure", source)[found] > 0
+    end[codes[found]] = _dates(exposure, "waiver_end", "breach_exposure", source)[found]
+    pending = eligible & ~(end < snap)
+    return np.where(pending & (etf > 0), np.nan_to_num(etf), 0.0)
+
+
 def make_labels(records, snapshot_date=None, *, horizon_days: int = 90) -> pd.Series:
     """The label ``churned``: 1 when the subscriber left within ``horizon_days`` of the snapshot.
 
