@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--time-column", metavar="COL",
                     help="a table's snapshot-date column, when it holds several snapshots (folds then go by time)")
     tr.add_argument("--disclosure", metavar="DATE", help="breach disclosure date for records (default: the manifest's)")
+    tr.add_argument("--treatment", dest="treatment_column", metavar="COL",
+                    help="a table's randomised campaign group column (offer/control): trains a response model too")
+    tr.add_argument("--no-response", dest="use_response", action="store_false",
+                    help="train the churn model only, even when the data holds a randomised campaign")
     tr.add_argument("--seed", type=int, default=None, help="random seed (default from config: 42)")
     _common(tr)
 
@@ -78,7 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     limit.add_argument("--capacity", type=int, metavar="N", help="calls the team can make: target the best N")
     sc.add_argument("--engine", choices=("pandas", "spark"), default="pandas",
                     help="pandas: stream on this machine (default); spark: score a table with Spark")
+    sc.add_argument("--response-model", metavar="URI",
+                    help="response model URI (default models:/<model name>-response@champion, when registered)")
+    sc.add_argument("--no-response", dest="use_response", action="store_false",
+                    help="target by risk even when a response model is registered")
+    sc.add_argument("--control-share", type=float, metavar="SHARE",
+                    help="hold out this share of the targeted subscribers at random as a control group (e.g. 0.1)")
+    sc.add_argument("--campaign-id", metavar="ID", help="the campaign's id in the list (default: derived from the inputs)")
+    sc.add_argument("--seed", type=int, default=None, help="seed of the control group (default from config: 42)")
     _common(sc)
+
+    me = commands.add_parser("measure", help="measure what randomised campaigns changed: realised uplift with a 95%% CI")
+    me.add_argument("--data", required=True, metavar="PATH",
+                    help="record folder or database URL with the campaigns and outcomes tables")
+    me.add_argument("--campaign", metavar="ID", help="measure this campaign only (default: every campaign)")
+    me.add_argument("--snapshot", metavar="DATE", help="outcomes are known up to this date (default: the manifest's)")
+    _common(me)
 
     fe = commands.add_parser("features", help="write the point-in-time feature table of a record base (Parquet)")
     fe.add_argument("--data", required=True, metavar="PATH", help="record folder or database URL")
@@ -118,7 +137,7 @@ def _config(args):
     overrides = {}
     if getattr(args, "model_name", None):
         overrides["tracking"] = {"model_name": args.model_name}
-    if getattr(args, "seed", None) is not None and args.command in ("train", "demo"):
+    if getattr(args, "seed", None) is not None and args.command in ("train", "demo", "score"):
         overrides["train"] = {"seed": args.seed}
     return with_overrides(config, **overrides) if overrides else config
 
@@ -148,7 +167,8 @@ def cmd_train(args, progress: Progress) -> int:
     outcome = train_job(
         args.data, config=config, uri=resolve_uri(args.tracking_uri), id_column=args.id_column, target=args.target,
         positive=args.positive, value_column=args.value_column, snapshot_date=args.snapshot,
-        disclosure_date=args.disclosure, time_column=args.time_column, progress=progress,
+        disclosure_date=args.disclosure, time_column=args.time_column, treatment_column=args.treatment_column,
+        use_response=args.use_response, progress=progress,
     )
     m = outcome.metrics
     print(f"trained {outcome.family} ({_calibration_words(outcome.calibration)}) on {outcome.rows:,} rows; hold-out: "
@@ -158,20 +178,63 @@ def cmd_train(args, progress: Progress) -> int:
         print("columns not used: " + "; ".join(f"{c} ({r})" for c, r in outcome.dropped.items()))
     print(f"run {outcome.run_id}; registered {config.tracking.model_name} version {outcome.version}")
     print(outcome.message)
+    for reason, rows in outcome.excluded.items():
+        print(f"rows left out of churn training: {rows:,} ({reason})")
+    _print_response(outcome.response)
     return 0
 
 
+def _print_response(response) -> None:
+    """What training learned about the response to an offer, or why it learned nothing."""
+    if response is None:
+        return
+    if response.skipped:
+        print(f"no response model: {response.skipped}")
+        return
+    m = response.metrics
+    print(f"response model {response.learner} on {response.rows:,} campaign rows; hold-out: Qini coefficient "
+          f"{m['qini_coefficient']:.3f}, AUUC {m['auuc']:.4g} (random {m['auuc_random']:.4g}"
+          + (f", risk as uplift {m['auuc_risk']:.4g}" if 'auuc_risk' in m else "")
+          + f"), average uplift {m['ate'] * 100:.2f} points [{m['ate_low'] * 100:.2f}, {m['ate_high'] * 100:.2f}]")
+    if not response.heterogeneous:
+        print("  no difference in response between subscribers was detected: the model predicts the average effect")
+    print(f"registered {response.model_name} version {response.version}; {response.message}")
+
+
+def _targeting_lines(outcome) -> list[str]:
+    """The campaign a list proposes, in words: whom, what it buys, and what held it back."""
+    t = outcome.targeting
+    if t is None:
+        return []
+    basis = "estimated response to the offer" if outcome.response_version else "churn risk (response assumed)"
+    limit = {"budget": f"budget {_fmt_money(t.limit or 0)}", "capacity": f"capacity {int(t.limit or 0):,} calls",
+             "all": "no limit"}[t.rule]
+    contacted = t.targeted - t.control
+    lines = [f"targeting by {basis} ({limit}): {t.targeted:,} subscribers, expected saves {t.expected_saves:,.1f}, "
+             f"cost {_fmt_money(t.expected_cost)}, expected net value {_fmt_money(t.expected_net_value)}"
+             + (" (the contacted group)" if t.control else "")]
+    if t.rule in ("budget", "capacity") and t.limited_by_value:
+        used = (f"{t.expected_cost / t.limit:.0%} of the budget spent" if t.rule == "budget" and t.limit
+                else f"{t.targeted:,} of {int(t.limit or 0):,} calls used")
+        lines.append(f"  the limit was not reached ({used}): no other subscriber is expected to pay back a contact")
+    if outcome.do_not_contact:
+        lines.append(f"  {outcome.do_not_contact:,} subscribers are marked \"do not contact\": a retention offer is "
+                     "expected to push them out")
+    if t.control:
+        lines.append(f"control group: {t.control:,} of the {t.targeted:,} targeted held out at random (campaign "
+                     f"{outcome.campaign_id}); contact the other {contacted:,} and record both groups in the "
+                     "campaigns table, then run `churn measure`")
+    return lines
+
+
 def _print_score(outcome) -> None:
-    print(f"scored {outcome.rows_scored:,} subscribers with model version {outcome.model_version} in "
+    response = f" and response model version {outcome.response_version}" if outcome.response_version else ""
+    print(f"scored {outcome.rows_scored:,} subscribers with model version {outcome.model_version}{response} in "
           f"{outcome.seconds:.1f}s: {outcome.at_risk:,} at risk, expected loss among them "
           f"{_fmt_money(outcome.expected_loss_at_risk)}")
-    t = outcome.targeting
-    if t is not None:
-        limit = {"budget": f"budget {_fmt_money(t.limit or 0)}", "capacity": f"capacity {int(t.limit or 0):,} calls",
-                 "all": "every subscriber worth a call"}[t.rule]
-        print(f"targeting ({limit}): {t.targeted:,} subscribers, expected saves {t.expected_saves:,.1f}, "
-              f"cost {_fmt_money(t.expected_cost)}, expected net value {_fmt_money(t.expected_net_value)}")
-    for line in outcome.drift_warnings:
+    for line in _targeting_lines(outcome):
+        print(line)
+    for line in [*outcome.notes, *outcome.drift_warnings]:
         print(f"warning: {line}", file=sys.stderr)
     print(f"wrote {outcome.rows_written:,} rows to {outcome.output}")
 
@@ -183,8 +246,26 @@ def cmd_score(args, progress: Progress) -> int:
     config = _config(args)
     outcome = score_job(args.data, args.output, config=config, uri=resolve_uri(args.tracking_uri), model=args.model,
                         write_all=args.write_all, snapshot_date=args.snapshot, disclosure_date=args.disclosure,
-                        budget=args.budget, capacity=args.capacity, engine=args.engine, progress=progress)
+                        budget=args.budget, capacity=args.capacity, engine=args.engine,
+                        response_model=args.response_model, use_response=args.use_response,
+                        control_share=args.control_share, campaign_id=args.campaign_id, progress=progress)
     _print_score(outcome)
+    return 0
+
+
+def cmd_measure(args, progress: Progress) -> int:
+    from pipeline.jobs import measure_job
+    from pipeline.tracking import resolve_uri
+
+    outcome = measure_job(args.data, config=_config(args), uri=resolve_uri(args.tracking_uri), campaign=args.campaign,
+                          snapshot_date=args.snapshot, progress=progress)
+    for row in outcome.table.itertuples(index=False):
+        print(f"campaign {row.campaign_id} ({row.start}): {row.n_offer:,} offered, {row.n_control:,} held out; churn "
+              f"{row.churn_offer:.2%} offered vs {row.churn_control:.2%} held out: uplift {row.uplift * 100:.2f} points "
+              f"[95% CI {row.uplift_low * 100:.2f}, {row.uplift_high * 100:.2f}], about {row.saves:,.0f} defections "
+              f"prevented [{row.saves_low:,.0f}, {row.saves_high:,.0f}]")
+    print(f"run {outcome.run_id}" + (f"; also logged to scoring run(s) {', '.join(outcome.scoring_runs)}"
+                                     if outcome.scoring_runs else ""))
     return 0
 
 
@@ -258,7 +339,7 @@ def cmd_demo(args, progress: Progress) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "train": cmd_train, "score": cmd_score, "features": cmd_features,
-            "promote": cmd_promote, "demo": cmd_demo}
+            "promote": cmd_promote, "measure": cmd_measure, "demo": cmd_demo}
 
 
 def _interrupt(signum, frame):

@@ -106,6 +106,39 @@ class CampaignConfig:
 
 
 @dataclass(frozen=True)
+class ResponseConfig:
+    """The response (uplift) model: whom a retention contact keeps, learned from randomised campaigns."""
+
+    #: Train a response model with the churn model whenever the data holds a randomised
+    #: campaign (records' ``campaigns`` table, or a table's ``--treatment`` column).
+    enabled: bool = True
+    #: Share of the campaign rows kept aside (stratified by group and outcome), never seen by
+    #: selection or calibration, for the reported metrics.
+    holdout_fraction: float = 0.25
+    #: Folds of the cross-validated Qini coefficient (stratified by group and outcome).
+    cv_folds: int = 5
+    #: Learners tried: ``two_model``, ``x_learner``, ``class_transformation``.
+    learners: tuple[str, ...] = ("two_model", "x_learner", "class_transformation")
+    #: Base families tried with each learner: ``logistic``, ``hist_gradient_boosting``.
+    families: tuple[str, ...] = ("logistic", "hist_gradient_boosting")
+    #: Largest calibration slope kept (slopes above it are clipped: a score that needs
+    #: stretching more is mostly noise).
+    max_slope: float = 1.5
+    #: One-sided level at which the calibration slope must be positive to use the score
+    #: (divided by the number of candidates); otherwise no difference in response is
+    #: detected and the model predicts the average effect for everyone.
+    significance: float = 0.05
+    #: Bins of the hold-out table of observed against predicted uplift.
+    n_bins: int = 10
+    #: Refit the chosen learner on every row (hold-out included) for the registered model;
+    #: the reported metrics stay those of the model fit without the hold-out.
+    refit_all_rows: bool = True
+    #: The drop in churn probability a recommended pilot should detect (80% power, 5%
+    #: significance), printed when scoring has no response model to go on.
+    detectable_uplift: float = 0.01
+
+
+@dataclass(frozen=True)
 class ScoringConfig:
     """Risk tiers and the at-risk list."""
 
@@ -154,6 +187,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     campaign: CampaignConfig = field(default_factory=CampaignConfig)
+    response: ResponseConfig = field(default_factory=ResponseConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -216,6 +250,17 @@ def validate(config: Config) -> Config:
         (config.scoring.chunk_rows > 0 and config.data.chunk_subscribers > 0, "chunk sizes must be positive"),
         (config.scoring.workers >= 1, "scoring.workers must be at least 1"),
         (0 <= config.scoring.control_share < 1, "scoring.control_share must be at least 0 and below 1"),
+        (0 < config.response.holdout_fraction < 1, "response.holdout_fraction must be between 0 and 1"),
+        (config.response.cv_folds >= 2, "response.cv_folds must be at least 2"),
+        (set(config.response.learners) <= {"two_model", "x_learner", "class_transformation"}
+         and bool(config.response.learners),
+         "response.learners must name some of two_model, x_learner, class_transformation"),
+        (set(config.response.families) <= {"logistic", "hist_gradient_boosting"} and bool(config.response.families),
+         "response.families must name some of logistic, hist_gradient_boosting"),
+        (config.response.max_slope > 0, "response.max_slope must be positive"),
+        (0 < config.response.significance < 1, "response.significance must be between 0 and 1"),
+        (config.response.n_bins >= 2, "response.n_bins must be at least 2"),
+        (0 < config.response.detectable_uplift < 1, "response.detectable_uplift must be between 0 and 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -455,8 +455,12 @@ def _offered_within(records, snapshot: pd.Timestamp, horizon_days: int) -> np.nd
     return pd.unique(features._texts(campaigns[features.ID_COLUMN]).to_numpy(dtype=object)[offered])
 
 
+class NoCampaignError(DataError):
+    """The records hold no randomised campaign a response could be learned from (not a fault in them)."""
+
+
 def _no_campaign(source: str, why: str) -> DataError:
-    return DataError(f"{source}: no randomised campaign to learn a response from: {why}")
+    return NoCampaignError(f"{source}: no randomised campaign to learn a response from: {why}")
 
 
 def campaign_dataset(records, *, horizon_days: int, snapshot_date=None) -> Dataset:

@@ -50,13 +50,21 @@ def load_dataset(
     disclosure_date: str | None = None,
     require_label: bool = True,
     time_column: str | None = None,
+    treatment_column: str | None = None,
+    response: bool = False,
 ):
     """A ``Dataset`` from a record folder, a database URL or one churn table.
 
     For training (``require_label``), records are stacked over ``data.training_snapshots``
     and a table's ``time_column`` (or ``data.time_column``) gives each row's snapshot date.
+
+    With ``response``, returns ``(churn dataset, response dataset or None, why none)``: the
+    response dataset holds the rows of randomised campaigns (the records' ``campaigns``
+    table, or the rows of a table whose ``treatment_column`` says offer or control), and the
+    churn dataset leaves out the subscribers whose outcome an offer changed.
     """
-    from pipeline.dataset import read_table, records_dataset, table_dataset
+    from pipeline.dataset import (NoCampaignError, campaign_dataset, churn_rows, read_table, records_dataset,
+                                  response_rows, table_dataset)
 
     if is_records(data):
         from pipeline.records import load_records
@@ -65,21 +73,33 @@ def load_dataset(
         records = load_records(data, snapshot_date=snapshot, disclosure_date=disclosure_date)
         if not require_label:
             records = records.without("outcomes")
-        return records_dataset(
+        churn = records_dataset(
             records,
-            snapshot_date=snapshot_date or config.data.snapshot_date,
+            snapshot_date=snapshot,
             horizon_days=config.data.horizon_days,
             require_label=require_label,
             earlier_snapshots=config.data.training_snapshots if require_label else (),
         )
+        if not response:
+            return churn
+        try:
+            return churn, campaign_dataset(records, horizon_days=config.data.horizon_days, snapshot_date=snapshot), None
+        except NoCampaignError as err:
+            return churn, None, str(err).split(": ", 1)[-1]
     if require_label and target is None:
         raise DataError(f"{data}: a single table needs --target (the churn label column) and usually --id")
     frame = read_table(data)
-    return table_dataset(
+    dataset = table_dataset(
         frame, id_column=id_column, target=target, positive=positive, value_column=value_column,
         source=str(data), require_label=require_label,
         time_column=(time_column or config.data.time_column) if require_label else None,
+        treatment_column=treatment_column,
     )
+    if not response:
+        return dataset
+    if treatment_column is None:
+        return dataset, None, "a single table needs --treatment COL (its randomised offer/control column)"
+    return churn_rows(dataset), response_rows(dataset), None
 
 
 def _columns_report(result, dataset) -> pd.DataFrame:
@@ -105,6 +125,10 @@ class TrainOutcome:
     calibration: str
     rows: int
     dropped: dict[str, str] = field(default_factory=dict)
+    #: Rows left out of churn training, by reason (e.g. offered within the outcome window).
+    excluded: dict[str, int] = field(default_factory=dict)
+    #: The response model trained beside it, or why none was.
+    response: Any = None
 
 
 def _champion_metric(model_name: str, champion: int, dataset, result, config: Config) -> float | None:
@@ -149,9 +173,18 @@ def train_job(
     snapshot_date: str | None = None,
     disclosure_date: str | None = None,
     time_column: str | None = None,
+    treatment_column: str | None = None,
+    use_response: bool = True,
     progress: Say | None = None,
 ) -> TrainOutcome:
-    """Load, train, evaluate, log, register as challenger, and promote when the gate says so."""
+    """Load, train, evaluate, log, register as challenger, and promote when the gate says so.
+
+    When the data holds a randomised campaign (the records' ``campaigns`` table, or a
+    table's ``treatment_column``) and ``use_response`` and ``response.enabled`` allow it, a
+    response model is trained, logged and registered too (``<model name>-response``, same
+    gate on the Qini coefficient); the churn model then learns only from subscribers whose
+    outcome no offer changed.  Both models are trained before anything is logged.
+    """
     from pipeline import evaluate, tracking
     from pipeline.targeting import clv
     from pipeline.train import train
@@ -159,16 +192,23 @@ def train_job(
     say = _say(progress)
     tracking.connect(uri)  # fail fast, before any work, when the store is unreachable
     say(f"loading {data}")
-    dataset = load_dataset(
+    wants_response = use_response and config.response.enabled
+    dataset, response_data, no_response = load_dataset(
         data, config=config, id_column=id_column, target=target, positive=positive,
         value_column=value_column, snapshot_date=snapshot_date, disclosure_date=disclosure_date,
-        time_column=time_column,
+        time_column=time_column, treatment_column=treatment_column, response=True,
     )
+    if not wants_response:
+        response_data, no_response = None, ("turned off (--no-response)" if not use_response
+                                            else "turned off (response.enabled = false)")
     if dataset.period is not None:
         say(f"{dataset.n_rows:,} rows over {dataset.period.nunique()} snapshots, churn rate {float(dataset.label.mean()):.2%}")
     else:
         say(f"{dataset.n_rows:,} subscribers, churn rate {float(dataset.label.mean()):.2%}")
     result = train(dataset, config, progress=say)
+    response_result = None
+    if response_data is not None:
+        response_result = _train_response_model(response_data, result, config, say)
     holdout = dataset.frame.iloc[result.holdout_index].reset_index(drop=True)
     y_holdout = dataset.label.to_numpy()[result.holdout_index]
     value = None
@@ -231,6 +271,10 @@ def train_job(
             if champion_score is not None:
                 mlflow.log_metric(f"champion_{metric}", champion_score)
             mlflow.set_tag("promoted", str(promoted).lower())
+    if response_result is not None:
+        response = _log_and_register_response(response_result, response_data, config, uri, say)
+    else:
+        response = ResponseOutcome(model_name=response_model_name(model_name), skipped=no_response)
     return TrainOutcome(
         run_id=run_id, version=version, promoted=promoted,
         champion_version=tracking.champion_version(model_name), message=message, metrics=result.metrics,
@@ -238,7 +282,113 @@ def train_job(
         dropped={**dataset.dropped,
                  **dict(zip(result.columns.loc[result.columns["use"] == "dropped", "column"],
                             result.columns.loc[result.columns["use"] == "dropped", "reason"]))},
+        excluded=dict(dataset.excluded), response=response,
     )
+
+
+@dataclass
+class ResponseOutcome:
+    """What training did about the response model: trained and registered, or skipped and why."""
+
+    model_name: str
+    skipped: str | None = None
+    run_id: str | None = None
+    version: int | None = None
+    promoted: bool = False
+    message: str = ""
+    learner: str = ""
+    rows: int = 0
+    heterogeneous: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _train_response_model(data, churn, config: Config, say: Say):
+    """Train the response model on a campaign table (``load_dataset(..., response=True)``); pure."""
+    from pipeline.response import train_response
+    from pipeline.score import predict
+
+    columns = churn.input_columns
+    missing = [c for c in columns if c not in data.frame.columns]
+    if missing:
+        raise DataError(f"{data.source}: the campaign rows lack the churn model's input column(s) {', '.join(missing)}")
+    offered = int(data.treatment.sum())
+    say(f"response model: {data.n_rows:,} campaign rows ({offered:,} offered, {data.n_rows - offered:,} held out)")
+    X = data.frame[columns].reset_index(drop=True)
+    risk = predict(churn.model, X, columns, n_threads=config.train.n_threads)
+    drop = tuple(c for c in (data.id_column,) if c in X.columns)
+    return train_response(X, data.treatment.to_numpy(), data.label.to_numpy(), config=config.response,
+                          seed=config.train.seed, n_threads=config.train.n_threads, risk=risk, progress=say,
+                          drop_columns=drop)
+
+
+def _response_champion_metric(name: str, champion: int, data, result, config: Config) -> float | None:
+    """The champion response model's Qini coefficient on this run's hold-out (None when incomparable)."""
+    from pipeline import evaluate, tracking
+
+    loaded = tracking.load_model(f"models:/{name}/{champion}")
+    recorded = loaded.metadata.get("holdout") or {}
+    if (recorded.get("refit_all_rows") and recorded.get("data_sha256") == data.content_hash()
+            and recorded.get("seed") == config.train.seed
+            and recorded.get("fraction") == config.response.holdout_fraction and "qini_coefficient" in recorded.get("metrics", {})):
+        return float(recorded["metrics"]["qini_coefficient"])
+    columns = list(loaded.metadata.get("input_columns") or [])
+    holdout = data.frame.iloc[result.holdout_index].reset_index(drop=True)
+    if not columns or any(c not in holdout.columns for c in columns):
+        return None
+    uplift = loaded.model.predict(holdout[columns])
+    y = data.label.to_numpy()[result.holdout_index]
+    t = data.treatment.to_numpy()[result.holdout_index]
+    return float(evaluate.qini_coefficient(y, t, uplift))
+
+
+def _log_and_register_response(result, data, config: Config, uri: str, say: Say) -> ResponseOutcome:
+    """Log the response model's run, register it under ``<model name>-response``, and apply the gate."""
+    from pipeline import evaluate, tracking
+
+    name = response_model_name(config.tracking.model_name)
+    holdout = result.holdout_index
+    y, t = data.label.to_numpy()[holdout], data.treatment.to_numpy()[holdout]
+    with tempfile.TemporaryDirectory() as tmp:
+        risk = result.plot_data.get("qini_risk")
+        plots = evaluate.save_uplift_plots(y, t, result.holdout_uplift, Path(tmp),
+                                           risk=None if risk is None else _holdout_risk(result))
+        extra = {"selection/candidates.csv": result.candidates,
+                 "evaluation/uplift_by_decile.csv": result.deciles}
+        say("logging the response model's run to MLflow")
+        run_id = tracking.log_response(result, data, config, uri=uri, plots=plots, extra_artifacts=extra)
+    version = tracking.register(run_id, name)
+    metric = "qini_coefficient"
+    score = float(result.metrics[metric])
+    champion = tracking.champion_version(name)
+    if champion is None:
+        tracking.promote(name, version, reason=f"first response model ({metric} {score:.4f})", metrics=result.metrics)
+        promoted, message = True, f"version {version} is the first response model: it is champion"
+    else:
+        champion_score = _response_champion_metric(name, champion, data, result, config)
+        if champion_score is None:
+            promoted = False
+            message = (f"version {version} stays challenger: champion version {champion} takes other input columns "
+                       f"(promote by hand with `churn promote {version} --model-name {config.tracking.model_name}"
+                       f"-response`)")
+        elif score > champion_score:
+            tracking.promote(name, version, metrics=result.metrics,
+                             reason=f"beat version {champion} on the same hold-out: {metric} {score:.4f} > {champion_score:.4f}")
+            promoted = True
+            message = f"version {version} is champion: {metric} {score:.4f} beats version {champion}'s {champion_score:.4f}"
+        else:
+            promoted = False
+            message = (f"version {version} stays challenger: {metric} {score:.4f} does not beat champion version "
+                       f"{champion}'s {champion_score:.4f} on the same hold-out")
+    return ResponseOutcome(
+        model_name=name, run_id=run_id, version=version, promoted=promoted, message=message,
+        learner=f"{result.learner} ({result.family})", rows=data.n_rows,
+        heterogeneous=bool(result.metrics.get("heterogeneity", 0.0)), metrics=dict(result.metrics),
+    )
+
+
+def _holdout_risk(result):
+    """The churn probabilities of the response hold-out rows, as ``train_response`` was given them."""
+    return result.holdout_risk
 
 
 @dataclass
@@ -257,6 +407,13 @@ class ScoreOutcome:
     drift: pd.Series | None = None
     drift_warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Warnings about what the list rests on (e.g. no response model: response assumed).
+    notes: list[str] = field(default_factory=list)
+    #: The campaign's id when a control group was held out (``--control-share``).
+    campaign_id: str | None = None
+    response_version: str | None = None
+    #: Subscribers whom a retention contact is expected to push out (negative estimated uplift).
+    do_not_contact: int = 0
 
 
 class _Rate:
@@ -392,6 +549,11 @@ def score_job(
     budget: float | None = None,
     capacity: int | None = None,
     engine: str = "pandas",
+    response_model: str | None = None,
+    use_response: bool = True,
+    control_share: float | None = None,
+    campaign_id: str | None = None,
+    seed: int | None = None,
     progress: Say | None = None,
 ) -> ScoreOutcome:
     """Score a base with a registered model; write the ranked at-risk list (or every row).
@@ -399,6 +561,14 @@ def score_job(
     The ``pandas`` engine streams the input chunk by chunk on this machine; the ``spark``
     engine scores a table (Parquet or CSV) with ``mlflow.pyfunc.spark_udf`` on Spark and
     builds the same list from its probabilities.
+
+    The response model (``response_model``, else the champion of ``<model name>-response``
+    when one is registered and ``use_response``) gives each subscriber's estimated uplift,
+    on which targeting then selects; without one, targeting falls back to risk and the
+    outcome carries a warning and the size of the pilot that would measure the response.
+    ``control_share`` (default ``scoring.control_share``) holds that share of the targeted
+    subscribers out at random (``seed``, default ``train.seed``) as the control group of
+    campaign ``campaign_id`` (default: derived from the inputs, so a rerun gives the same id).
     """
     from pipeline import tracking
     from pipeline.drift import DriftCounter
@@ -415,10 +585,18 @@ def score_job(
         raise ConfigError("--budget and --capacity must not be negative")
     if engine not in ("pandas", "spark"):
         raise ConfigError(f"unknown engine {engine!r}; expected pandas or spark")
+    share = config.scoring.control_share if control_share is None else control_share
+    if not 0 <= share < 1:
+        raise ConfigError(f"--control-share must be at least 0 and below 1, got {share}")
     tracking.connect(uri)
     model_uri = model or tracking.model_uri(config.tracking.model_name)
     say(f"loading model {model_uri}")
     scoring = scoring_model(tracking.load_model(model_uri))
+    scoring.response = _response_scorer(config, response_model, use_response, say) if use_response else None
+    notes = [] if scoring.response is not None else [_no_response_warning(scoring.base_rate, config)]
+    seed = config.train.seed if seed is None else seed
+    if share > 0 and not campaign_id:
+        campaign_id = _campaign_id(data, scoring, seed, share, budget, capacity)
     started = time.perf_counter()
     drift = DriftCounter(scoring.profile)
     stream = ScoreStream(scoring, config, output=output_path, write_all=write_all)
@@ -448,7 +626,8 @@ def score_job(
             if not stream.rows:
                 raise DataError(f"{data}: no subscribers to score")
         say(f"ranking {stream.rows:,} subscribers and writing {output_path.name}")
-        result = stream.finish(budget=budget, capacity=capacity)
+        result = stream.finish(budget=budget, capacity=capacity, control_share=share, seed=seed,
+                               campaign_id=campaign_id)
     finally:
         stream.cleanup()
     summary = result["summary"]
@@ -474,6 +653,10 @@ def score_job(
         "drifting_features": len(warnings),
         "output_format": output_path.suffix.lower().lstrip("."),
         "targeting_rule": summary.rule,
+        "targeting_worth_contacting": summary.worth_contacting,
+        "targeting_control": summary.control,
+        "do_not_contact": stream.do_not_contact,
+        "response_model_version": "none" if scoring.response is None else str(scoring.response.version),
         "input_sha256": _input_hash(data),
     }
     summary_metrics.update({k: v for k, v in result["probability_stats"].items() if k.startswith("probability_p")})
@@ -481,17 +664,73 @@ def score_job(
         summary_metrics[f"tier_{tier}"] = stream.tiers[tier]
     if len(psi):
         summary_metrics["psi_max"] = float(psi.max())
+    tags = {"campaign_id": campaign_id} if share > 0 else {}
     run_id = tracking.log_scoring(
         config=config, uri=uri, model_uri=model_uri, version=scoring.version, summary=summary_metrics,
         artifacts={"score/psi.csv": psi.rename_axis("feature").reset_index(),
                    "score/targeting.json": summary.as_dict()},
+        tags=tags,
     )
     return ScoreOutcome(
         output=output_path, rows_scored=stream.rows, rows_written=result["rows_written"], at_risk=at_risk_count,
         expected_loss_at_risk=summary_metrics["expected_loss_at_risk"], model_version=scoring.version,
         top=result["top"], run_id=run_id, targeting=summary, drift=psi, drift_warnings=warnings,
-        seconds=seconds,
+        seconds=seconds, notes=notes, campaign_id=campaign_id if share > 0 else None,
+        do_not_contact=stream.do_not_contact,
+        response_version=None if scoring.response is None else str(scoring.response.version),
     )
+
+
+def response_model_name(model_name: str) -> str:
+    """The registered name of the response model that goes with churn model ``model_name``."""
+    return f"{model_name}-response"
+
+
+def _response_scorer(config: Config, uri: str | None, use: bool, say: Say):
+    """The response model to score with: ``uri``, else the registered champion, else None."""
+    from pipeline import tracking
+    from pipeline.score import ResponseScorer
+
+    if not use:
+        return None
+    if uri is None:
+        name = response_model_name(config.tracking.model_name)
+        if tracking.champion_version(name) is None:
+            return None
+        uri = tracking.model_uri(name)
+    say(f"loading response model {uri}")
+    loaded = tracking.load_model(uri)
+    if loaded.metadata.get("kind") != "response":
+        raise DataError(f"{uri}: not a response model (it was not trained by `churn train` on campaign data)")
+    columns = list(loaded.metadata.get("input_columns") or [c for c, _ in loaded.signature_columns])
+    return ResponseScorer(model=loaded.model, version=str(loaded.version), input_columns=columns)
+
+
+def _no_response_warning(base_rate: float, config: Config) -> str:
+    """What targeting does without a response model, and the pilot that would measure the response."""
+    from pipeline.targeting import acceptance_rate, pilot_size
+
+    g = acceptance_rate(config.campaign)
+    text = (f"no response model: how subscribers respond to a retention offer is unknown, so targeting assumes a "
+            f"contact saves {g:.0%} of would-be churners (expected saves = churn probability x {g:.2f}), which "
+            f"favours the riskiest subscribers, often those a call cannot keep")
+    uplift = config.response.detectable_uplift
+    if 0 < uplift < base_rate < 1:
+        n = pilot_size(base_rate, uplift)
+        text += (f"; run a randomised pilot first: {n:,} subscribers offered and {n:,} held out detect a "
+                 f"{uplift * 100:.1f}-point drop in churn (from {base_rate:.1%}) with 80% power at 5% "
+                 f"significance; record it in the campaigns table and run `churn train` again")
+    return text
+
+
+def _campaign_id(data: str, scoring, seed: int, share: float, budget, capacity) -> str:
+    """A campaign id that the same inputs, models and settings always give (``c`` + 12 hex digits)."""
+    import hashlib
+
+    key = "|".join(str(part) for part in (_input_hash(data), scoring.version,
+                                          None if scoring.response is None else scoring.response.version,
+                                          seed, share, budget, capacity))
+    return "c" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def _release_memory(pa) -> None:
@@ -567,6 +806,87 @@ def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: 
         else:
             frame = source.to_table().to_pandas().iloc[rows].reset_index(drop=True)
     return out, rows, frame
+
+
+@dataclass
+class MeasureOutcome:
+    """What ``measure_job`` found: one row per campaign, and where it was logged."""
+
+    table: pd.DataFrame
+    run_id: str
+    scoring_runs: list[str] = field(default_factory=list)
+
+
+def campaign_effects(dataset) -> pd.DataFrame:
+    """What each randomised campaign of a response table (``campaign_dataset``) changed.
+
+    One row per campaign: its start, the sizes and churn rates of the offer and control
+    groups, the realised uplift (control churn minus offer churn) with Newcombe's 95%
+    interval (``evaluate.average_treatment_effect``), the defections it prevented among the
+    offered (``uplift x n_offer``, same interval), and the offer costs recorded for those
+    who took the offer.
+    """
+    from pipeline.evaluate import average_treatment_effect
+
+    campaign = dataset.extra["campaign_id"].to_numpy(dtype=object)
+    start = pd.Series(dataset.period).dt.date.astype(str).to_numpy(dtype=object)
+    y, t = dataset.label.to_numpy(), dataset.treatment.to_numpy()
+    cost = dataset.extra.get("offer_cost")
+    rows = []
+    for name in pd.unique(campaign):
+        at = campaign == name
+        effect = average_treatment_effect(y[at], t[at])
+        rows.append({
+            "campaign_id": str(name), "start": str(start[at][0]), "n_offer": effect.n_offer,
+            "n_control": effect.n_control, "churn_offer": effect.churn_rate_offer,
+            "churn_control": effect.churn_rate_control, "uplift": effect.estimate, "uplift_low": effect.ci_low,
+            "uplift_high": effect.ci_high, "saves": effect.estimate * effect.n_offer,
+            "saves_low": effect.ci_low * effect.n_offer, "saves_high": effect.ci_high * effect.n_offer,
+            "offer_cost_recorded": float(np.nansum(cost.to_numpy()[at & (t == 1)])) if cost is not None else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def measure_job(data: str, *, config: Config, uri: str, campaign: str | None = None, snapshot_date: str | None = None,
+                progress: Say | None = None) -> MeasureOutcome:
+    """Measure the realised uplift of the randomised campaigns in a record base; log it to MLflow.
+
+    Outcomes must be known for each campaign's whole window (``data.horizon_days`` from its
+    start): up to ``snapshot_date`` when given, else the manifest's ``simulated_until``,
+    else ``horizon_days`` after the records' snapshot.  The measurement goes to a ``measure``
+    run, and to every scoring run whose ``campaign_id`` tag names a measured campaign.
+    """
+    from pipeline import tracking
+    from pipeline.dataset import campaign_dataset
+    from pipeline.features import resolve_snapshot
+    from pipeline.records import load_records
+
+    say = _say(progress)
+    tracking.connect(uri)
+    if not is_records(data):
+        raise DataError(f"{data}: not a record folder or database URL (measuring needs the campaigns and outcomes tables)")
+    say(f"loading {data}")
+    records = load_records(data, snapshot_date=None)
+    horizon = pd.Timedelta(days=config.data.horizon_days)
+    if snapshot_date:
+        known = pd.Timestamp(snapshot_date)
+    elif records.meta.get("simulated_until"):
+        known = pd.Timestamp(records.meta["simulated_until"])
+    else:
+        known = resolve_snapshot(records, config.data.snapshot_date) + horizon
+    if campaign is not None and records.campaigns is not None:
+        wanted = records.campaigns["campaign_id"].astype(str) == campaign
+        if not wanted.any():
+            raise DataError(f"{data}: no campaign {campaign!r} in the campaigns table")
+        from dataclasses import replace
+
+        records = replace(records, campaigns=records.campaigns[wanted.to_numpy()].reset_index(drop=True))
+    last_start = (known - horizon).date().isoformat()
+    say(f"measuring campaigns that started by {last_start} (outcomes known until {known.date()})")
+    dataset = campaign_dataset(records, horizon_days=config.data.horizon_days, snapshot_date=last_start)
+    table = campaign_effects(dataset)
+    run_id, scoring_runs = tracking.log_measurement(table, config=config, uri=uri, source=str(data))
+    return MeasureOutcome(table=table, run_id=run_id, scoring_runs=scoring_runs)
 
 
 def features_job(data: str, output: str, *, config: Config, snapshot_date: str | None = None,

@@ -815,6 +815,8 @@ class _Prepared:
     hashes: np.ndarray
     probabilities: np.ndarray
     tiers: dict
+    #: Rows whose estimated uplift is negative (a contact is expected to push them out).
+    harmed: int
     loss_at_risk: float
     pool: tuple | None  # (rows worth explaining, their inputs)
     kept: pd.DataFrame
@@ -857,6 +859,8 @@ class ScoreStream:
         }
         self.rows = 0
         self.tiers = dict.fromkeys(TIERS, 0)
+        #: Subscribers whom a contact is expected to push out (negative estimated uplift).
+        self.do_not_contact = 0
         self.loss_at_risk = 0.0
         self.probabilities: list[np.ndarray] = []
         self.kept: list[pd.DataFrame] = []
@@ -900,6 +904,7 @@ class ScoreStream:
             hashes=_IdCheck.hashes(out["subscriber_id"]),
             probabilities=out["churn_probability"].to_numpy(dtype="float64").copy(),
             tiers={name: int(np.count_nonzero(tier == name)) for name in TIERS},
+            harmed=int(np.count_nonzero(out["estimated_uplift"].to_numpy(dtype="float64") < 0)),
             loss_at_risk=float(np.nansum(out["expected_loss"].to_numpy(dtype="float64")[tier != "low"])),
             pool=(out.iloc[rows].reset_index(drop=True), X) if len(rows) and self.limit else None,
             kept=_compact(out.iloc[rows].drop(columns=list(REASON_COLUMNS)), self.categories),
@@ -922,6 +927,7 @@ class ScoreStream:
         self.probabilities.append(chunk.probabilities)
         for name, count in chunk.tiers.items():
             self.tiers[name] += count
+        self.do_not_contact += chunk.harmed
         self.loss_at_risk += chunk.loss_at_risk
         if chunk.pool is not None:
             self._add_to_pool(*chunk.pool)

@@ -13,6 +13,7 @@ logged: no rows, no ids, no names; the input example is a synthetic typical row.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -476,14 +477,14 @@ def load_model(uri: str) -> LoadedModel:
 
 
 def log_scoring(*, config, uri: str, model_uri: str, version: str, summary: dict[str, Any],
-                artifacts: dict[str, Any]) -> str:
+                artifacts: dict[str, Any], tags: dict[str, str] | None = None) -> str:
     """Log a scoring run: the model used, input lineage, score distribution, list and drift summary."""
     import mlflow
 
     mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
     with mlflow.start_run(run_name="score") as run:
         mlflow.set_tags({"stage": "score", "model_uri": model_uri, "model_version": str(version),
-                         "model_name": config.tracking.model_name, "git_commit": git_commit()})
+                         "model_name": config.tracking.model_name, "git_commit": git_commit(), **(tags or {})})
         mlflow.log_params({k: v for k, v in summary.items() if isinstance(v, str)})
         mlflow.log_metrics({k: float(v) for k, v in summary.items()
                             if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)})
@@ -492,4 +493,115 @@ def log_scoring(*, config, uri: str, model_uri: str, version: str, summary: dict
                 _log_frame(payload, name)
             else:
                 mlflow.log_dict(payload, name)
+        return run.info.run_id
+
+
+def log_measurement(table: pd.DataFrame, *, config, uri: str, source: str) -> tuple[str, list[str]]:
+    """Log what campaigns realised (``jobs.campaign_effects``): a ``measure`` run, plus metrics on
+    every scoring run whose ``campaign_id`` tag names a measured campaign.  Returns the run id
+    and the ids of the scoring runs updated."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    metrics = ("uplift", "uplift_low", "uplift_high", "saves", "saves_low", "saves_high", "churn_offer",
+               "churn_control", "n_offer", "n_control")
+    experiment = experiment_id(config.tracking.experiment, uri)
+    mlflow.set_experiment(experiment_id=experiment)
+    with mlflow.start_run(run_name="measure") as run:
+        mlflow.set_tags({"stage": "measure", "git_commit": git_commit(),
+                         "campaigns": ",".join(table["campaign_id"].astype(str))})
+        for row in table.to_dict("records"):
+            prefix = f"campaign.{row['campaign_id']}."
+            mlflow.log_metrics({prefix + key: float(row[key]) for key in metrics if np.isfinite(row[key])})
+        _log_frame(table, "measure/campaigns.csv")
+    client = MlflowClient()
+    updated = []
+    for row in table.to_dict("records"):
+        found = client.search_runs([experiment], filter_string=f"tags.campaign_id = '{row['campaign_id']}'")
+        for scoring in found:
+            for key in metrics:
+                if np.isfinite(row[key]):
+                    client.log_metric(scoring.info.run_id, f"realised_{key}", float(row[key]))
+            client.set_tag(scoring.info.run_id, "measured_by", run.info.run_id)
+            updated.append(scoring.info.run_id)
+    return run.info.run_id, updated
+
+
+def log_response(result, dataset, config, *, uri: str, plots: dict[str, Path], extra_artifacts: dict[str, Any]) -> str:
+    """Log a response model's training run (params, hold-out uplift metrics, Qini and decile plots,
+    candidates, lineage, the model); return its run id.
+
+    The model is logged like the churn model (skops with the reviewed trusted types, explicit
+    pip requirements, a synthetic input example); its pyfunc ``predict`` answers each row's
+    estimated uplift.  Its metadata says ``kind = "response"``, the input columns, the
+    calibration line and what the gate needs to compare a later model on the same hold-out.
+    """
+    import warnings
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+    mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
+    model = result.model
+    trusted = check_trusted(model)
+    columns = [str(c) for c in dataset.frame.columns]
+    X = dataset.frame[columns]
+    example = example_row(X, dataset.id_column)
+    signature = infer_signature(signature_frame(X.head(1000)), model.predict(example))
+    metrics = {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)}
+    with mlflow.start_run(run_name=f"train-response-{result.learner}") as run:
+        mlflow.set_tags({
+            "stage": "train-response", "git_commit": git_commit(), "seed": str(result.seed),
+            "learner": result.learner, "base_family": result.family, "data_mode": dataset.mode,
+            "heterogeneity": str(bool(result.metrics.get("heterogeneity", 0.0))).lower(),
+            **{f"version.{k}": v for k, v in package_versions().items()},
+        })
+        mlflow.log_params({f"response.{k}": v for k, v in dataclasses.asdict(config.response).items()})
+        mlflow.log_params({"train.seed": config.train.seed, "data.horizon_days": config.data.horizon_days})
+        mlflow.log_metrics(metrics)
+        mlflow.log_metrics({f"timing.{k}": v for k, v in result.timings.items()})
+        mlflow.log_metrics({"fit_rows": result.fit_rows, "train_rows": result.train_rows})
+        from mlflow.data.meta_dataset import MetaDataset
+
+        mlflow.log_input(
+            MetaDataset(source=_dataset_source(dataset.source), name=Path(str(dataset.source)).name or "campaigns",
+                        digest=dataset.content_hash()[:16]),
+            context="training-response",
+            tags={"content_sha256": dataset.content_hash(), "rows": str(dataset.n_rows),
+                  "offered": str(int(dataset.treatment.sum())), "label_rate": f"{float(dataset.label.mean()):.6f}"},
+        )
+        for path in plots.values():
+            mlflow.log_artifact(str(path), artifact_path="plots")
+        for name, payload in extra_artifacts.items():
+            _log_frame(payload, name) if isinstance(payload, pd.DataFrame) else mlflow.log_dict(payload, name)
+        mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=trusted,
+            signature=signature,
+            input_example=signature_frame(example),
+            pip_requirements=pip_requirements(model),
+            code_paths=[str(Path(__file__).parent)],
+            pyfunc_predict_fn="predict",
+            metadata={
+                "kind": "response",
+                "mode": dataset.mode,
+                "id_column": dataset.id_column,
+                "input_columns": columns,
+                "learner": result.learner,
+                "family": result.family,
+                "calibration": {"intercept": float(model.intercept_), "slope": float(model.slope_),
+                                "centre": float(model.centre_), "heterogeneity": bool(model.heterogeneity_)},
+                "fit_rows": result.fit_rows,
+                "holdout": {
+                    "data_sha256": dataset.content_hash(),
+                    "seed": config.train.seed,
+                    "fraction": config.response.holdout_fraction,
+                    "refit_all_rows": result.fit_rows > result.train_rows,
+                    "metrics": metrics,
+                },
+            },
+        )
         return run.info.run_id
