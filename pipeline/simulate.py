@@ -1407,8 +1407,9 @@ def _write_base(folder: Path, n_subscribers: int, seed: int, sc: Scenario, chunk
                     if name not in writers:
                         path = folder / name / f"part-{part:05d}.parquet"
                         writers[name] = pq.ParquetWriter(path, table.schema, compression="zstd")
-                    if table.num_rows:
-                        writers[name].write_table(table)
+                    # Empty slices too: row group i of every table then holds the subscribers of
+                    # row group i of subscribers, which readers use to split big parts.
+                    writers[name].write_table(table)
                     rows[name] += table.num_rows
         finally:
             for writer in writers.values():

@@ -24,7 +24,7 @@ import pytest
 
 from pipeline import schema, simulate
 from pipeline.errors import ConfigError
-from pipeline.records import load_records
+from pipeline.records import iter_record_chunks, load_records
 
 TABLES = [*schema.TABLES, simulate.TRUTH]
 
@@ -583,6 +583,19 @@ def test_parts_without_pilot_members_are_empty_parts_with_the_schema(tmp_path):
     sizes = [pq.ParquetFile(part).metadata.num_rows for part in parts]
     assert len(parts) == 12 and len(schemas) == 1 and 0 in sizes and sum(sizes) > 0
     assert sum(sizes) == len(load_records(tmp_path / "b").campaigns)
+
+
+def test_every_table_has_one_row_group_per_block_of_each_part(tmp_path):
+    # Empty slices are written as empty row groups, so a reader can split a big part along
+    # the row groups of every table (here the no-breach scenario's empty breach_exposure).
+    out = tmp_path / "b"
+    simulate.generate(20_000, seed=1, scenario="no-breach", out=out)
+    for name in TABLES:
+        meta = pq.ParquetFile(out / name / "part-00000.parquet").metadata
+        assert meta.num_row_groups == 3, name
+    chunks = list(iter_record_chunks(out, chunk_subscribers=simulate.RNG_BLOCK))
+    assert [len(chunk.subscribers) for chunk in chunks] == [8192, 8192, 3616]
+    assert sum(len(chunk.campaigns) for chunk in chunks) == len(load_records(out).campaigns)
 
 
 # ------------------------------------------------------------------------------------------
