@@ -12,14 +12,22 @@ table (simple per-subscriber aggregates of records dated before the snapshot; no
 pipeline's feature module) and reports the hold-out ROC AUC and top-decile lift of a
 histogram gradient-boosting model and a plain logistic regression on the label "left
 within the horizon after the snapshot", plus the AUC of the true probabilities (the
-ceiling no model can beat)::
+ceiling no model can beat); the retention pilot's offer group is left out (the offer
+changed their outcomes, not their records)::
 
     .venv/bin/python benchmarks/generate.py --difficulty --subscribers 100000
 
 ``--facts`` prints, per scenario, the churn figures that ``docs/simulator.md`` compares with
-``breach-facts.md`` (monthly churn after the snapshot, the waiver window's outflow)::
+the public figures (monthly churn after the snapshot, the waiver window's outflow), outside
+the retention pilot's offer group::
 
     .venv/bin/python benchmarks/generate.py --facts --subscribers 100000 --seed 7
+
+``--pilot`` prints, per scenario, what the randomised retention pilot shows (group sizes,
+churn of the offer and control groups, the observed uplift with its 95% interval) next to
+the truth (the mean ``offer_response_uplift``, the share of backfire subscribers)::
+
+    .venv/bin/python benchmarks/generate.py --pilot --subscribers 100000 --seed 42
 """
 
 from __future__ import annotations
@@ -166,7 +174,9 @@ def difficulty(n: int, seed: int, scenario: str) -> dict:
     frames = simulate.simulate(n, seed=seed, scenario=scenario)
     manifest = frames["manifest"]
     x, y, categorical = quick_features(frames, manifest["snapshot_date"], manifest["horizon_days"])
-    truth = frames["truth"].set_index("subscriber_id")["true_churn_probability"].reindex(x.index)
+    truth = frames["truth"].set_index("subscriber_id").reindex(x.index)
+    not_offered = (truth["pilot_group"] != "offer").to_numpy()
+    x, y, truth = x[not_offered], y[not_offered], truth.loc[not_offered, "true_churn_probability"]
     x_train, x_test, y_train, y_test, _, truth_test = train_test_split(
         x, y, truth, test_size=0.3, random_state=seed, stratify=y)
     numeric = [c for c in x.columns if c not in categorical]
@@ -209,12 +219,13 @@ def fact_figures(n: int, seed: int, scenario: str) -> dict:
     frames = simulate.simulate(n, seed=seed, scenario=scenario)
     snapshot = pd.Timestamp(sc.snapshot_date)
     day = (frames["outcomes"]["defection_date"] - snapshot).dt.days.to_numpy(dtype=float)
-    day = np.where(np.isnan(day), np.inf, day)
+    not_offered = (frames["truth"]["pilot_group"] != "offer").to_numpy()  # the offer changed their hazard
+    day = np.where(np.isnan(day), np.inf, day)[not_offered]
     figures = {
         "scenario": scenario,
         "left_within_90_days": float(np.mean(day < 90)),
         "monthly_churn": [float(np.mean((day >= a) & (day < a + 30)) / np.mean(day >= a)) for a in (0, 30, 60)],
-        "mean_true_probability": float(frames["truth"]["true_churn_probability"].mean()),
+        "mean_true_probability": float(frames["truth"]["true_churn_probability"][not_offered].mean()),
     }
     if sc.waiver_start:
         first = (pd.Timestamp(sc.waiver_start) - snapshot).days
@@ -229,6 +240,43 @@ def fact_figures(n: int, seed: int, scenario: str) -> dict:
     return figures
 
 
+def pilot_figures(n: int, seed: int, scenario: str) -> dict:
+    """The retention pilot of a generated base: what its records show and what the truth says."""
+    import numpy as np
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT))
+    from pipeline import simulate
+
+    sc = simulate.SCENARIOS[scenario]
+    with tempfile.TemporaryDirectory() as tmp:  # written, then only three tables read: any size fits
+        simulate.generate(n, seed=seed, scenario=scenario, out=Path(tmp) / "base")
+        campaigns = pd.read_parquet(Path(tmp) / "base" / "campaigns")
+        outcomes = pd.read_parquet(Path(tmp) / "base" / "outcomes")
+        truth = pd.read_parquet(Path(tmp) / "base" / simulate.TRUTH, columns=[
+            "subscriber_id", "true_churn_probability", "offer_response_uplift", "contact_backfire"])
+    defection = outcomes.set_index("subscriber_id")["defection_date"].reindex(campaigns["subscriber_id"])
+    left = ((defection - pd.Timestamp(sc.snapshot_date)).dt.days < sc.horizon_days).to_numpy()
+    offer = (campaigns["group"] == "offer").to_numpy()
+    control = ~offer
+    pilot_truth = truth.set_index("subscriber_id").reindex(campaigns["subscriber_id"])
+    uplift = pilot_truth["offer_response_uplift"].to_numpy()
+    p = pilot_truth["true_churn_probability"].to_numpy()
+    observed = left[control].mean() - left[offer].mean()
+    se = np.sqrt(left[control].var() / control.sum() + left[offer].var() / offer.sum())
+    return {
+        "scenario": scenario, "subscribers": n, "pilot": len(campaigns), "offer": int(offer.sum()),
+        "control": int(control.sum()), "churn_offer": float(left[offer].mean()),
+        "churn_control": float(left[control].mean()), "observed_uplift": float(observed),
+        "ci95": (float(observed - 1.96 * se), float(observed + 1.96 * se)),
+        "true_p_offer": float(p[offer].mean()), "true_p_minus_u_offer": float((p - uplift)[offer].mean()),
+        "true_p_control": float(p[control].mean()), "true_uplift_offer": float(uplift[offer].mean()),
+        "backfire_share_offer": float(pilot_truth["contact_backfire"].to_numpy()[offer].mean()),
+        "accepted_share": float(campaigns.loc[offer, "accepted"].astype(bool).mean()),
+        "mean_offer_cost": float(campaigns.loc[offer, "offer_cost"].mean()),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=None,
@@ -240,12 +288,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs; the median is reported")
     parser.add_argument("--difficulty", action="store_true", help="report model AUCs instead of timing")
     parser.add_argument("--facts", action="store_true", help="report churn figures to compare with the facts")
+    parser.add_argument("--pilot", action="store_true", help="report the retention pilot against the truth")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from pipeline import simulate
 
     scenario = args.scenario or simulate.DEFAULT_SCENARIO
-    scenarios = list(simulate.SCENARIOS) if scenario == "all" or (args.facts and not args.scenario) else [scenario]
+    every = scenario == "all" or ((args.facts or args.pilot) and not args.scenario)
+    scenarios = list(simulate.SCENARIOS) if every else [scenario]
+    if args.pilot:
+        print("| scenario | pilot (offer / control) | 90-day churn offer / control | observed uplift (95% CI) "
+              "| truth: mean u (offer) | truth: p - u / p | backfire (offer) | accepted | mean credit |")
+        print("|---|---|---|---|---:|---|---:|---:|---:|")
+        for name in scenarios:
+            r = pilot_figures(args.subscribers or 100_000, args.seed, name)
+            low, high = r["ci95"]
+            print(f"| {name} | {r['pilot']:,} ({r['offer']:,} / {r['control']:,}) "
+                  f"| {r['churn_offer']:.2%} / {r['churn_control']:.2%} "
+                  f"| {r['observed_uplift']:+.2%} ({low:+.2%} to {high:+.2%}) | {r['true_uplift_offer']:+.2%} "
+                  f"| {r['true_p_minus_u_offer']:.2%} / {r['true_p_control']:.2%} | {r['backfire_share_offer']:.1%} "
+                  f"| {r['accepted_share']:.1%} | KRW {r['mean_offer_cost']:,.0f} |", flush=True)
+        return 0
     if args.facts:
         print("| scenario | left within 90 days | monthly churn, months 1-3 | waiver outflow (share of base) "
               "| x the month before | last-days share |")

@@ -5,17 +5,22 @@ subscribers, as they stand on a snapshot date some time after a breach was discl
 together with what happens to each subscriber afterwards (``outcomes``) and the ground
 truth a real operator never sees (``truth``: each subscriber's true probability of leaving
 within the horizon, how a retention offer would change it, and the hazard components).
+A randomised retention pilot on the snapshot day (``campaigns``: an offer group and a
+control group) lets a response model be learned from the records alone.
 
 The behaviour is a daily proportional-hazard model calibrated to
-``docs/simulator.md`` (which cites ``breach-facts.md`` for every figure):
+``docs/simulator.md`` (which names the source of every figure):
 
     hazard(i, day) = exp(intercept + subscriber effects(i) + random effect(i))
                      * contract multiplier(i, day)
                      * breach multiplier(i, day)
                      * waiver multiplier(i, day)
+                     * offer multiplier(i, day)
 
-The intercept is solved (on a fixed pilot sample) so that the base's average monthly churn
-without a breach equals ``Scenario.baseline_monthly_churn``.  Subscriber effects are partly
+The intercept is solved (on a fixed calibration sample) so that the base's average monthly
+churn without a breach equals ``Scenario.baseline_monthly_churn``.  The offer multiplier is
+1 except for the pilot's offer group over the horizon, where it is the very factor the
+truth's ``offer_response_uplift`` is computed with.  Subscriber effects are partly
 observable before the snapshot (tenure, contract, price, bundles, and a latent
 dissatisfaction that shows up as a usage decline, service contacts and porting inquiries)
 and partly not (a random effect), so that a good model is good but not perfect.
@@ -49,7 +54,7 @@ from pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the same arguments would produce different records.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 #: Subscribers per random-number stream (the unit of determinism, see the module docstring).
 RNG_BLOCK = 8192
 #: The scenario ``generate`` uses when none is named (and so the one ``churn demo`` shows).
@@ -60,6 +65,12 @@ TRUTH = "truth"
 _DAYS_PER_MONTH = 365.25 / 12
 _MS_PER_DAY = 86_400_000
 _NO_DAY = np.iinfo(np.int32).min  # a blank date in the internal day-offset arrays
+#: The pilot's offer is "accepted" when the subscriber is still there this many days after
+#: the contact (the bill credit goes on the next bill).
+PILOT_ACCEPTANCE_DAYS = 30
+_OFFER_KINDS = ("bill_credit",)
+# Pilot group codes: schema.CAMPAIGN_GROUPS order, -1 outside the pilot.
+_OFFER, _CONTROL, _NOT_IN_PILOT = 0, 1, -1
 
 # Plans: name, list price (KRW a month), data allowance (GB a month; inf = unlimited).
 # Prices follow the 2024-25 Korean lineups (LTE from ~KRW 25k, 5G unlimited ~KRW 89k);
@@ -283,6 +294,17 @@ class Scenario:
     backfire_share: float = 0.05
     backfire_boost: tuple[float, float] = (0.3, 1.0)
 
+    # ---- the randomised retention pilot (records: the campaigns table) -------------------
+    #: Share of the base drawn at random into a retention pilot run on the snapshot day
+    #: (0: no pilot). Assumption: big enough to learn a response model from the records.
+    pilot_share: float = 0.2
+    #: Share of the pilot given the offer; the rest is the control group, held out and not
+    #: contacted. Assumption (an even split gives the most precise uplift).
+    pilot_offer_share: float = 0.5
+    #: The offer: a bill credit of this many months of the subscriber's monthly fee. Facts:
+    #: SK Telecom's compensation, 50% off one monthly bill.
+    pilot_offer_months: float = 0.5
+
 
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
@@ -454,8 +476,9 @@ def simulate(
     Returns
     -------
     dict
-        ``{table name: pandas.DataFrame}`` for every table of ``pipeline.schema.TABLES`` and
-        ``"truth"``, plus ``"manifest"`` (a dict).
+        ``{table name: pandas.DataFrame}`` for every table of ``pipeline.schema.TABLES``
+        (``campaigns`` included: the retention pilot, empty without one) and ``"truth"``,
+        plus ``"manifest"`` (a dict).
     """
     import pyarrow as pa
 
@@ -525,12 +548,16 @@ def _check_scenario(sc: Scenario) -> Scenario:
         share("usim_replacement_share"), share("porting_intent_share"), share("winding_down_share"),
         share("backfire_share"), share("new_account_share"), share("selective_contract_share"),
         share("family_bundle_share"), share("fixed_line_bundle_share"), share("missing_share"),
+        share("pilot_share"), share("pilot_offer_share"), at_least("pilot_offer_months", 0.0),
         at_least("horizon_days", 1), at_least("simulated_days", sc.horizon_days),
         at_least("exposure_multiplier", 0.0), at_least("harmed_multiplier", 0.0),
         at_least("waiver_multiplier", 0.0), at_least("waiver_days", 0), at_least("exposure_effect_days", 0),
         (0.0 < sc.waiver_deadline_share < 1.0, f"waiver_deadline_share must be between 0 and 1 (exclusive), "
                                                f"got {sc.waiver_deadline_share!r}"),
         (sc.baseline_monthly_churn < 1.0, "baseline_monthly_churn must be below 1"),
+        (sc.pilot_share == 0 or sc.simulated_days > PILOT_ACCEPTANCE_DAYS,
+         f"simulated_days must be above {PILOT_ACCEPTANCE_DAYS} with a pilot (its offer counts as accepted when "
+         f"the subscriber stays {PILOT_ACCEPTANCE_DAYS} days), got {sc.simulated_days}"),
         (len(sc.age_effects) == len(schema.AGE_BANDS) == len(sc.age_band_shares),
          f"age_effects and age_band_shares need {len(schema.AGE_BANDS)} values ({', '.join(schema.AGE_BANDS)})"),
         (len(sc.channel_effects) == len(schema.CHANNELS) == len(sc.channel_shares),
@@ -624,6 +651,9 @@ class _Calendar:
 # Independent random streams per block, so that changing how one table is drawn does not
 # change the others.
 _STREAM_PEOPLE, _STREAM_EXPOSURE, _STREAM_OUTCOME, _STREAM_USAGE, _STREAM_CONTACTS = range(5)
+# The pilot draws its members on a stream of its own; the usage and contacts after the
+# snapshot of offer-group subscribers whose defection the offer moved, on two more.
+_STREAM_PILOT, _STREAM_OFFER_USAGE, _STREAM_OFFER_CONTACTS = range(5, 8)
 # The stream of the per-base phone-number offset (outside the block numbering).
 _PHONE_STREAM = 2**31
 
@@ -840,8 +870,8 @@ def _waiver_multiplier(level: np.ndarray, sc: Scenario, cal: _Calendar, days: np
 def _intercept(sc: Scenario) -> float:
     """Log daily hazard that makes the base's average no-breach churn the baseline.
 
-    Solved on a fixed pilot sample (independent of the user's seed) over the horizon, so
-    the intercept is the same for every base of a scenario.
+    Solved on a fixed calibration sample (independent of the user's seed) over the horizon,
+    so the intercept is the same for every base of a scenario.
     """
     rng = np.random.default_rng(np.random.SeedSequence(20250422, spawn_key=(0,)))
     people = _draw_people(rng, 4 * RNG_BLOCK, sc)
@@ -851,13 +881,36 @@ def _intercept(sc: Scenario) -> float:
     return math.log(target) - math.log(float(hazard.mean()))
 
 
+def _draw_pilot(rng: np.random.Generator, size: int, sc: Scenario) -> np.ndarray:
+    """Each subscriber's pilot group: ``_OFFER``, ``_CONTROL`` or ``_NOT_IN_PILOT``.
+
+    Members are drawn independently of everything else (a stream of their own), then split
+    at random, so the groups are comparable and the other streams are untouched.
+    """
+    member = rng.random(size) < sc.pilot_share
+    offered = rng.random(size) < sc.pilot_offer_share
+    return np.where(member, np.where(offered, _OFFER, _CONTROL), _NOT_IN_PILOT)
+
+
+def _first_crossing(cumulative: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """The first day each row's cumulative hazard reaches its threshold (``_NO_DAY``: never)."""
+    crossed = cumulative >= threshold[:, None]
+    return np.where(crossed[:, -1], np.argmax(crossed, axis=1), _NO_DAY).astype(np.int64)
+
+
+def _life_end(defection: np.ndarray, cal: _Calendar) -> np.ndarray:
+    """The first day a subscriber is no longer active: the defection day, or the simulated end."""
+    return np.where(defection != _NO_DAY, defection, cal.simulated_days)
+
+
 def _simulate_block(block: int, seed: int, sc: Scenario, cal: _Calendar) -> dict[str, dict[str, np.ndarray]]:
     """All records of one block of ``RNG_BLOCK`` subscribers, keyed by block-local index."""
     size = RNG_BLOCK
     people = _draw_people(_rng(seed, block, _STREAM_PEOPLE), size, sc)
     exposure = _draw_exposure(_rng(seed, block, _STREAM_EXPOSURE), people, sc, cal)
 
-    # Hazard, day by day over the simulated period, and the day each subscriber leaves.
+    # Hazard, day by day over the simulated period, and the day each subscriber would leave
+    # without a retention contact.
     days = np.arange(cal.simulated_days)
     base = np.exp(_intercept(sc) + _log_hazard_effects(people, sc))
     no_breach = base[:, None] * _contract_multiplier(people, sc, days)
@@ -868,10 +921,7 @@ def _simulate_block(block: int, seed: int, sc: Scenario, cal: _Calendar) -> dict
     cumulative = np.cumsum(hazard, axis=1)
     rng = _rng(seed, block, _STREAM_OUTCOME)
     threshold = rng.exponential(1.0, size)
-    crossed = cumulative >= threshold[:, None]
-    leaves = crossed[:, -1]
-    defection = np.where(leaves, np.argmax(crossed, axis=1), _NO_DAY).astype(np.int64)
-    life_end = np.where(leaves, defection, cal.simulated_days)
+    uncontacted_defection = _first_crossing(cumulative, threshold)
 
     horizon = cal.horizon_days
     cumulative_horizon = cumulative[:, horizon - 1]
@@ -891,6 +941,16 @@ def _simulate_block(block: int, seed: int, sc: Scenario, cal: _Calendar) -> dict
     uplift = probability + np.expm1(-cumulative_horizon * treated_factor)
     breach_mean = breach[:, :horizon].mean(axis=1)
 
+    # The pilot: the offer group's hazard over the horizon is multiplied by the same factor,
+    # against the same threshold, so each leaves within the horizon with probability
+    # exactly p - u; after the horizon the factor is 1.
+    group = _draw_pilot(_rng(seed, block, _STREAM_PILOT), size, sc)
+    offered = np.flatnonzero(group == _OFFER)
+    defection = uncontacted_defection.copy()
+    if offered.size:
+        factor = np.where(days < horizon, treated_factor[offered, None], 1.0)
+        defection[offered] = _first_crossing(np.cumsum(hazard[offered] * factor, axis=1), threshold[offered])
+
     truth = {
         "true_churn_probability": probability,
         "cumulative_hazard": cumulative_horizon,
@@ -908,15 +968,93 @@ def _simulate_block(block: int, seed: int, sc: Scenario, cal: _Calendar) -> dict
         "breach_concern": np.where(exposure["exposed"], people["concern"], np.nan),
         "random_effect": people["random_effect"],
         "offer_share_removed": np.where(people["backfire"], -people["backfire_boost"], removed),
+        "pilot_group": group,
+        # The churn a subscriber returns to once the breach has passed: no breach, waiver or offer.
+        "lifetime_monthly_churn": -np.expm1(-_DAYS_PER_MONTH * no_breach.mean(axis=1)),
     }
+    offer_cost = np.round(sc.pilot_offer_months * people["monthly_fee"], -1)
+    stayed = (defection == _NO_DAY) | (defection > PILOT_ACCEPTANCE_DAYS)
+    accepted = np.where(group == _OFFER, stayed.astype(np.int8), -1)
+    usage, contacts = _records_after_the_pilot(
+        seed, block, people, exposure, uncontacted_defection, defection, sc, cal)
     return {
         "subscribers": _subscriber_columns(people),
-        "usage_monthly": _usage_rows(_rng(seed, block, _STREAM_USAGE), people, exposure, defection, life_end, sc, cal),
-        "contacts": _contact_rows(_rng(seed, block, _STREAM_CONTACTS), people, exposure, defection, life_end, sc, cal),
+        "usage_monthly": _credit_bills(usage, np.where(accepted == 1, offer_cost, 0.0), cal),
+        "contacts": contacts,
         "breach_exposure": _exposure_rows(exposure, sc, cal),
         "outcomes": {"defection_date": defection},
+        "campaigns": _campaign_rows(group, offer_cost, accepted),
         "truth": truth,
         "_phone": _phone_digits(seed, block),
+    }
+
+
+def _records_after_the_pilot(seed: int, block: int, people, exposure, uncontacted_defection: np.ndarray,
+                             defection: np.ndarray, sc: Scenario, cal: _Calendar):
+    """Usage and contact rows: history as without the pilot, the future as it turned out.
+
+    Every row dated before the snapshot (and every row of a subscriber whose defection the
+    offer did not move) is what it would be without the pilot, so the history of the offer
+    and control groups is comparable by construction: the offer on day 0 cannot change what
+    happened before it.  The rows dated on or after the snapshot of subscribers whose
+    defection moved are drawn again, on streams of their own, from the new defection date.
+    """
+    life_end = _life_end(uncontacted_defection, cal)
+    usage = _usage_rows(_rng(seed, block, _STREAM_USAGE), people, exposure, uncontacted_defection, life_end, sc, cal)
+    contacts = _contact_rows(_rng(seed, block, _STREAM_CONTACTS), people, exposure, uncontacted_defection,
+                             life_end, sc, cal)
+    moved = np.flatnonzero(defection != uncontacted_defection)
+    if moved.size == 0:
+        return usage, contacts
+    people_moved, exposure_moved = _subset(people, moved), _subset(exposure, moved)
+    defection_moved = defection[moved]
+    life_end_moved = _life_end(defection_moved, cal)
+    usage_moved = _usage_rows(_rng(seed, block, _STREAM_OFFER_USAGE), people_moved, exposure_moved,
+                              defection_moved, life_end_moved, sc, cal)
+    contacts_moved = _contact_rows(_rng(seed, block, _STREAM_OFFER_CONTACTS), people_moved, exposure_moved,
+                                   defection_moved, life_end_moved, sc, cal)
+    return (_replace_future(usage, usage_moved, moved, "month"),
+            _replace_future(contacts, contacts_moved, moved, "contact_day"))
+
+
+def _subset(arrays: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-subscriber arrays (subscribers on the last axis) of the subscribers ``index``."""
+    return {name: values[..., index] for name, values in arrays.items()}
+
+
+def _replace_future(rows: dict[str, np.ndarray], future: dict[str, np.ndarray], moved: np.ndarray,
+                    date: str) -> dict[str, np.ndarray]:
+    """``rows`` with the rows of subscribers ``moved`` dated on or after day 0 replaced by ``future``'s.
+
+    ``future`` is keyed by position in ``moved``.  The result stays sorted by subscriber,
+    and by date within a subscriber (history rows come before the future ones).
+    """
+    keep = ~(np.isin(rows["_sub"], moved) & (rows[date] >= 0))
+    new = future[date] >= 0
+    merged = {name: np.concatenate([values[keep], future[name][new]]) for name, values in rows.items()}
+    merged["_sub"][keep.sum():] = moved[future["_sub"][new]]
+    order = np.argsort(merged["_sub"], kind="stable")
+    return {name: values[order] for name, values in merged.items()}
+
+
+def _credit_bills(usage: dict[str, np.ndarray], credit: np.ndarray, cal: _Calendar) -> dict[str, np.ndarray]:
+    """Take each subscriber's ``credit`` off their bill of the month after the snapshot's."""
+    following = np.searchsorted(cal.month_start_days, 0, side="right")
+    if following == len(cal.month_start_days) or not credit.any():
+        return usage
+    credited = (usage["month"] == cal.month_start_days[following]) & (credit[usage["_sub"]] > 0)
+    bill = np.where(credited, np.maximum(usage["bill_amount"] - credit[usage["_sub"]], 0.0), usage["bill_amount"])
+    return {**usage, "bill_amount": bill}
+
+
+def _campaign_rows(group: np.ndarray, offer_cost: np.ndarray, accepted: np.ndarray) -> dict[str, np.ndarray]:
+    """One row per pilot member: group, the offer's cost (0 for control) and acceptance (-1: blank)."""
+    sub = np.flatnonzero(group != _NOT_IN_PILOT)
+    return {
+        "_sub": sub,
+        "group": group[sub],
+        "offer_cost": np.where(group[sub] == _OFFER, offer_cost[sub], 0.0),
+        "accepted": accepted[sub],
     }
 
 
@@ -1199,13 +1337,27 @@ def _arrow_tables(arrays: dict[str, Any], first: int, cal: _Calendar, id_width: 
         "subscriber_id": ids,
         "defection_date": _dates(arrays["outcomes"]["defection_date"], cal),
     }
+    pilot = arrays["campaigns"]
+    pilot_rows = len(pilot["_sub"])
+    campaigns = {
+        "subscriber_id": row_ids(pilot["_sub"]),
+        "campaign_id": pa.array([f"pilot-{cal.iso(0)}"] * pilot_rows, type=pa.string()),
+        "contact_date": _dates(np.zeros(pilot_rows, dtype=np.int64), cal),
+        "group": _categories(pilot["group"], schema.CAMPAIGN_GROUPS),
+        "offer_kind": _categories(np.where(pilot["group"] == _OFFER, 0, -1), _OFFER_KINDS),
+        "offer_cost": pa.array(pilot["offer_cost"], type=pa.float64()),
+        "accepted": pa.array(pilot["accepted"] == 1, mask=pilot["accepted"] < 0, type=pa.bool_()),
+    }
     truth = {"subscriber_id": ids}
     for name, values in arrays["truth"].items():
-        truth[name] = pa.array(values, from_pandas=True)
+        if name == "pilot_group":
+            truth[name] = _categories(values, schema.CAMPAIGN_GROUPS)
+        else:
+            truth[name] = pa.array(values, from_pandas=True)
 
     tables = {
         "subscribers": subscribers, "usage_monthly": usage_monthly, "contacts": contacts,
-        "breach_exposure": breach_exposure, "outcomes": outcomes,
+        "breach_exposure": breach_exposure, "outcomes": outcomes, "campaigns": campaigns,
     }
     result = {}
     for name, columns in tables.items():
@@ -1255,8 +1407,9 @@ def _write_base(folder: Path, n_subscribers: int, seed: int, sc: Scenario, chunk
                     if name not in writers:
                         path = folder / name / f"part-{part:05d}.parquet"
                         writers[name] = pq.ParquetWriter(path, table.schema, compression="zstd")
-                    if table.num_rows:
-                        writers[name].write_table(table)
+                    # Empty slices too: row group i of every table then holds the subscribers of
+                    # row group i of subscribers, which readers use to split big parts.
+                    writers[name].write_table(table)
                     rows[name] += table.num_rows
         finally:
             for writer in writers.values():
