@@ -38,6 +38,7 @@ MIN_GROUP_ROWS = 20
 EXCLUDED_OFFERED_IN_HORIZON = "made a retention offer within the outcome window (outcome reflects the offer)"
 EXCLUDED_CAMPAIGN_AFTER_SNAPSHOT = "campaign starts after the snapshot (outcome window not observed yet)"
 EXCLUDED_INACTIVE_AT_CAMPAIGN_START = "not an active subscriber at the campaign start"
+EXCLUDED_NOT_RANDOMISED = "campaign without both an offer and a control group (not randomised: says nothing about the response)"
 EXCLUDED_TREATED = "in the offer group (treated): outcome reflects the offer"
 EXCLUDED_NO_EXPERIMENT = "in no experiment (treatment unknown)"
 
@@ -496,8 +497,9 @@ def campaign_dataset(records, *, horizon_days: int, snapshot_date=None) -> Datas
     ------
     DataError
         No campaigns table, no campaign row usable (empty table, every campaign after the
-        snapshot, no subscriber active at its campaign's start), a campaign with only one
-        group, or no outcomes table.
+        snapshot or without a control group, no subscriber active at its campaign's start),
+        or no outcomes table.  Campaigns with only one group (ordinary offers, not
+        experiments) are left out and counted in ``excluded``.
     """
     from pipeline import features
 
@@ -524,7 +526,12 @@ def campaign_dataset(records, *, horizon_days: int, snapshot_date=None) -> Datas
         raise _no_campaign(source, f"every campaign starts after the snapshot {snapshot.date()} (the first on {first})")
 
     group = features._texts(campaigns["group"]).reset_index(drop=True)
-    _check_both_groups(campaign, group, observed, source)
+    randomised = _randomised(campaign, group)
+    if (observed & ~randomised).any():
+        excluded[EXCLUDED_NOT_RANDOMISED] = int((observed & ~randomised).sum())
+    observed &= randomised
+    if not observed.any():
+        raise _no_campaign(source, "no campaign started by the snapshot has both an offer and a control group")
 
     rows = np.flatnonzero(observed)
     rows = rows[np.argsort(start[rows], kind="stable")]
@@ -556,19 +563,12 @@ def campaign_dataset(records, *, horizon_days: int, snapshot_date=None) -> Datas
     return dataset
 
 
-def _check_both_groups(campaign: pd.Series, group: pd.Series, observed: np.ndarray, source: str) -> None:
-    """Every observed campaign has offer and control rows (a randomised campaign needs its control group)."""
-    frame = pd.DataFrame({"campaign": campaign, "group": group})[observed]
-    groups = frame.groupby("campaign", sort=False)["group"].agg(lambda values: frozenset(values.dropna()))
-    lacking = [name for name, seen in groups.items() if not {"offer", "control"} <= seen]
-    if lacking:
-        name = lacking[0]
-        positions = np.flatnonzero((campaign == name).to_numpy(dtype=bool) & observed)
-        only = "/".join(sorted(groups[name])) or "blank"
-        raise DataError(
-            f"{source}: campaigns.group: campaign '{name}' ({first_rows(positions)}) has only {only} rows "
-            "(expected offer and control rows in each campaign: a response is learned against the control group)"
-        )
+def _randomised(campaign: pd.Series, group: pd.Series) -> np.ndarray:
+    """Rows of campaigns with both an offer and a control group: the only ones a response can be learned from."""
+    frame = pd.DataFrame({"campaign": campaign, "group": group})
+    groups = frame.groupby("campaign", sort=False, dropna=False)["group"].agg(lambda values: frozenset(values.dropna()))
+    both = {name for name, seen in groups.items() if {"offer", "control"} <= seen}
+    return campaign.isin(both).to_numpy()
 
 
 def _take(dataset: Dataset, positions: np.ndarray) -> Dataset:

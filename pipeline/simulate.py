@@ -68,7 +68,7 @@ _NO_DAY = np.iinfo(np.int32).min  # a blank date in the internal day-offset arra
 #: The pilot's offer is "accepted" when the subscriber is still there this many days after
 #: the contact (the bill credit goes on the next bill).
 PILOT_ACCEPTANCE_DAYS = 30
-_OFFER_KINDS = ("bill_credit",)
+_OFFER_KINDS = ("bill_credit", "data_bonus")
 # Pilot group codes: schema.CAMPAIGN_GROUPS order, -1 outside the pilot.
 _OFFER, _CONTROL, _NOT_IN_PILOT = 0, 1, -1
 
@@ -304,6 +304,24 @@ class Scenario:
     #: The offer: a bill credit of this many months of the subscriber's monthly fee. Facts:
     #: SK Telecom's compensation, 50% off one monthly bill.
     pilot_offer_months: float = 0.5
+
+    # ---- a past promotion (records: the campaigns table, offers without a control group) ----
+    #: Share of the base offered a promotion (a data bonus) ``promo_days_before`` days before
+    #: the snapshot, at random and with no control group (an ordinary marketing offer, not an
+    #: experiment); 0: none. Assumption.
+    promo_share: float = 0.4
+    promo_days_before: int = 180
+    #: Its cost to the operator when taken, in months of the monthly fee. Assumption.
+    promo_cost_months: float = 0.1
+    #: Log-odds of taking the promotion for an average subscriber, and per standard
+    #: deviation of persuadability: the "deal-prone" take offers of every kind, so a taken
+    #: promotion is a trace, in the records, of how a subscriber will answer a retention
+    #: offer (deal proneness: Blattberg, Buesing, Peacock and Sen 1978, Journal of Marketing
+    #: Research 15(3); Lichtenstein, Netemeyer and Burton 1995, Journal of Consumer Research
+    #: 22(3)). Assumption for the sizes: a trace, not a reading (about 38% take it; 62% of
+    #: those one standard deviation above average, 16% of those one below).
+    promo_acceptance_log_odds: float = -0.5
+    deal_proneness_loading: float = 1.0
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -549,6 +567,9 @@ def _check_scenario(sc: Scenario) -> Scenario:
         share("backfire_share"), share("new_account_share"), share("selective_contract_share"),
         share("family_bundle_share"), share("fixed_line_bundle_share"), share("missing_share"),
         share("pilot_share"), share("pilot_offer_share"), at_least("pilot_offer_months", 0.0),
+        share("promo_share"), at_least("promo_cost_months", 0.0), at_least("deal_proneness_loading", 0.0),
+        (1 <= sc.promo_days_before <= 365, f"promo_days_before must be between 1 and 365 (the records' history), "
+                                           f"got {sc.promo_days_before!r}"),
         at_least("horizon_days", 1), at_least("simulated_days", sc.horizon_days),
         at_least("exposure_multiplier", 0.0), at_least("harmed_multiplier", 0.0),
         at_least("waiver_multiplier", 0.0), at_least("waiver_days", 0), at_least("exposure_effect_days", 0),
@@ -654,6 +675,8 @@ _STREAM_PEOPLE, _STREAM_EXPOSURE, _STREAM_OUTCOME, _STREAM_USAGE, _STREAM_CONTAC
 # The pilot draws its members on a stream of its own; the usage and contacts after the
 # snapshot of offer-group subscribers whose defection the offer moved, on two more.
 _STREAM_PILOT, _STREAM_OFFER_USAGE, _STREAM_OFFER_CONTACTS = range(5, 8)
+# The past promotion draws who got it and who took it on a stream of its own.
+_STREAM_PROMO = 8
 # The stream of the per-base phone-number offset (outside the block numbering).
 _PHONE_STREAM = 2**31
 
@@ -968,6 +991,9 @@ def _simulate_block(block: int, seed: int, sc: Scenario, cal: _Calendar) -> dict
         "breach_concern": np.where(exposure["exposed"], people["concern"], np.nan),
         "random_effect": people["random_effect"],
         "offer_share_removed": np.where(people["backfire"], -people["backfire_boost"], removed),
+        # The latent trait behind the response to offers (log scale, mean 0): unobservable,
+        # except through a taken past promotion (deal proneness).
+        "persuadability": people["persuadability"],
         "pilot_group": group,
         # The churn a subscriber returns to once the breach has passed: no breach, waiver or offer.
         "lifetime_monthly_churn": -np.expm1(-_DAYS_PER_MONTH * no_breach.mean(axis=1)),
@@ -983,7 +1009,8 @@ def _simulate_block(block: int, seed: int, sc: Scenario, cal: _Calendar) -> dict
         "contacts": contacts,
         "breach_exposure": _exposure_rows(exposure, sc, cal),
         "outcomes": {"defection_date": defection},
-        "campaigns": _campaign_rows(group, offer_cost, accepted),
+        "campaigns": _campaign_rows(group, offer_cost, accepted,
+                                    _draw_promotion(_rng(seed, block, _STREAM_PROMO), people, sc)),
         "truth": truth,
         "_phone": _phone_digits(seed, block),
     }
@@ -1047,15 +1074,37 @@ def _credit_bills(usage: dict[str, np.ndarray], credit: np.ndarray, cal: _Calend
     return {**usage, "bill_amount": bill}
 
 
-def _campaign_rows(group: np.ndarray, offer_cost: np.ndarray, accepted: np.ndarray) -> dict[str, np.ndarray]:
-    """One row per pilot member: group, the offer's cost (0 for control) and acceptance (-1: blank)."""
-    sub = np.flatnonzero(group != _NOT_IN_PILOT)
-    return {
+def _draw_promotion(rng: np.random.Generator, people: dict[str, np.ndarray], sc: Scenario) -> dict[str, np.ndarray]:
+    """Who was offered the past promotion (active on its day) and who took it (deal-prone ones more often)."""
+    size = len(people["tenure"])
+    day = -int(sc.promo_days_before)
+    offered = (rng.random(size) < sc.promo_share) & (people["activation"] < day)
+    z = people["persuadability"] / sc.persuadability_sd if sc.persuadability_sd > 0 else np.zeros(size)
+    taken = rng.random(size) < 1.0 / (1.0 + np.exp(-(sc.promo_acceptance_log_odds + sc.deal_proneness_loading * z)))
+    return {"offered": offered, "accepted": taken, "day": day,
+            "cost": np.round(sc.promo_cost_months * people["monthly_fee"], -1)}
+
+
+def _campaign_rows(group: np.ndarray, offer_cost: np.ndarray, accepted: np.ndarray,
+                   promotion: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Campaign rows, sorted by subscriber then date: the past promotion's offers, then the pilot's members.
+
+    ``campaign`` is 0 for the promotion and 1 for the pilot; ``accepted`` -1 is blank.
+    """
+    promo = np.flatnonzero(promotion["offered"])
+    pilot = np.flatnonzero(group != _NOT_IN_PILOT)
+    sub = np.concatenate([promo, pilot])
+    rows = {
         "_sub": sub,
-        "group": group[sub],
-        "offer_cost": np.where(group[sub] == _OFFER, offer_cost[sub], 0.0),
-        "accepted": accepted[sub],
+        "campaign": np.concatenate([np.zeros(promo.size, np.int8), np.ones(pilot.size, np.int8)]),
+        "day": np.concatenate([np.full(promo.size, promotion["day"], np.int64), np.zeros(pilot.size, np.int64)]),
+        "group": np.concatenate([np.full(promo.size, _OFFER), group[pilot]]),
+        "offer_kind": np.concatenate([np.full(promo.size, 1), np.where(group[pilot] == _OFFER, 0, -1)]),
+        "offer_cost": np.concatenate([promotion["cost"][promo], np.where(group[pilot] == _OFFER, offer_cost[pilot], 0.0)]),
+        "accepted": np.concatenate([promotion["accepted"][promo].astype(np.int8), accepted[pilot]]),
     }
+    order = np.lexsort((rows["day"], sub))
+    return {name: values[order] for name, values in rows.items()}
 
 
 def _subscriber_columns(people: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -1337,16 +1386,18 @@ def _arrow_tables(arrays: dict[str, Any], first: int, cal: _Calendar, id_width: 
         "subscriber_id": ids,
         "defection_date": _dates(arrays["outcomes"]["defection_date"], cal),
     }
-    pilot = arrays["campaigns"]
-    pilot_rows = len(pilot["_sub"])
+    rows = arrays["campaigns"]
+    promo_days = rows["day"][rows["campaign"] == 0]
+    names = np.array([f"promo-{cal.iso(int(promo_days[0]))}" if promo_days.size else "", f"pilot-{cal.iso(0)}"],
+                     dtype=object)
     campaigns = {
-        "subscriber_id": row_ids(pilot["_sub"]),
-        "campaign_id": pa.array([f"pilot-{cal.iso(0)}"] * pilot_rows, type=pa.string()),
-        "contact_date": _dates(np.zeros(pilot_rows, dtype=np.int64), cal),
-        "group": _categories(pilot["group"], schema.CAMPAIGN_GROUPS),
-        "offer_kind": _categories(np.where(pilot["group"] == _OFFER, 0, -1), _OFFER_KINDS),
-        "offer_cost": pa.array(pilot["offer_cost"], type=pa.float64()),
-        "accepted": pa.array(pilot["accepted"] == 1, mask=pilot["accepted"] < 0, type=pa.bool_()),
+        "subscriber_id": row_ids(rows["_sub"]),
+        "campaign_id": pa.array(names[rows["campaign"]].tolist(), type=pa.string()),
+        "contact_date": _dates(rows["day"], cal),
+        "group": _categories(rows["group"], schema.CAMPAIGN_GROUPS),
+        "offer_kind": _categories(rows["offer_kind"], _OFFER_KINDS),
+        "offer_cost": pa.array(rows["offer_cost"], type=pa.float64()),
+        "accepted": pa.array(rows["accepted"] == 1, mask=rows["accepted"] < 0, type=pa.bool_()),
     }
     truth = {"subscriber_id": ids}
     for name, values in arrays["truth"].items():

@@ -17,6 +17,7 @@ import pytest
 from pandas.testing import assert_frame_equal, assert_series_equal
 
 from pipeline.dataset import (
+    EXCLUDED_NOT_RANDOMISED,
     EXCLUDED_CAMPAIGN_AFTER_SNAPSHOT,
     EXCLUDED_INACTIVE_AT_CAMPAIGN_START,
     EXCLUDED_NO_EXPERIMENT,
@@ -155,14 +156,21 @@ def test_campaign_dataset_needs_an_active_subscriber(records):
         campaign_dataset(replace(records, campaigns=gone), horizon_days=90)
 
 
-def test_campaign_dataset_refuses_a_campaign_with_one_group(records):
+def test_campaign_dataset_leaves_out_a_campaign_with_one_group(records):
+    # An ordinary offer (no control group) says nothing about the response: its rows are
+    # left out and counted; with no randomised campaign left, there is nothing to learn.
     campaigns = records.campaigns.copy()
     campaigns.loc[campaigns["campaign_id"] == "C1-spring", "group"] = "offer"
     campaigns["accepted"] = campaigns["accepted"].where(campaigns["group"] == "offer")
+    whole = campaign_dataset(records, horizon_days=90)
+    part = campaign_dataset(replace(records, campaigns=campaigns), horizon_days=90)
+    assert part.excluded[EXCLUDED_NOT_RANDOMISED] == 5
+    assert set(part.extra["campaign_id"]) == set(whole.extra["campaign_id"]) - {"C1-spring"}
+    only_offers = records.campaigns.assign(group="offer", accepted=records.campaigns["accepted"].fillna(False))
     with pytest.raises(DataError, match=exactly(
-            f"{FIXTURE}: campaigns.group: campaign 'C1-spring' (rows 3, 4, 5, 6, 7) has only offer rows "
-            "(expected offer and control rows in each campaign: a response is learned against the control group)")):
-        campaign_dataset(replace(records, campaigns=campaigns), horizon_days=90)
+            f"{FIXTURE}: no randomised campaign to learn a response from: no campaign started by the snapshot "
+            "has both an offer and a control group")):
+        campaign_dataset(replace(records, campaigns=only_offers), horizon_days=90)
     # A one-group campaign after the snapshot is skipped, not refused.
     late = records.campaigns.assign(group=records.campaigns["group"].mask(
         records.campaigns["campaign_id"] == "C4-newyear", "control"))

@@ -406,9 +406,16 @@ PILOT = dataclasses.replace(simulate.SCENARIOS["usim-whole-base"], name="pilot",
                             baseline_monthly_churn=0.03)
 
 
-def _without_pilot(scenario: str | simulate.Scenario) -> simulate.Scenario:
+def _without_pilot(scenario: str | simulate.Scenario, *, promotion: bool = False) -> simulate.Scenario:
     scenario = simulate.resolve_scenario(scenario)
-    return dataclasses.replace(scenario, name=f"{scenario.name}-no-pilot", pilot_share=0.0)
+    return dataclasses.replace(scenario, name=f"{scenario.name}-no-pilot", pilot_share=0.0,
+                               promo_share=scenario.promo_share if promotion else 0.0)
+
+
+def _pilot_rows(frames: dict) -> pd.DataFrame:
+    """The campaign rows of the retention pilot (not the past promotion)."""
+    campaigns = frames["campaigns"]
+    return campaigns[campaigns["campaign_id"].str.startswith("pilot-")].reset_index(drop=True)
 
 
 def _groups(frames: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -443,7 +450,7 @@ def test_pilot_membership_and_group_do_not_depend_on_risk(usim):
 
 
 def test_campaign_rows_describe_the_pilot(usim):
-    campaigns, subs, truth = usim["campaigns"], usim["subscribers"], usim["truth"]
+    campaigns, subs, truth = _pilot_rows(usim), usim["subscribers"], usim["truth"]
     assert tuple(campaigns.columns) == schema.CAMPAIGNS.names
     pilot = truth.loc[truth["pilot_group"].notna(), ["subscriber_id", "pilot_group"]].reset_index(drop=True)
     # One row per pilot member, sorted by id, with the truth's group.
@@ -470,7 +477,7 @@ def test_the_pilot_changes_only_the_offer_groups_future():
     # history is untouched (the offer cannot change what came before it), and accepted
     # offers whose defection did not move differ only by the credit on the next bill.
     with_pilot = simulate.simulate(20_000, seed=3, scenario="usim-whole-base")
-    without = simulate.simulate(20_000, seed=3, scenario=_without_pilot("usim-whole-base"))
+    without = simulate.simulate(20_000, seed=3, scenario=_without_pilot("usim-whole-base", promotion=True))
     offer, _ = _groups(with_pilot)
     offered = with_pilot["truth"]["subscriber_id"][offer]
     snapshot = pd.Timestamp("2025-05-01")
@@ -478,7 +485,9 @@ def test_the_pilot_changes_only_the_offer_groups_future():
         pd.testing.assert_frame_equal(with_pilot[name], without[name], obj=name)
     pd.testing.assert_frame_equal(with_pilot["truth"].drop(columns="pilot_group"),
                                   without["truth"].drop(columns="pilot_group"))
-    assert without["truth"]["pilot_group"].isna().all() and len(without["campaigns"]) == 0
+    assert without["truth"]["pilot_group"].isna().all() and len(_pilot_rows(without)) == 0
+    pd.testing.assert_frame_equal(with_pilot["campaigns"][~with_pilot["campaigns"]["campaign_id"].str.startswith("pilot-")]
+                                  .reset_index(drop=True), without["campaigns"], check_dtype=False)
     after, before = with_pilot["outcomes"]["defection_date"], without["outcomes"]["defection_date"]
     moved = ~((after == before) | (after.isna() & before.isna())).to_numpy()
     assert moved.sum() > 50 and not (moved & ~offer).any()
@@ -487,7 +496,7 @@ def test_the_pilot_changes_only_the_offer_groups_future():
             return frame[~(frame["subscriber_id"].isin(offered) & (frame[date] >= snapshot))].reset_index(drop=True)
         pd.testing.assert_frame_equal(unchanged(with_pilot[name]), unchanged(without[name]), obj=name)
     # The credit: half a monthly fee off the June bill of each accepted offer whose defection stayed put.
-    campaigns = with_pilot["campaigns"].set_index("subscriber_id")
+    campaigns = _pilot_rows(with_pilot).set_index("subscriber_id")
     credited = campaigns.index[(campaigns["group"] == "offer") & (campaigns["accepted"] == True)]  # noqa: E712
     credited = credited.difference(with_pilot["outcomes"]["subscriber_id"][moved])
     june = [frame[(frame["month"] == pd.Timestamp("2025-06-01")) & frame["subscriber_id"].isin(credited)]
@@ -563,6 +572,31 @@ def test_lifetime_monthly_churn_is_the_no_breach_hazard_without_the_contract_sch
     # Across the base it is the baseline the scenario sets (0.8%), within 15% (the baseline
     # is solved over the horizon, this is the mean over the 180 simulated days).
     assert truth["lifetime_monthly_churn"].mean() == pytest.approx(0.008, rel=0.15)
+
+
+def test_a_past_promotion_leaves_a_trace_of_deal_proneness():
+    # 40% of the subscribers active 180 days before the snapshot were offered a data bonus,
+    # with no control group; the deal-prone (persuadable) took it more often, so a taken
+    # promotion tells the records something about the response to a retention offer.
+    frames = simulate.simulate(30_000, seed=8, scenario="usim-whole-base")
+    campaigns, subs, truth = frames["campaigns"], frames["subscribers"], frames["truth"]
+    promo = campaigns[campaigns["campaign_id"] == "promo-2024-11-02"].set_index("subscriber_id")
+    assert len(promo) + len(_pilot_rows(frames)) == len(campaigns)
+    assert promo.index.is_unique and (promo["group"] == "offer").all() and (promo["offer_kind"] == "data_bonus").all()
+    assert (promo["contact_date"] == pd.Timestamp("2024-11-02")).all() and promo["accepted"].notna().all()
+    fee = subs.set_index("subscriber_id")["monthly_fee"]
+    assert np.array_equal(promo["offer_cost"].to_numpy(), np.round(0.1 * fee.loc[promo.index].to_numpy(), -1))
+    active = subs.set_index("subscriber_id")["activation_date"] < pd.Timestamp("2024-11-02")
+    assert active.loc[promo.index].all()
+    assert promo.shape[0] / active.sum() == pytest.approx(0.4, abs=0.015)
+    z = truth.set_index("subscriber_id")["persuadability"] / 0.7
+    taken = promo["accepted"].astype(bool)
+    assert taken.mean() == pytest.approx(0.39, abs=0.02)
+    assert z.loc[taken.index[taken]].mean() > 0.3 > 0 > -0.1 > z.loc[taken.index[~taken]].mean()
+    # Rows are sorted by subscriber, then date: the promotion before the pilot.
+    assert campaigns["subscriber_id"].is_monotonic_increasing
+    both = campaigns[campaigns["subscriber_id"].duplicated(keep=False)]
+    assert len(both) > 0 and (both.groupby("subscriber_id")["contact_date"].apply(lambda d: d.is_monotonic_increasing)).all()
 
 
 def test_no_pilot_gives_an_empty_campaigns_table(tmp_path):
