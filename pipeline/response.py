@@ -84,6 +84,8 @@ class ResponseConfig:
     max_slope: float = 1.5
     #: One-sided level at which the calibration slope must be positive to use the score;
     #: otherwise no heterogeneity is detected and the model predicts the average effect.
+    #: Divided by the number of candidates (Bonferroni): the chosen one won a comparison on the
+    #: same out-of-fold scores, and a noise winner must not pass as heterogeneity.
     significance: float = 0.05
     #: Bins of the hold-out table of observed against predicted uplift.
     n_bins: int = 10
@@ -595,7 +597,8 @@ def train_response(
        stratified by treatment and outcome, seeded): the Qini coefficient on each fold.  The
        simplest candidate within one standard error of the best mean is kept; simpler is
        logistic before boosting, then class transformation, two-model, X-learner.
-    3. Its out-of-fold raw scores give the calibration line (:class:`ResponseModel`); it is
+    3. Its out-of-fold raw scores give the calibration line (:class:`ResponseModel`; the slope
+       must be positive at ``significance`` divided by the number of candidates); it is
        fit on the training rows and evaluated on the hold-out; then (``refit_all_rows``) fit
        again on every row, with the same line.
 
@@ -699,8 +702,9 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
 
     # Calibration on the out-of-fold scores of the training rows, then the fit without the hold-out.
     t0 = time.perf_counter()
+    significance = config.significance / len(order)
     calibrated = ResponseModel(chosen, cv=config.cv_folds, max_slope=config.max_slope,
-                               significance=config.significance, random_state=seed)
+                               significance=significance, random_state=seed)
     calibrated.fit_map(oof, t_train, y_train)
     say(f"calibration of {chosen_key}: slope {calibrated.raw_slope_:.3f} (se {calibrated.slope_se_:.3f}), "
         + ("heterogeneity detected" if calibrated.heterogeneity_ else "no heterogeneity detected: the average effect for all"))
@@ -716,6 +720,10 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
     metrics = evaluate.uplift_metrics(y_holdout, t_holdout, uplift_holdout, risk=risk_holdout, n_bins=config.n_bins)
     metrics["qini_coefficient_raw"] = evaluate.qini_coefficient(y_holdout, t_holdout, raw_holdout)
     metrics["auuc_raw"] = evaluate.auuc(y_holdout, t_holdout, raw_holdout)
+    # Does the raw score's link to the effect replicate on rows selection never saw?
+    replication = evaluate.uplift_calibration(y_holdout, t_holdout, raw_holdout)
+    metrics["holdout_raw_slope"] = replication.slope
+    metrics["holdout_raw_slope_p_value"] = replication.slope_p_value
     chosen_row = candidates.set_index("candidate").loc[chosen_key]
     metrics.update({
         "cv_qini": float(chosen_row["qini"]),
@@ -725,6 +733,7 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
         "blp_slope": float(calibrated.slope_),
         "blp_slope_se": float(calibrated.slope_se_),
         "blp_slope_p_value": float(calibrated.slope_p_value_),
+        "blp_significance": float(significance),
         "heterogeneity": float(calibrated.heterogeneity_),
         "propensity": float(t_train.mean()),
         "train_rows": float(len(train_idx)),
