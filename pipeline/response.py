@@ -43,9 +43,10 @@ from pipeline.errors import ConfigError, DataError, ModelError
 
 log = logging.getLogger(__name__)
 
-#: Learners, simplest first (the order the one-standard-error rule prefers): one model of a
-#: transformed label, one model per group, then per-group outcome and effect models.
-LEARNERS = ("class_transformation", "two_model", "x_learner")
+#: Learners, simplest first (the order the one-standard-error rule prefers), by the modelling
+#: steps beyond a plain churn classifier: two of them (one per group); one classifier of a
+#: transformed, reweighted label; four models in two stages (outcomes, then imputed effects).
+LEARNERS = ("two_model", "class_transformation", "x_learner")
 
 #: Base families, simplest first: linear before boosted trees.
 BASE_FAMILIES = ("logistic", "hist_gradient_boosting")
@@ -75,18 +76,23 @@ class ResponseConfig:
     holdout_fraction: float = 0.25
     #: Folds of the cross-validated Qini coefficient (stratified by treatment and outcome).
     cv_folds: int = 5
-    #: Learners tried: ``class_transformation``, ``two_model``, ``x_learner``.
-    learners: tuple[str, ...] = ("two_model", "x_learner", "class_transformation")
-    #: Base families tried with each learner: ``logistic``, ``hist_gradient_boosting``.
-    families: tuple[str, ...] = ("logistic", "hist_gradient_boosting")
+    #: Learners tried: ``two_model``, ``class_transformation``, ``x_learner``.
+    learners: tuple[str, ...] = ("two_model", "class_transformation", "x_learner")
+    #: Base families tried with each learner: ``logistic``, ``hist_gradient_boosting``.  Boosting
+    #: is off by default: on the simulator it ranked no better and took 2-4 times as long
+    #: (``benchmarks/uplift_learners.py``).
+    families: tuple[str, ...] = ("logistic",)
     #: Largest calibration slope kept (slopes above it are clipped: a score that needs
     #: stretching more is mostly noise).
     max_slope: float = 1.5
     #: One-sided level at which the calibration slope must be positive to use the score;
     #: otherwise no heterogeneity is detected and the model predicts the average effect.
     #: Divided by the number of candidates (Bonferroni): the chosen one won a comparison on the
-    #: same out-of-fold scores, and a noise winner must not pass as heterogeneity.
-    significance: float = 0.05
+    #: same out-of-fold scores, and a noise winner must not pass as heterogeneity.  Strict
+    #: because errors cost unequally: a false detection turns noise into a calling list (on the
+    #: simulator such lists lost KRW 20-105M per 100,000 subscribers), a missed one forgoes at
+    #: most the perfect list's gain (KRW 5.5M there).
+    significance: float = 0.01
     #: Bins of the hold-out table of observed against predicted uplift.
     n_bins: int = 10
     #: Refit the chosen learner on every row (hold-out included) for the returned model; the
@@ -450,7 +456,7 @@ class ResponseModel(BaseEstimator):
         Share of the calibration rows offered.
     """
 
-    def __init__(self, learner=None, cv=5, max_slope=1.5, significance=0.05, random_state=0):
+    def __init__(self, learner=None, cv=5, max_slope=1.5, significance=0.01, random_state=0):
         self.learner = learner
         self.cv = cv
         self.max_slope = max_slope
@@ -557,7 +563,7 @@ class ResponseResult:
 
 
 def _candidate_order(config: ResponseConfig) -> list[tuple[str, str]]:
-    """The candidates, simplest first: logistic before boosting, then ``LEARNERS``' order."""
+    """The candidates, simplest first: logistic before boosting, then in ``LEARNERS``' order."""
     for name in config.learners:
         if name not in LEARNERS:
             raise ConfigError(f"unknown response learner {name!r} in response.learners; expected one of {', '.join(LEARNERS)}")
@@ -596,7 +602,7 @@ def train_response(
     2. Every learner x base family of ``config`` is cross-validated on the rest (folds
        stratified by treatment and outcome, seeded): the Qini coefficient on each fold.  The
        simplest candidate within one standard error of the best mean is kept; simpler is
-       logistic before boosting, then class transformation, two-model, X-learner.
+       logistic before boosting, then two-model, class transformation, X-learner.
     3. Its out-of-fold raw scores give the calibration line (:class:`ResponseModel`; the slope
        must be positive at ``significance`` divided by the number of candidates); it is
        fit on the training rows and evaluated on the hold-out; then (``refit_all_rows``) fit

@@ -119,7 +119,7 @@ def _known_slope_case(n=100_000, seed=1):
 
 def test_response_model_calibration_recovers_a_known_slope():
     raw, t, y = _known_slope_case()
-    model = ResponseModel(significance=0.05).fit_map(raw, t, y)
+    model = ResponseModel().fit_map(raw, t, y)
     assert abs(model.raw_slope_ - 0.08) < 3 * model.slope_se_
     assert model.heterogeneity_ and model.slope_ == model.raw_slope_
     assert model.intercept_ == pytest.approx(0.04, abs=3 * model.intercept_se_)
@@ -205,9 +205,10 @@ def test_one_standard_error_rule_prefers_the_simpler_candidate():
     })
     assert response._select(table) == "two_model/logistic"
     assert response._select(table.assign(qini_se=[0.01, 0.05, 0.05])) == "x_learner/hist_gradient_boosting"
-    order = response._candidate_order(ResponseConfig())
-    assert order[:3] == [("class_transformation", "logistic"), ("two_model", "logistic"), ("x_learner", "logistic")]
-    assert order[3][1] == "hist_gradient_boosting"
+    order = response._candidate_order(ResponseConfig(families=("hist_gradient_boosting", "logistic")))
+    assert order[:3] == [("two_model", "logistic"), ("class_transformation", "logistic"), ("x_learner", "logistic")]
+    assert order[3:] == [("two_model", "hist_gradient_boosting"), ("class_transformation", "hist_gradient_boosting"),
+                         ("x_learner", "hist_gradient_boosting")]
 
 
 class _Recording(TwoModelUplift):
