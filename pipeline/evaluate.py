@@ -1066,3 +1066,521 @@ __all__ = [
     "top_decile_lift",
     "value_captured_at",
 ]
+
+
+# ======================================================================================
+# Uplift (response) evaluation: from here to the end of the module
+# ======================================================================================
+#
+# Conventions.  ``y`` is 1 when the subscriber churned within the horizon; ``treatment`` is 1
+# for the offer group (contacted) and 0 for the randomised control group; a score is a
+# predicted uplift, ``P(churn | control) - P(churn | offer)``: the churn probability a call
+# removes, so the highest score is called first.
+#
+# Ties.  Every curve is evaluated only where the score changes: a group of tied scores is one
+# cut, targeted all or nothing, and the curve is a straight line between cuts (as in
+# scikit-learn's ``roc_curve``).  Areas are trapezoids over those points, so no metric here
+# depends on the input order of the rows or on how ties would be broken; a constant score
+# gives the straight line of a random ranking.  Decile bins keep tied rows together (their
+# average rank decides the bin).
+
+
+class TreatmentEffect(NamedTuple):
+    """The average effect of the offer on churn, with its confidence interval.
+
+    ``estimate`` is ``churn_rate_control - churn_rate_offer`` (positive: the offer keeps
+    subscribers); ``ci_low`` and ``ci_high`` are Newcombe's hybrid score interval.
+    """
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    churn_rate_control: float
+    churn_rate_offer: float
+    n_control: int
+    n_offer: int
+
+
+class UpliftCalibration(NamedTuple):
+    """The best linear predictor of the uplift from a score (Chernozhukov et al. 2018).
+
+    ``intercept + slope * (score - centre)`` is the least-squares fit of the transformed
+    outcome, whose conditional mean is the uplift; ``slope`` 1 means the score's scale is
+    right, 0 that it carries no information about the uplift.  Standard errors are
+    heteroskedasticity-robust (HC1); ``slope_p_value`` is one-sided (H0: slope <= 0).
+    """
+
+    intercept: float
+    slope: float
+    intercept_se: float
+    slope_se: float
+    slope_p_value: float
+    centre: float
+    n: int
+
+
+def _binary_array(values: Any, what: str, meaning: str) -> np.ndarray:
+    """``values`` as an int8 array of 0/1, or a ModelError naming the first bad rows."""
+    raw = np.asarray(values)
+    if raw.ndim != 1:
+        raise ModelError(f"{what}: expected a one-dimensional array of 0/1 ({meaning}), got shape {raw.shape}")
+    if raw.size == 0:
+        raise ModelError(f"{what}: no rows to evaluate")
+    if raw.dtype == bool:
+        return raw.astype(np.int8)
+    try:
+        numeric = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):  # pragma: no cover - defensive: to_numeric coerces
+        numeric = np.full(raw.shape, np.nan)
+    bad = np.flatnonzero(~np.isin(numeric, (0.0, 1.0)))
+    if bad.size:
+        raise ModelError(
+            f"{what}: values must be 0/1 ({meaning}); got {_plain(raw[bad[0]])!r} in "
+            f"{first_rows(_row_labels(values, bad))}"
+        )
+    return numeric.astype(np.int8)
+
+
+def _uplift_arrays(y: Any, treatment: Any, score: Any = None, what: str = "score"):
+    """Checked ``(labels, treated, scores)``; both groups must be present."""
+    labels = _binary_array(y, "y", "1 = churned")
+    treated = _binary_array(treatment, "treatment", "1 = offer, 0 = control")
+    if treated.size != labels.size:
+        raise ModelError(f"treatment: has {treated.size} rows but y has {labels.size}")
+    offered = int(treated.sum())
+    if offered == 0 or offered == treated.size:
+        only = "offer" if offered else "control"
+        raise ModelError(f"treatment: all {treated.size} rows are in the {only} group; both groups are needed")
+    scores = None if score is None else _scores_array(score, labels.size, what=what)
+    return labels, treated, scores
+
+
+def _wilson(successes: np.ndarray, n: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of ``successes / n`` (NaN where ``n`` is 0)."""
+    successes, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centre = (successes + z * z / 2) / (n + z * z)
+        half = z / (n + z * z) * np.sqrt(successes * (n - successes) / n + z * z / 4)
+    low, high = centre - half, centre + half
+    empty = n == 0
+    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
+
+
+def _difference_interval(churn_control, n_control, churn_offer, n_offer, confidence: float):
+    """Rate difference (control - offer) and Newcombe's hybrid score interval (his method 10)."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    churn_control, n_control = np.asarray(churn_control, dtype=float), np.asarray(n_control, dtype=float)
+    churn_offer, n_offer = np.asarray(churn_offer, dtype=float), np.asarray(n_offer, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate_control = np.where(n_control > 0, churn_control / n_control, np.nan)
+        rate_offer = np.where(n_offer > 0, churn_offer / n_offer, np.nan)
+    low_c, high_c = _wilson(churn_control, n_control, z)
+    low_o, high_o = _wilson(churn_offer, n_offer, z)
+    difference = rate_control - rate_offer
+    low = difference - np.sqrt((rate_control - low_c) ** 2 + (high_o - rate_offer) ** 2)
+    high = difference + np.sqrt((high_c - rate_control) ** 2 + (rate_offer - low_o) ** 2)
+    return difference, low, high, rate_control, rate_offer
+
+
+def average_treatment_effect(y: Any, treatment: Any, *, confidence: float = 0.95) -> TreatmentEffect:
+    """Churn rate of the control group minus that of the offer group, with a confidence interval.
+
+    The interval is Newcombe's hybrid score interval for a difference of independent
+    proportions (Newcombe 1998, Statistics in Medicine 17, method 10): the Wilson score
+    intervals ``[l, u]`` of each rate combine as
+    ``d - sqrt((p_c - l_c)^2 + (u_o - p_o)^2)`` to ``d + sqrt((u_c - p_c)^2 + (p_o - l_o)^2)``.
+    Unlike the Wald interval it stays inside [-1, 1] and keeps its coverage for rare events
+    and small groups.
+
+    Examples
+    --------
+    Newcombe's example (a): 56/70 against 48/80.
+
+    >>> effect = average_treatment_effect([1] * 56 + [0] * 14 + [1] * 48 + [0] * 32, [0] * 70 + [1] * 80)
+    >>> round(effect.estimate, 4), round(effect.ci_low, 4), round(effect.ci_high, 4)
+    (0.2, 0.0524, 0.3339)
+    """
+    labels, treated, _ = _uplift_arrays(y, treatment)
+    if not 0 < confidence < 1:
+        raise ModelError(f"average treatment effect: confidence must lie in (0, 1), got {confidence!r}")
+    n_offer = int(treated.sum())
+    n_control = labels.size - n_offer
+    churn_offer = int((labels * treated).sum())
+    churn_control = int(labels.sum()) - churn_offer
+    difference, low, high, rate_control, rate_offer = _difference_interval(
+        churn_control, n_control, churn_offer, n_offer, confidence
+    )
+    return TreatmentEffect(
+        estimate=float(difference),
+        ci_low=float(low),
+        ci_high=float(high),
+        churn_rate_control=float(rate_control),
+        churn_rate_offer=float(rate_offer),
+        n_control=n_control,
+        n_offer=n_offer,
+    )
+
+
+def _uplift_cuts(labels: np.ndarray, treated: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
+    """Cumulative counts at every cut (ties grouped), from targeting nobody to everybody."""
+    order = _ranking(scores)
+    sorted_scores = scores[order]
+    last_of_group = np.r_[np.flatnonzero(np.diff(sorted_scores)), sorted_scores.size - 1]
+
+    def cumulative(values: np.ndarray) -> np.ndarray:
+        return np.r_[0, np.cumsum(values[order], dtype=np.int64)[last_of_group]]
+
+    targeted = np.r_[0, last_of_group + 1].astype(np.int64)
+    n_offer = cumulative(treated)
+    churn_offer = cumulative(labels * treated)
+    return {
+        "n_targeted": targeted,
+        "threshold": np.r_[np.inf, sorted_scores[last_of_group]],
+        "n_offer": n_offer,
+        "n_control": targeted - n_offer,
+        "churners_offer": churn_offer,
+        "churners_control": cumulative(labels) - churn_offer,
+    }
+
+
+def qini_curve(y: Any, treatment: Any, score: Any) -> pd.DataFrame:
+    """Churns a campaign prevents, by share of the base targeted (Radcliffe 2007).
+
+    Rows are ranked by ``score``, highest first.  At each cut the prevented churns, scaled to
+    the offer group targeted so far, are
+    ``churners_control * n_offer / n_control - churners_offer`` (0 for the control term while
+    no control row is targeted yet).  The uplift curve beside it counts the saves if everyone
+    targeted were called: ``(churners_control / n_control - churners_offer / n_offer) *
+    n_targeted`` (0 while either group is empty).  Ties are one cut (see the section notes).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cut, from targeting nobody to everybody: ``n_targeted``,
+        ``fraction_targeted``, ``threshold`` (lowest score targeted; ``inf`` first),
+        ``n_offer``, ``n_control``, ``churners_offer``, ``churners_control``,
+        ``prevented_churns`` (the Qini curve) and ``uplift_times_n`` (the uplift curve).
+
+    Examples
+    --------
+    >>> curve = qini_curve([0, 1, 1, 0], [1, 0, 1, 0], [0.4, 0.3, 0.2, 0.1])
+    >>> curve["prevented_churns"].tolist()
+    [0.0, 0.0, 1.0, 1.0, 0.0]
+    >>> curve["uplift_times_n"].tolist()
+    [0.0, 0.0, 2.0, 1.5, 0.0]
+    """
+    labels, treated, scores = _uplift_arrays(y, treatment, score)
+    cuts = _uplift_cuts(labels, treated, scores)
+    n_offer, n_control = cuts["n_offer"].astype(float), cuts["n_control"].astype(float)
+    churn_offer, churn_control = cuts["churners_offer"].astype(float), cuts["churners_control"].astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled_control = np.where(n_control > 0, churn_control * n_offer / n_control, 0.0)
+        rate_gap = np.where(
+            (n_control > 0) & (n_offer > 0), churn_control / n_control - churn_offer / n_offer, 0.0
+        )
+    frame = pd.DataFrame(cuts)
+    frame.insert(1, "fraction_targeted", cuts["n_targeted"] / labels.size)
+    frame["prevented_churns"] = scaled_control - churn_offer
+    frame["uplift_times_n"] = rate_gap * cuts["n_targeted"]
+    return frame
+
+
+def _area(x: np.ndarray, y: np.ndarray) -> float:
+    """Trapezoid area under the points ``(x, y)``."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
+
+
+def _perfect_score(labels: np.ndarray, treated: np.ndarray) -> np.ndarray:
+    """1 for offer-group stayers and control-group churners (the rows a call could have
+    saved), 0 for the rest: the ranking that the Qini coefficient is normalised by."""
+    return (treated * (1 - labels) + (1 - treated) * labels).astype(float)
+
+
+def qini_coefficient(y: Any, treatment: Any, score: Any, *, normalize: bool = True) -> float:
+    """Area between the Qini curve and the random line, over the share of the base targeted.
+
+    The random line runs straight from nothing to the whole base's prevented churns.  With
+    ``normalize`` (the default) the area is divided by that of the perfect ranking: offer-group
+    stayers and control-group churners first (in any order, one tied group), then the rest.
+    On that ranking every targeted offer-group stayer counts as a prevented churn, so the
+    coefficient is about 1 for a perfect model and 0 for a random one (it can exceed 1 only
+    on a handful of rows).  Without ``normalize`` the area is in prevented churns (times the
+    share of the base).
+
+    Examples
+    --------
+    >>> qini_coefficient([0, 1, 1, 0], [1, 0, 1, 0], [0.4, 0.3, 0.2, 0.1])
+    1.0
+    """
+    labels, treated, scores = _uplift_arrays(y, treatment, score)
+    curve = qini_curve(labels, treated, scores)
+    final = float(curve["prevented_churns"].iat[-1])
+    area = _area(curve["fraction_targeted"], curve["prevented_churns"]) - final / 2.0
+    if not normalize:
+        return area
+    perfect = qini_curve(labels, treated, _perfect_score(labels, treated))
+    perfect_area = _area(perfect["fraction_targeted"], perfect["prevented_churns"]) - final / 2.0
+    if perfect_area <= 0:
+        raise ModelError(
+            "qini coefficient: the perfect ranking does no better than a random one (no offer-group "
+            "row stayed, or every offer-group row stayed and every control row churned); the "
+            "coefficient cannot be normalised (use normalize=False)"
+        )
+    return area / perfect_area
+
+
+def auuc(y: Any, treatment: Any, score: Any) -> float:
+    """Area under the uplift curve (uplift among the targeted times their number).
+
+    The x axis is the share of the base targeted (0 to 1), so the area is in prevented
+    churns; a random ranking's expected area is about half the whole base's
+    ``uplift * n`` (see :func:`uplift_metrics`).
+
+    Examples
+    --------
+    >>> auuc([0, 1, 1, 0], [1, 0, 1, 0], [0.4, 0.3, 0.2, 0.1])
+    0.875
+    """
+    curve = qini_curve(y, treatment, score)
+    return _area(curve["fraction_targeted"], curve["uplift_times_n"])
+
+
+def uplift_by_decile(y: Any, treatment: Any, score: Any, n_bins: int = 10, *, confidence: float = 0.95) -> pd.DataFrame:
+    """Observed against predicted uplift in bins of equal size by score, highest first.
+
+    A row's bin is ``floor((rank - 0.5) * n_bins / n)``, ``rank`` its rank by score from the
+    highest (tied rows share their average rank, hence a bin); empty bins are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``bin`` (1 = highest scores), ``n``, ``n_offer``, ``n_control``,
+        ``churn_rate_offer``, ``churn_rate_control``, ``observed_uplift`` (control minus
+        offer rate), ``ci_low`` and ``ci_high`` (Newcombe's interval, see
+        :func:`average_treatment_effect`), ``mean_predicted``, ``min_score`` and
+        ``max_score``.  Rates are NaN in a bin without one of the groups.
+    """
+    from scipy.stats import rankdata
+
+    labels, treated, scores = _uplift_arrays(y, treatment, score)
+    if not (isinstance(n_bins, (int, np.integer)) and n_bins >= 1):
+        raise ModelError(f"uplift by decile: n_bins must be a positive integer, got {n_bins!r}")
+    rank = rankdata(-scores, method="average")
+    bins = np.floor((rank - 0.5) * n_bins / labels.size).astype(np.int64)
+
+    def per_bin(values: np.ndarray) -> np.ndarray:
+        return np.bincount(bins, weights=values, minlength=n_bins)
+
+    n = np.bincount(bins, minlength=n_bins)
+    n_offer = per_bin(treated.astype(float))
+    churn_offer = per_bin((labels * treated).astype(float))
+    churn_control = per_bin(labels.astype(float)) - churn_offer
+    used = np.flatnonzero(n)
+    difference, low, high, rate_control, rate_offer = _difference_interval(
+        churn_control[used], n[used] - n_offer[used], churn_offer[used], n_offer[used], confidence
+    )
+    minimum = pd.Series(scores).groupby(bins).min().reindex(used).to_numpy()
+    maximum = pd.Series(scores).groupby(bins).max().reindex(used).to_numpy()
+    return pd.DataFrame(
+        {
+            "bin": used + 1,
+            "n": n[used].astype(np.int64),
+            "n_offer": n_offer[used].astype(np.int64),
+            "n_control": (n[used] - n_offer[used]).astype(np.int64),
+            "churn_rate_offer": rate_offer,
+            "churn_rate_control": rate_control,
+            "observed_uplift": difference,
+            "ci_low": low,
+            "ci_high": high,
+            "mean_predicted": per_bin(scores)[used] / n[used],
+            "min_score": minimum,
+            "max_score": maximum,
+        }
+    )
+
+
+def uplift_calibration(y: Any, treatment: Any, score: Any, *, propensity: float | None = None) -> UpliftCalibration:
+    """Best linear predictor of the uplift from ``score`` (Chernozhukov, Demirer, Duflo and
+    Fernández-Val 2018).
+
+    The transformed outcome ``Y* = y * (1 - t) / (1 - e) - y * t / e`` (``e`` the share
+    offered, a constant under complete randomisation) has conditional mean
+    ``P(churn | control, x) - P(churn | offer, x)``, the uplift; ordinary least squares of
+    ``Y*`` on ``1`` and ``score - mean(score)`` gives the intercept (the inverse-probability-
+    weighted average effect, which with ``e = mean(t)`` is the difference of the two churn
+    rates) and the slope.  Scores must come from a model that did not see these rows.
+
+    Parameters
+    ----------
+    propensity : float, optional
+        The share of rows offered by design; ``mean(treatment)`` when not given.
+    """
+    from statistics import NormalDist
+
+    labels, treated, scores = _uplift_arrays(y, treatment, score)
+    e = float(treated.mean()) if propensity is None else float(propensity)
+    if not 0 < e < 1:
+        raise ModelError(f"uplift calibration: propensity must lie in (0, 1), got {propensity!r}")
+    transformed = labels * (1 - treated) / (1 - e) - labels * treated / e
+    n = labels.size
+    centre = float(scores.mean())
+    deviation = scores - centre
+    spread = float(np.sum(deviation**2))
+    intercept = float(transformed.mean())
+    if n < 3 or spread <= 0 or not np.isfinite(spread):
+        # A constant score: the slope is not identified.
+        residual = transformed - intercept
+        intercept_se = float(np.sqrt(np.sum(residual**2) / (n * max(n - 1, 1))))
+        return UpliftCalibration(intercept, math.nan, intercept_se, math.nan, math.nan, centre, n)
+    slope = float(np.sum(deviation * transformed) / spread)
+    residual = transformed - intercept - slope * deviation
+    correction = n / (n - 2)  # HC1
+    slope_se = float(np.sqrt(correction * np.sum(deviation**2 * residual**2)) / spread)
+    intercept_se = float(np.sqrt(correction * np.sum(residual**2)) / n)
+    p_value = float(NormalDist().cdf(-slope / slope_se)) if slope_se > 0 else (0.0 if slope > 0 else 1.0)
+    return UpliftCalibration(intercept, slope, intercept_se, slope_se, p_value, centre, n)
+
+
+def uplift_metrics(
+    y: Any, treatment: Any, score: Any, *, risk: Any = None, n_bins: int = 10
+) -> dict[str, float]:
+    """Every hold-out uplift metric, as MLflow-safe names and floats.
+
+    Returns
+    -------
+    dict
+        ``qini_coefficient`` (normalised), ``qini_area`` (not normalised, prevented churns),
+        ``auuc``, ``auuc_random`` (a random ranking's expected AUUC: half the whole base's
+        ``uplift * n``), ``auuc_perfect`` (the ranking the Qini coefficient is normalised
+        by), ``top_decile_uplift`` (observed uplift in the top bin), ``ate``,
+        ``ate_ci_low``, ``ate_ci_high``, ``churn_rate_offer``, ``churn_rate_control``,
+        ``n_offer``, ``n_control``, ``calibration_intercept``, ``calibration_slope`` and
+        ``calibration_slope_se`` (:func:`uplift_calibration` of the scores: slope 1 when
+        their scale is right); with ``risk`` (churn probabilities of the same rows) also
+        ``qini_coefficient_risk`` and ``auuc_risk``: the same measures when the riskiest are
+        called first.
+    """
+    labels, treated, scores = _uplift_arrays(y, treatment, score)
+    curve = qini_curve(labels, treated, scores)
+    effect = average_treatment_effect(labels, treated)
+    calibration = uplift_calibration(labels, treated, scores)
+    deciles = uplift_by_decile(labels, treated, scores, n_bins=n_bins)
+    metrics = {
+        "qini_coefficient": qini_coefficient(labels, treated, scores),
+        "qini_area": qini_coefficient(labels, treated, scores, normalize=False),
+        "auuc": _area(curve["fraction_targeted"], curve["uplift_times_n"]),
+        "auuc_random": float(curve["uplift_times_n"].iat[-1]) / 2.0,
+        "auuc_perfect": auuc(labels, treated, _perfect_score(labels, treated)),
+        "top_decile_uplift": float(deciles["observed_uplift"].iat[0]),
+        "ate": effect.estimate,
+        "ate_ci_low": effect.ci_low,
+        "ate_ci_high": effect.ci_high,
+        "churn_rate_offer": effect.churn_rate_offer,
+        "churn_rate_control": effect.churn_rate_control,
+        "n_offer": float(effect.n_offer),
+        "n_control": float(effect.n_control),
+        "calibration_intercept": calibration.intercept,
+        "calibration_slope": calibration.slope,
+        "calibration_slope_se": calibration.slope_se,
+    }
+    if risk is not None:
+        risks = _scores_array(risk, labels.size, what="risk")
+        metrics["qini_coefficient_risk"] = qini_coefficient(labels, treated, risks)
+        metrics["auuc_risk"] = auuc(labels, treated, risks)
+    return metrics
+
+
+def plot_qini(y: Any, treatment: Any, score: Any, *, risk: Any = None) -> Figure:
+    """Qini curve of the uplift model against a random ranking and, with ``risk``, against
+    calling the riskiest first (risk used as if it were uplift)."""
+    labels, treated, scores = _uplift_arrays(y, treatment, score)
+    curve = qini_curve(labels, treated, scores)
+    coefficient = qini_coefficient(labels, treated, scores)
+    final = float(curve["prevented_churns"].iat[-1])
+
+    figure = _figure(7.2, 4.8)
+    axes = figure.add_subplot()
+    axes.plot(curve["fraction_targeted"], curve["prevented_churns"], color=_MODEL_COLOUR, lw=2,
+              label=f"Uplift model (Qini coefficient {coefficient:.3f})")
+    if risk is not None:
+        risks = _scores_array(risk, labels.size, what="risk")
+        by_risk = qini_curve(labels, treated, risks)
+        axes.plot(by_risk["fraction_targeted"], by_risk["prevented_churns"], color=_HIGHLIGHT_COLOUR, lw=1.5,
+                  ls="--", label=f"Riskiest first (Qini coefficient {qini_coefficient(labels, treated, risks):.3f})")
+    axes.plot([0, 1], [0, final], color=_REFERENCE_COLOUR, lw=1, ls=":", label="Random")
+    axes.axhline(0.0, color=_REFERENCE_COLOUR, lw=0.5)
+    axes.set(
+        xlim=(0, 1),
+        xlabel="Share of the base called (highest score first)",
+        ylabel="Churns prevented (scaled to the offer group)",
+        title=f"Qini curve (hold-out: {int(treated.sum()):,} offered, {int((1 - treated).sum()):,} control)",
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best")
+    return figure
+
+
+def plot_uplift_deciles(y: Any, treatment: Any, score: Any, n_bins: int = 10) -> Figure:
+    """Observed uplift per bin of predicted uplift (95% intervals) beside the mean prediction."""
+    labels, treated, scores = _uplift_arrays(y, treatment, score)
+    table = uplift_by_decile(labels, treated, scores, n_bins=n_bins)
+    effect = average_treatment_effect(labels, treated)
+    observed = table["observed_uplift"].to_numpy()
+    errors = np.vstack([observed - table["ci_low"].to_numpy(), table["ci_high"].to_numpy() - observed])
+
+    figure = _figure(7.2, 4.8)
+    axes = figure.add_subplot()
+    axes.errorbar(table["bin"], observed, yerr=errors, fmt="o", color=_MODEL_COLOUR, capsize=3,
+                  label="Observed uplift (95% interval)")
+    axes.plot(table["bin"], table["mean_predicted"], marker="s", ls="-", color=_HIGHLIGHT_COLOUR,
+              label="Mean predicted uplift")
+    axes.axhline(effect.estimate, color=_REFERENCE_COLOUR, lw=1, ls=":",
+                 label=f"Average effect {effect.estimate:+.2%}")
+    axes.axhline(0.0, color=_REFERENCE_COLOUR, lw=0.5)
+    axes.set(
+        xticks=table["bin"].tolist(),
+        xlabel=f"Bin of predicted uplift (1 = highest, {n_bins} bins)",
+        ylabel="Churn rate, control minus offer",
+        title="Predicted against observed uplift (hold-out)",
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best")
+    return figure
+
+
+def save_uplift_plots(y: Any, treatment: Any, score: Any, out_dir: str | Path, *, risk: Any = None,
+                      n_bins: int = 10) -> dict[str, Path]:
+    """Write ``qini.png`` and ``uplift_deciles.png`` into ``out_dir``; return name to path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    builders = {
+        "qini": lambda: plot_qini(y, treatment, score, risk=risk),
+        "uplift_deciles": lambda: plot_uplift_deciles(y, treatment, score, n_bins=n_bins),
+    }
+    written: dict[str, Path] = {}
+    for name, build in builders.items():
+        figure = build()
+        path = out_dir / f"{name}.png"
+        figure.savefig(path, dpi=110, metadata={"Software": None})
+        figure.clear()
+        written[name] = path
+    return written
+
+
+__all__ += [
+    "TreatmentEffect",
+    "UpliftCalibration",
+    "auuc",
+    "average_treatment_effect",
+    "plot_qini",
+    "plot_uplift_deciles",
+    "qini_coefficient",
+    "qini_curve",
+    "save_uplift_plots",
+    "uplift_by_decile",
+    "uplift_calibration",
+    "uplift_metrics",
+]
