@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--no-selection", action="store_true", help="skip train_response's selection")
     args = parser.parse_args()
     if args.significance is None:
-        from pipeline.response import ResponseConfig
+        from pipeline.config import ResponseConfig
 
         args.significance = ResponseConfig().significance
 
@@ -140,7 +140,8 @@ def main() -> None:
 
     import sklearn.ensemble  # noqa: F401  (loads OpenMP so that the limit applies)
     from pipeline.model import make_candidate
-    from pipeline.response import ResponseConfig, ResponseModel, make_learner, make_regressor, train_response
+    from pipeline.config import ResponseConfig
+    from pipeline.response import ResponseModel, make_learner, make_regressor, train_response
 
     started = time.perf_counter()
     train_base, test_base = base_of(args.subscribers, 1), base_of(args.subscribers, 2)

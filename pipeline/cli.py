@@ -192,10 +192,10 @@ def _print_response(response) -> None:
         print(f"no response model: {response.skipped}")
         return
     m = response.metrics
+    risk = f" (risk as uplift {m['qini_coefficient_risk']:.3f})" if "qini_coefficient_risk" in m else ""
     print(f"response model {response.learner} on {response.rows:,} campaign rows; hold-out: Qini coefficient "
-          f"{m['qini_coefficient']:.3f}, AUUC {m['auuc']:.4g} (random {m['auuc_random']:.4g}"
-          + (f", risk as uplift {m['auuc_risk']:.4g}" if 'auuc_risk' in m else "")
-          + f"), average uplift {m['ate'] * 100:.2f} points [{m['ate_low'] * 100:.2f}, {m['ate_high'] * 100:.2f}]")
+          f"{m['qini_coefficient']:.3f}{risk}, a contact lowers churn by {m['ate'] * 100:.2f} points on average "
+          f"[95% CI {m['ate_ci_low'] * 100:.2f}, {m['ate_ci_high'] * 100:.2f}]")
     if not response.heterogeneous:
         print("  no difference in response between subscribers was detected: the model predicts the average effect")
     print(f"registered {response.model_name} version {response.version}; {response.message}")

@@ -117,17 +117,21 @@ class ResponseConfig:
     holdout_fraction: float = 0.25
     #: Folds of the cross-validated Qini coefficient (stratified by group and outcome).
     cv_folds: int = 5
-    #: Learners tried: ``two_model``, ``x_learner``, ``class_transformation``.
-    learners: tuple[str, ...] = ("two_model", "x_learner", "class_transformation")
-    #: Base families tried with each learner: ``logistic``, ``hist_gradient_boosting``.
-    families: tuple[str, ...] = ("logistic", "hist_gradient_boosting")
+    #: Learners tried: ``two_model``, ``class_transformation``, ``x_learner``.
+    learners: tuple[str, ...] = ("two_model", "class_transformation", "x_learner")
+    #: Base families tried with each learner: ``logistic``, ``hist_gradient_boosting``.  Boosting
+    #: is off by default: on the simulator it ranked no better and took 2-4 times as long
+    #: (``benchmarks/uplift_learners.py``).
+    families: tuple[str, ...] = ("logistic",)
     #: Largest calibration slope kept (slopes above it are clipped: a score that needs
     #: stretching more is mostly noise).
     max_slope: float = 1.5
     #: One-sided level at which the calibration slope must be positive to use the score
-    #: (divided by the number of candidates); otherwise no difference in response is
-    #: detected and the model predicts the average effect for everyone.
-    significance: float = 0.05
+    #: (divided by the number of candidates, which compete on the same out-of-fold scores);
+    #: otherwise no difference in response is detected and the model predicts the average
+    #: effect for everyone.  Strict because errors cost unequally: a false detection turns
+    #: noise into a calling list, a missed one forgoes at most the best list's gain.
+    significance: float = 0.01
     #: Bins of the hold-out table of observed against predicted uplift.
     n_bins: int = 10
     #: Refit the chosen learner on every row (hold-out included) for the registered model;

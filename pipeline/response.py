@@ -39,6 +39,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from pipeline.config import ResponseConfig
 from pipeline.errors import ConfigError, DataError, ModelError
 
 log = logging.getLogger(__name__)
@@ -63,41 +64,6 @@ TRUSTED_TYPES = (
 )
 
 
-@dataclass(frozen=True)
-class ResponseConfig:
-    """Selection, calibration and evaluation of the response (uplift) model.
-
-    To become the ``[response]`` section of ``pipeline.config``; the seed and thread count
-    are :func:`train_response` arguments.
-    """
-
-    #: Share of the pilot kept aside (stratified by treatment and outcome), never seen by
-    #: selection or calibration, for the reported metrics.
-    holdout_fraction: float = 0.25
-    #: Folds of the cross-validated Qini coefficient (stratified by treatment and outcome).
-    cv_folds: int = 5
-    #: Learners tried: ``two_model``, ``class_transformation``, ``x_learner``.
-    learners: tuple[str, ...] = ("two_model", "class_transformation", "x_learner")
-    #: Base families tried with each learner: ``logistic``, ``hist_gradient_boosting``.  Boosting
-    #: is off by default: on the simulator it ranked no better and took 2-4 times as long
-    #: (``benchmarks/uplift_learners.py``).
-    families: tuple[str, ...] = ("logistic",)
-    #: Largest calibration slope kept (slopes above it are clipped: a score that needs
-    #: stretching more is mostly noise).
-    max_slope: float = 1.5
-    #: One-sided level at which the calibration slope must be positive to use the score;
-    #: otherwise no heterogeneity is detected and the model predicts the average effect.
-    #: Divided by the number of candidates (Bonferroni): the chosen one won a comparison on the
-    #: same out-of-fold scores, and a noise winner must not pass as heterogeneity.  Strict
-    #: because errors cost unequally: a false detection turns noise into a calling list (on the
-    #: simulator such lists lost KRW 20-105M per 100,000 subscribers), a missed one forgoes at
-    #: most the perfect list's gain (KRW 5.5M there).
-    significance: float = 0.01
-    #: Bins of the hold-out table of observed against predicted uplift.
-    n_bins: int = 10
-    #: Refit the chosen learner on every row (hold-out included) for the returned model; the
-    #: reported metrics stay those of the model fit without the hold-out.
-    refit_all_rows: bool = True
 
 
 # --------------------------------------------------------------------------------------
@@ -513,6 +479,22 @@ class ResponseModel(BaseEstimator):
         check_is_fitted(self, "slope_")
         return self.intercept_ + self.slope_ * (np.asarray(raw, dtype="float64") - self.centre_)
 
+    def predict_se(self, X) -> np.ndarray:
+        """Standard error of each row's calibrated uplift, from the calibration line's.
+
+        ``sqrt(se(intercept)^2 + (raw - centre)^2 se(slope)^2)`` (the two estimates are
+        uncorrelated: the scores are centred); without detected heterogeneity, the average
+        effect's standard error for every row.
+        """
+        return self.uncertainty(self.predict_raw(X))
+
+    def uncertainty(self, raw) -> np.ndarray:
+        """``predict_se`` from raw scores."""
+        check_is_fitted(self, "slope_")
+        raw = np.asarray(raw, dtype="float64")
+        slope_se = self.slope_se_ if self.heterogeneity_ and np.isfinite(self.slope_se_) else 0.0
+        return np.sqrt(self.intercept_se_ ** 2 + (raw - self.centre_) ** 2 * slope_se ** 2)
+
 
 # --------------------------------------------------------------------------------------
 # Selection and training
@@ -554,6 +536,8 @@ class ResponseResult:
     plot_data: dict[str, pd.DataFrame]
     #: Out-of-fold raw uplift of the chosen candidate on the training rows (calibration's input).
     oof_uplift: np.ndarray
+    #: The churn model's probabilities for the hold-out rows (``risk``), when given.
+    holdout_risk: np.ndarray | None
     train_rows: int
     fit_rows: int
     seed: int
@@ -773,6 +757,7 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
         deciles=deciles,
         plot_data=plot_data,
         oof_uplift=oof,
+        holdout_risk=risk_holdout,
         train_rows=len(train_idx),
         fit_rows=len(X) if config.refit_all_rows else len(train_idx),
         seed=seed,

@@ -42,6 +42,7 @@ OUTPUT_COLUMNS = (
     "reason_3",
     "action",
     "targeted",
+    "do_not_contact",
     "group",
     "expected_net_value",
     "expected_incremental_value",
@@ -95,16 +96,23 @@ class ResponseScorer:
     version: str
     input_columns: list[str]
 
-    def uplift(self, frame: pd.DataFrame, *, n_threads: int = 2) -> np.ndarray:
-        """Estimated reduction of each row's churn probability by a retention contact."""
+    def uplift(self, frame: pd.DataFrame, *, n_threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's estimated reduction of its churn probability by a retention contact, and its
+        standard error (``pipeline.response.ResponseModel.predict_se``)."""
         from threadpoolctl import threadpool_limits
 
         check_columns(frame, self.input_columns, source="the response model's input")
         try:
             with threadpool_limits(limits=n_threads):
-                return np.asarray(self.model.predict(frame[self.input_columns]), dtype="float64")
+                raw = self.model.predict_raw(frame[self.input_columns])
+                return self.model.calibrate(raw), self.model.uncertainty(raw)
         except (ValueError, TypeError) as err:
             raise ModelError(f"the response model cannot score these rows: {str(err).splitlines()[0]}") from err
+
+
+#: A contact is expected to push a subscriber out (``do_not_contact``) when even the upper
+#: end of the one-sided 95% interval of the estimated uplift is below 0.
+HARM_Z = 1.6449
 
 
 @dataclass
@@ -171,13 +179,14 @@ def column_kinds(frame: pd.DataFrame) -> dict[str, str]:
 
 
 def score_rows(scoring: ScoringModel, ids, proba: np.ndarray, config: Config, *, monthly_value=None,
-               etf_waived=None, etf=None, uplift=None) -> pd.DataFrame:
+               etf_waived=None, etf=None, uplift=None, uplift_se=None) -> pd.DataFrame:
     """The list columns from probabilities: tier, value, expected loss and campaign economics.
 
     ``etf`` is each subscriber's early termination fee and ``etf_waived`` the part a fee
     waiver would forgive (``pipeline.targeting.save_value``); ``uplift`` a response model's
     estimate of what a contact changes (without it the response is assumed,
-    ``pipeline.targeting.campaign_values``).  Reasons and actions start blank
+    ``pipeline.targeting.campaign_values``) and ``uplift_se`` its standard error, from which
+    ``do_not_contact`` follows (``HARM_Z``).  Reasons and actions start blank
     (``explain_rows`` fills them); one row per id, in order.
     """
     from pipeline.targeting import (DEFAULT_ACTION, campaign_values, clv, expected_saves, save_value,
@@ -205,9 +214,12 @@ def score_rows(scoring: ScoringModel, ids, proba: np.ndarray, config: Config, *,
     if uplift is not None:
         out["estimated_uplift"] = expected_saves(proba, uplift=uplift)
         out["expected_incremental_value"] = out["expected_net_value"]
+        se = np.zeros(len(out)) if uplift_se is None else np.asarray(uplift_se, dtype="float64")
+        out["do_not_contact"] = out["estimated_uplift"].to_numpy() + HARM_Z * se < 0
     else:
         out["estimated_uplift"] = np.nan
         out["expected_incremental_value"] = np.nan
+        out["do_not_contact"] = False
     for k in (1, 2, 3):
         out[f"reason_{k}"] = ""
     out["action"] = DEFAULT_ACTION
@@ -275,12 +287,14 @@ def score_dataset(scoring: ScoringModel, dataset, config: Config, *, explain: bo
     check_columns(dataset.frame, scoring.input_columns, source=dataset.source)
     threads = n_threads or config.train.n_threads
     proba = predict(scoring.model, dataset.frame, scoring.input_columns, n_threads=threads)
-    uplift = None if scoring.response is None else scoring.response.uplift(dataset.frame, n_threads=threads)
+    uplift, uplift_se = (None, None) if scoring.response is None else scoring.response.uplift(dataset.frame,
+                                                                                               n_threads=threads)
     waived = dataset.extra.get("etf_waivable")
     etf = dataset.frame["early_termination_fee"] if scoring.mode == "records" and waived is not None else None
     out = score_rows(scoring, dataset.ids, proba, config, monthly_value=dataset.monthly_value,
                      etf_waived=None if waived is None else waived.to_numpy(),
-                     etf=None if etf is None else etf.to_numpy(dtype="float64", na_value=np.nan), uplift=uplift)
+                     etf=None if etf is None else etf.to_numpy(dtype="float64", na_value=np.nan), uplift=uplift,
+                     uplift_se=uplift_se)
     if explain:
         rows = np.flatnonzero(worth_explaining(out))
         explain_rows(scoring, out, rows, dataset.frame.iloc[rows], config)
@@ -904,7 +918,7 @@ class ScoreStream:
             hashes=_IdCheck.hashes(out["subscriber_id"]),
             probabilities=out["churn_probability"].to_numpy(dtype="float64").copy(),
             tiers={name: int(np.count_nonzero(tier == name)) for name in TIERS},
-            harmed=int(np.count_nonzero(out["estimated_uplift"].to_numpy(dtype="float64") < 0)),
+            harmed=int(np.count_nonzero(out["do_not_contact"].to_numpy(dtype=bool))),
             loss_at_risk=float(np.nansum(out["expected_loss"].to_numpy(dtype="float64")[tier != "low"])),
             pool=(out.iloc[rows].reset_index(drop=True), X) if len(rows) and self.limit else None,
             kept=_compact(out.iloc[rows].drop(columns=list(REASON_COLUMNS)), self.categories),

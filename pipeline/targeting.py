@@ -668,7 +668,7 @@ CONTROL_ACTION = "Control group: do not contact (measures what the campaign chan
 #: (``pipeline.features``); a rule naming a column the rows lack never matches.
 DEFAULT_ACTIONS: tuple[ActionRule, ...] = parse_rules(
     [
-        {"when": {"estimated_uplift": ["<", 0]}, "action": DO_NOT_CONTACT},
+        {"when": {"do_not_contact": ["==", True]}, "action": DO_NOT_CONTACT},
         {"when": {"directly_harmed": ["==", 1]},
          "action": "Call within 48h: offer USIM replacement and fraud-protection credit"},
         {"when": {"waiver_window_open": ["==", 1], "waiver_relieves_etf": ["==", 1]},
