@@ -130,7 +130,7 @@ def run(args) -> list[dict]:
 
     from pipeline.config import load_config, with_overrides
     from pipeline.jobs import score_job, train_job
-    from pipeline.simulate import generate
+    from pipeline.simulate import GENERATOR_VERSION, generate
 
     config = load_config(args.config)
     if args.config is None:
@@ -139,7 +139,7 @@ def run(args) -> list[dict]:
     for scenario in args.scenario:
         bases = {}
         for role, seed in (("train", args.train_seed), ("score", args.score_seed)):
-            base = RESULTS / f"rv-{scenario}-{args.subscribers}-seed{seed}"
+            base = RESULTS / f"rv-{scenario}-{args.subscribers}-seed{seed}-v{GENERATOR_VERSION}"
             if not (base / "manifest.json").exists():
                 generate(args.subscribers, seed=seed, scenario=scenario, out=base, overwrite=True)
             bases[role] = base

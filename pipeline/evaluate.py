@@ -1041,6 +1041,36 @@ def save_plots(
     return written
 
 
+def plot_offer_sweep(sweep: pd.DataFrame, *, chosen_months: float, measured: bool) -> Figure:
+    """Net value of contacting everyone worth it, against the offer's size (``targeting.offer_sweep``).
+
+    The chosen offer is marked.  ``measured`` says whether the expected saves come from a
+    response model (else they are assumed), for the subtitle.
+    """
+    figure = _figure(6.4, 4.6)
+    axes = figure.add_subplot()
+    months = sweep["offer_months"].to_numpy(dtype="float64")
+    value = sweep["expected_net_value"].to_numpy(dtype="float64")
+    axes.plot(months, value, marker="o", color=_MODEL_COLOUR, lw=2, label="expected net value of the best list")
+    at = float(np.interp(chosen_months, months, value))
+    axes.axvline(chosen_months, color=_HIGHLIGHT_COLOUR, ls="--", lw=1)
+    axes.plot([chosen_months], [at], marker="o", color=_HIGHLIGHT_COLOUR,
+              label=f"the offer made: {chosen_months:g} months ({at:,.0f})")
+    for x, y, n in zip(months, value, sweep["worth_contacting"]):
+        axes.annotate(f"{int(n):,}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    from matplotlib.ticker import FuncFormatter
+
+    basis = "estimated response" if measured else "assumed response (no response model)"
+    axes.set_title(f"Offer size against campaign value\n{basis}, held as at the offer made;\n"
+                   "labels: subscribers worth a contact", fontsize=9)
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    axes.set_xlabel("incentive, in months of the subscriber's monthly value")
+    axes.set_ylabel("expected net value")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return figure
+
+
 __all__ = [
     "EMPCResult",
     "MPCResult",
@@ -1053,6 +1083,7 @@ __all__ = [
     "mpc",
     "permutation_importance_table",
     "plot_calibration",
+    "plot_offer_sweep",
     "plot_feature_importance",
     "plot_gains_lift",
     "plot_precision_recall",

@@ -665,12 +665,19 @@ def score_job(
     if len(psi):
         summary_metrics["psi_max"] = float(psi.max())
     tags = {"campaign_id": campaign_id} if share > 0 else {}
-    run_id = tracking.log_scoring(
-        config=config, uri=uri, model_uri=model_uri, version=scoring.version, summary=summary_metrics,
-        artifacts={"score/psi.csv": psi.rename_axis("feature").reset_index(),
-                   "score/targeting.json": summary.as_dict()},
-        tags=tags,
-    )
+    sweep = stream.offer_sweep()
+    artifacts = {"score/psi.csv": psi.rename_axis("feature").reset_index(),
+                 "score/targeting.json": summary.as_dict(), "score/offer_sweep.csv": sweep}
+    with tempfile.TemporaryDirectory() as tmp:
+        if sweep["worth_contacting"].sum() or sweep["expected_net_value"].abs().sum():
+            from pipeline.evaluate import plot_offer_sweep
+
+            figure = plot_offer_sweep(sweep, chosen_months=config.campaign.offer_cost_months,
+                                      measured=scoring.response is not None)
+            artifacts["plots/offer_sweep.png"] = Path(tmp) / "offer_sweep.png"
+            figure.savefig(artifacts["plots/offer_sweep.png"], dpi=110, metadata={"Software": None})
+        run_id = tracking.log_scoring(config=config, uri=uri, model_uri=model_uri, version=scoring.version,
+                                      summary=summary_metrics, artifacts=artifacts, tags=tags)
     return ScoreOutcome(
         output=output_path, rows_scored=stream.rows, rows_written=result["rows_written"], at_risk=at_risk_count,
         expected_loss_at_risk=summary_metrics["expected_loss_at_risk"], model_version=scoring.version,

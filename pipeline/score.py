@@ -831,6 +831,8 @@ class _Prepared:
     tiers: dict
     #: Rows whose estimated uplift is negative (a contact is expected to push them out).
     harmed: int
+    #: ``pipeline.targeting.offer_sweep`` of the chunk.
+    sweep: np.ndarray
     loss_at_risk: float
     pool: tuple | None  # (rows worth explaining, their inputs)
     kept: pd.DataFrame
@@ -854,7 +856,7 @@ class ScoreStream:
 
     def __init__(self, scoring: ScoringModel, config: Config, *, output: str | Path, write_all: bool = False):
         from pipeline.errors import ConfigError
-        from pipeline.targeting import CONTROL_ACTION, DEFAULT_ACTION, DEFAULT_ACTIONS, parse_rules
+        from pipeline.targeting import CONTROL_ACTION, DEFAULT_ACTION, DEFAULT_ACTIONS, OFFER_SWEEP_MONTHS, parse_rules
 
         if config.scoring.explain_rows < 0:
             raise ConfigError("scoring.explain_rows must be 0 or more")
@@ -875,6 +877,9 @@ class ScoreStream:
         self.tiers = dict.fromkeys(TIERS, 0)
         #: Subscribers whom a contact is expected to push out (negative estimated uplift).
         self.do_not_contact = 0
+        #: Subscribers worth a contact and their expected net value at each offer size
+        #: (``pipeline.targeting.OFFER_SWEEP_MONTHS``), summed over the base.
+        self.sweep = np.zeros((len(OFFER_SWEEP_MONTHS), 2))
         self.loss_at_risk = 0.0
         self.probabilities: list[np.ndarray] = []
         self.kept: list[pd.DataFrame] = []
@@ -902,7 +907,7 @@ class ScoreStream:
 
         ``X`` holds the inputs of every row of ``out``, or with ``rows`` only those of ``rows``.
         """
-        from pipeline.targeting import _targeting_arrays
+        from pipeline.targeting import _targeting_arrays, offer_sweep
 
         out = out.reset_index(drop=True)
         if rows is None:
@@ -919,6 +924,9 @@ class ScoreStream:
             probabilities=out["churn_probability"].to_numpy(dtype="float64").copy(),
             tiers={name: int(np.count_nonzero(tier == name)) for name in TIERS},
             harmed=int(np.count_nonzero(out["do_not_contact"].to_numpy(dtype=bool))),
+            sweep=offer_sweep(out["churn_probability"].to_numpy(), out["expected_save"].to_numpy(),
+                              out["save_value"].to_numpy(dtype="float64", na_value=np.nan),
+                              out["monthly_value"].to_numpy(dtype="float64", na_value=np.nan), self.config.campaign),
             loss_at_risk=float(np.nansum(out["expected_loss"].to_numpy(dtype="float64")[tier != "low"])),
             pool=(out.iloc[rows].reset_index(drop=True), X) if len(rows) and self.limit else None,
             kept=_compact(out.iloc[rows].drop(columns=list(REASON_COLUMNS)), self.categories),
@@ -942,6 +950,7 @@ class ScoreStream:
         for name, count in chunk.tiers.items():
             self.tiers[name] += count
         self.do_not_contact += chunk.harmed
+        self.sweep += chunk.sweep
         self.loss_at_risk += chunk.loss_at_risk
         if chunk.pool is not None:
             self._add_to_pool(*chunk.pool)
@@ -997,6 +1006,13 @@ class ScoreStream:
         self.runs.append(path)
 
     # -- at the end --------------------------------------------------------------------
+
+    def offer_sweep(self) -> pd.DataFrame:
+        """The base's offer-size sweep: offer size (months of value), subscribers worth a contact, their net value."""
+        from pipeline.targeting import OFFER_SWEEP_MONTHS
+
+        return pd.DataFrame({"offer_months": OFFER_SWEEP_MONTHS, "worth_contacting": self.sweep[:, 0].astype("int64"),
+                             "expected_net_value": self.sweep[:, 1]})
 
     def explained(self) -> pd.DataFrame:
         """Reasons and actions of the first ``limit`` rows worth explaining, by ``_seq``."""

@@ -54,7 +54,7 @@ from pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the same arguments would produce different records.
-GENERATOR_VERSION = "1.1"
+GENERATOR_VERSION = "1.2"
 #: Subscribers per random-number stream (the unit of determinism, see the module docstring).
 RNG_BLOCK = 8192
 #: The scenario ``generate`` uses when none is named (and so the one ``churn demo`` shows).

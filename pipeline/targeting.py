@@ -256,6 +256,35 @@ def campaign_values(proba, clv, campaign: CampaignConfig, *, monthly_value=None,
     return frame
 
 
+#: Offer sizes (months of the monthly value) of the offer-size sweep logged with each scoring run.
+OFFER_SWEEP_MONTHS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def offer_sweep(proba, saves, value, monthly_value, campaign: CampaignConfig,
+                months: tuple[float, ...] = OFFER_SWEEP_MONTHS) -> np.ndarray:
+    """For each offer size, how many subscribers are worth a contact and what they are worth.
+
+    Row ``k`` of the result: ``(subscribers with a positive expected net value, their total
+    expected net value)`` when the incentive is ``months[k]`` months of each subscriber's
+    monthly value, with the expected saves ``saves`` held as they are: what the response was
+    measured (or assumed) to be at the offer actually made.  So it shows how much the offer
+    could cost before the campaign stops paying, not how a bigger offer would be answered.
+    Rows without a monthly value count nowhere.  Sums over chunks add up.
+    """
+    p = np.asarray(proba, dtype="float64")
+    s = np.asarray(saves, dtype="float64")
+    fee = np.asarray(monthly_value, dtype="float64")
+    known = np.isfinite(fee) & np.isfinite(np.asarray(value, dtype="float64"))
+    p, s, fee = p[known], s[known], fee[known]
+    gain = s * np.asarray(value, dtype="float64")[known] - campaign.contact_cost_months * fee
+    out = np.zeros((len(months), 2))
+    for k, size in enumerate(months):
+        net = gain - size * fee * (1.0 - p + s)
+        worth = net > 0
+        out[k] = (np.count_nonzero(worth), float(net[worth].sum()))
+    return out
+
+
 def break_even_uplift(proba, value, offer_cost, contact_cost) -> np.ndarray:
     """The uplift at which a contact starts to pay: ``s * V = c + d * (1 - p + s)``, so
     ``s = (c + d * (1 - p)) / (V - d)`` (infinite where ``V <= d``)."""

@@ -495,6 +495,8 @@ def log_scoring(*, config, uri: str, model_uri: str, version: str, summary: dict
         for name, payload in artifacts.items():
             if isinstance(payload, pd.DataFrame):
                 _log_frame(payload, name)
+            elif isinstance(payload, Path):
+                mlflow.log_artifact(str(payload), artifact_path=str(Path(name).parent))
             else:
                 mlflow.log_dict(payload, name)
         return run.info.run_id
