@@ -208,7 +208,11 @@ def train_job(
     result = train(dataset, config, progress=say)
     response_result = None
     if response_data is not None:
-        response_result = _train_response_model(response_data, result, config, say)
+        no_response = _too_few_for_response(response_data, config)
+        if no_response is None:
+            response_result = _train_response_model(response_data, result, config, say)
+        else:
+            say(f"no response model: {no_response}")
     holdout = dataset.frame.iloc[result.holdout_index].reset_index(drop=True)
     y_holdout = dataset.label.to_numpy()[result.holdout_index]
     value = None
@@ -300,6 +304,30 @@ class ResponseOutcome:
     rows: int = 0
     heterogeneous: bool = False
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _too_few_for_response(data, config: Config) -> str | None:
+    """Why the campaign rows are too few to learn a response from (each group needs churners
+    and stayers in every fold), or None when they suffice."""
+    y = data.label.to_numpy().astype(int)
+    t = data.treatment.to_numpy().astype(int)
+    counts = np.bincount(2 * t + y, minlength=4)
+    needed = 2 * config.response.cv_folds
+    if counts.min() >= needed:
+        return None
+    return (f"too few campaign rows to learn a response from: {counts[3]:,} offered churners, {counts[2]:,} offered "
+            f"stayers, {counts[1]:,} held-out churners, {counts[0]:,} held-out stayers (at least {needed} of each "
+            f"are needed; a pilot of {_pilot_hint(data)} would do)")
+
+
+def _pilot_hint(data) -> str:
+    from pipeline.targeting import pilot_size
+
+    rate = float(data.label.mean())
+    if not 0 < rate < 1:
+        return "a few thousand subscribers per group"
+    uplift = min(0.01, rate / 2)
+    return f"{pilot_size(rate, uplift):,} subscribers per group (to detect a {uplift * 100:.1f}-point drop in churn)"
 
 
 def _train_response_model(data, churn, config: Config, say: Say):

@@ -345,3 +345,127 @@ def test_bad_rules_are_config_errors(spec, message):
 def test_comparing_text_with_a_number_is_a_config_error():
     with pytest.raises(ConfigError, match=r"action rule 1 \('x'\): cannot compare column 'tier' \(.*\) < 3"):
         recommend_actions(pd.DataFrame({"tier": ["high"]}), [{"when": {"tier": ["<", 3]}, "action": "x"}])
+
+
+# --- response-based economics, value of a save, pilots and control groups --------------------
+
+
+def test_net_value_with_an_estimated_uplift_on_a_hand_case():
+    # p = 0.2, V = 200, d = 10, c = 1, uplift 0.05: the offer goes to everyone who stays,
+    # 1 - p + s = 0.85 of the targeted:  cost = 1 + 10 * 0.85 = 9.5;  net = 0.05 * 200 - 9.5 = 0.5.
+    # A negative uplift (a contact that pushes out) loses the value and still pays the contact.
+    p = np.array([0.2, 0.2])
+    uplift = np.array([0.05, -0.02])
+    net = expected_net_value(p, 200.0, offer_cost=10.0, contact_cost=1.0, uplift=uplift)
+    cost = expected_cost(p, offer_cost=10.0, contact_cost=1.0, uplift=uplift)
+    np.testing.assert_allclose(cost, [9.5, 1 + 10 * 0.78], atol=1e-12)
+    np.testing.assert_allclose(net, [0.5, -0.02 * 200 - 8.8], atol=1e-12)
+    # Without an uplift the classic formula: saves = p * g.
+    np.testing.assert_allclose(expected_net_value(p[:1], 200.0, offer_cost=10.0, contact_cost=1.0, acceptance=0.3),
+                               [0.2 * 0.3 * 190 - 0.8 * 10 - 1], atol=1e-12)
+
+
+def test_estimated_uplift_is_kept_within_what_a_contact_can_change():
+    from pipeline.targeting import expected_saves
+
+    # A contact cannot prevent more than the probability of leaving, nor push out more than stay.
+    saves = expected_saves(np.array([0.1, 0.1, 0.9]), uplift=np.array([0.3, -0.95, -0.05]))
+    np.testing.assert_allclose(saves, [0.1, -0.9, -0.05])
+    with pytest.raises(TypeError, match="acceptance rate or an uplift"):
+        expected_saves(np.array([0.1]))
+
+
+def test_campaign_values_use_the_uplift_when_given():
+    frame = campaign_values(np.array([0.2]), np.array([200.0]), CampaignConfig(), monthly_value=np.array([20.0]),
+                            uplift=np.array([0.05]))
+    # d = 0.5 * 20 = 10, c = 0.05 * 20 = 1: the hand case above.
+    assert frame.loc[0, "expected_save"] == pytest.approx(0.05)
+    assert frame.loc[0, "expected_cost"] == pytest.approx(9.5)
+    assert frame.loc[0, "expected_net_value"] == pytest.approx(0.5)
+
+
+def test_each_subscribers_monthly_churn_scales_the_normal_rate_by_relative_risk():
+    from pipeline.targeting import subscriber_monthly_churn
+
+    campaign = CampaignConfig(monthly_retention=0.99)
+    # Twice the base rate: twice the normal 1% a month; clipped to [0.2%, 50%]; unknown base rate: 1%.
+    churn = subscriber_monthly_churn(np.array([0.08, 0.04, 0.0, 10.0]), 0.04, campaign)
+    np.testing.assert_allclose(churn, [0.02, 0.01, 0.002, 0.5])
+    np.testing.assert_allclose(subscriber_monthly_churn(np.array([0.3]), float("nan"), campaign), [0.01])
+
+
+def test_lifetime_value_from_a_subscribers_own_churn():
+    from pipeline.targeting import clv, monthly_discount_rate
+
+    campaign = CampaignConfig(margin=0.4, annual_discount_rate=0.10)
+    i = monthly_discount_rate(0.10)
+    # m r / (1 + i - r) with m = 0.4 * 30,000 and r = 1 - 2% a month.
+    assert clv(np.array([30_000.0]), campaign, monthly_churn=np.array([0.02]))[0] == pytest.approx(
+        12_000 * 0.98 / (1 + i - 0.98))
+    assert clv(np.array([30_000.0]), campaign)[0] == pytest.approx(12_000 * 0.99 / (1 + i - 0.99))
+
+
+def test_a_save_is_worth_the_lifetime_value_less_the_fee_leaving_would_bring_in():
+    from pipeline.targeting import save_value
+
+    # No fee: the CLV; a fee collected on leaving: CLV less the fee; a waiver forgives it: the CLV again.
+    values = save_value(np.array([500.0, 500.0, 500.0, 50.0]), etf=np.array([0.0, 120.0, 120.0, 120.0]),
+                        etf_waived=np.array([0.0, 0.0, 120.0, 0.0]))
+    np.testing.assert_allclose(values, [500.0, 380.0, 500.0, 0.0])
+    np.testing.assert_allclose(save_value(np.array([500.0])), [500.0])
+
+
+def test_pilot_size_is_the_two_proportion_power_calculation():
+    from pipeline.targeting import pilot_size
+
+    # (1.959964 + 0.841621)^2 * (0.04 * 0.96 + 0.03 * 0.97) / 0.01^2 = 5,297.99
+    assert pilot_size(0.04, 0.01) == 5298
+    assert pilot_size(0.04, 0.02) < pilot_size(0.04, 0.01) < pilot_size(0.04, 0.005)
+    with pytest.raises(ConfigError, match="pilot size: need 0 < uplift <= base rate < 1"):
+        pilot_size(0.04, 0.05)
+
+
+def test_break_even_uplift():
+    from pipeline.targeting import break_even_uplift
+
+    # s * V = c + d (1 - p + s):  s = (1 + 10 * 0.8) / (200 - 10)
+    assert break_even_uplift(0.2, 200.0, 10.0, 1.0) == pytest.approx(9 / 190)
+    assert np.isinf(break_even_uplift(0.2, 5.0, 10.0, 1.0))
+
+
+def test_control_groups_are_random_exact_and_reproducible_by_seed():
+    from pipeline.targeting import control_groups
+
+    ids = [f"S{i:06d}" for i in range(1000)]
+    groups = control_groups(ids, seed=42, share=0.1)
+    assert (groups == "control").sum() == 100 and set(groups) == {"offer", "control"}
+    # Same seed and ids: the same groups, whatever their order.
+    again = control_groups(ids[::-1], seed=42, share=0.1)[::-1]
+    assert (again == groups).all()
+    # Another seed: another draw (about 10% of the first control group on average).
+    other = control_groups(ids, seed=43, share=0.1)
+    overlap = np.count_nonzero((other == "control") & (groups == "control"))
+    assert (other == "control").sum() == 100 and overlap < 30
+    # Not tied to the ids' order: controls spread over the whole list.
+    positions = np.flatnonzero(groups == "control")
+    assert positions.min() < 100 and positions.max() > 900
+    assert (control_groups(ids, seed=42, share=0.0) == "offer").all() and len(control_groups([], 1, 0.5)) == 0
+
+
+def test_control_group_membership_looks_random_across_seeds():
+    from pipeline.targeting import control_groups
+
+    ids = [f"S{i:06d}" for i in range(200)]
+    share = np.mean([control_groups(ids, seed=s, share=0.25) == "control" for s in range(200)], axis=0)
+    # Each subscriber is held out in about 25% of the seeds (binomial sd 3.1 points).
+    assert share.mean() == pytest.approx(0.25) and share.min() > 0.1 and share.max() < 0.4
+
+
+def test_offer_sweep_counts_who_pays_at_each_offer_size():
+    from pipeline.targeting import offer_sweep
+
+    campaign = CampaignConfig(contact_cost_months=0.05)
+    # Fee 100, V = 1000, p = 0.1, saves 0.01:  net(m) = 0.01 * 1000 - 5 - 100 m (1 - 0.1 + 0.01) = 5 - 91 m.
+    sweep = offer_sweep(np.array([0.1, 0.1]), np.array([0.01, 0.01]), np.array([1000.0, np.nan]),
+                        np.array([100.0, 100.0]), campaign, months=(0.0, 0.05, 0.1))
+    np.testing.assert_allclose(sweep, [[1, 5.0], [1, 5 - 4.55], [0, 0.0]])
