@@ -28,7 +28,11 @@ Say = Callable[[str], None]
 
 
 def _say(progress: Say | None) -> Say:
-    return progress or (lambda message: log.info(message))
+    """A progress callback that never shows a URL's password."""
+    from pipeline.errors import hide_credentials
+
+    out = progress or (lambda message: log.info(message))
+    return lambda message: out(hide_credentials(message))
 
 
 def is_records(path: str) -> bool:
@@ -107,12 +111,13 @@ class TrainOutcome:
     dropped: dict[str, str] = field(default_factory=dict)
 
 
-def _champion_metric(model_name: str, champion: int, dataset, result, config: Config) -> float | None:
+def _champion_metric(champion: int, *, model_name: str, dataset, result, config: Config) -> float | None:
     """The champion's promotion metric on this run's hold-out, or None if it takes other inputs.
 
     A champion refit on all rows of this very data (same content, seed and hold-out share)
     has seen this hold-out; its recorded hold-out metric, measured on the same rows by its
-    model fit without them, is used instead.
+    model fit without them, is used instead.  The champion is loaded through
+    ``tracking.load_model``, so its files are checked against their recorded hash first.
     """
     from pipeline import evaluate, tracking
     from pipeline.score import predict
@@ -195,45 +200,17 @@ def train_job(
         say("logging the run to MLflow")
         run_id = tracking.log_training(result, dataset, config, uri=uri, plots=plots, extra_artifacts=extra)
     model_name = config.tracking.model_name
-    version = tracking.register(run_id, model_name)
     metric = config.train.promotion_metric
-    challenger_score = float(result.metrics[metric])
-    champion = tracking.champion_version(model_name)
-    if champion is None:
-        tracking.promote(model_name, version, reason=f"first model ({metric} {challenger_score:.4f})",
-                         metrics=result.metrics)
-        promoted, message = True, f"version {version} is the first model: it is champion"
-    else:
-        champion_score = _champion_metric(model_name, champion, dataset, result, config)
-        if champion_score is None:
-            promoted = False
-            message = (
-                f"version {version} stays challenger: champion version {champion} takes other input columns, so the "
-                f"two cannot be compared on one hold-out (promote by hand with `churn promote {version}`)"
-            )
-        elif challenger_score > champion_score:
-            tracking.promote(
-                model_name, version,
-                reason=f"beat version {champion} on the same hold-out: {metric} {challenger_score:.4f} > {champion_score:.4f}",
-                metrics=result.metrics,
-            )
-            promoted = True
-            message = f"version {version} is champion: {metric} {challenger_score:.4f} beats version {champion}'s {champion_score:.4f}"
-        else:
-            promoted = False
-            message = (
-                f"version {version} stays challenger: {metric} {challenger_score:.4f} does not beat champion "
-                f"version {champion}'s {champion_score:.4f} on the same hold-out"
-            )
-        import mlflow
-
-        with mlflow.start_run(run_id=run_id):
-            if champion_score is not None:
-                mlflow.log_metric(f"champion_{metric}", champion_score)
-            mlflow.set_tag("promoted", str(promoted).lower())
+    say("registering the model (the gate compares it with the champion first)")
+    registration = tracking.register_and_gate(
+        run_id, model_name, metric=metric, challenger_score=float(result.metrics[metric]),
+        champion_score=partial(_champion_metric, model_name=model_name, dataset=dataset, result=result,
+                               config=config),
+        metrics=result.metrics,
+    )
     return TrainOutcome(
-        run_id=run_id, version=version, promoted=promoted,
-        champion_version=tracking.champion_version(model_name), message=message, metrics=result.metrics,
+        run_id=run_id, version=registration.version, promoted=registration.promoted,
+        champion_version=registration.champion_version, message=registration.message, metrics=result.metrics,
         family=result.family, calibration=result.calibration, rows=dataset.n_rows,
         dropped={**dataset.dropped,
                  **dict(zip(result.columns.loc[result.columns["use"] == "dropped", "column"],
@@ -424,7 +401,9 @@ def score_job(
     stream = ScoreStream(scoring, config, output=output_path, write_all=write_all)
     try:
         if engine == "spark":
-            out, rows, frame = _score_on_spark(data, scoring, model_uri=model_uri, config=config, say=say)
+            # Spark loads the model itself: give it a verified copy of the files, not the URI.
+            with tracking.verified_model_files(model_uri) as (local, _):
+                out, rows, frame = _score_on_spark(data, scoring, model_uri=str(local), config=config, say=say)
             stream.add_rows(out, rows, frame)
             del out, frame
         else:
