@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.errors import DataError, PipelineError
+from pipeline.errors import DataError, PipelineError, hide_credentials
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -29,8 +29,6 @@ Say = Callable[[str], None]
 
 def _say(progress: Say | None) -> Say:
     """A progress callback that never shows a URL's password."""
-    from pipeline.errors import hide_credentials
-
     out = progress or (lambda message: log.info(message))
     return lambda message: out(hide_credentials(message))
 
@@ -77,7 +75,7 @@ def load_dataset(
             earlier_snapshots=config.data.training_snapshots if require_label else (),
         )
     if require_label and target is None:
-        raise DataError(f"{data}: a single table needs --target (the churn label column) and usually --id")
+        raise DataError(f"{hide_credentials(data)}: a single table needs --target (the churn label column) and usually --id")
     frame = read_table(data)
     return table_dataset(
         frame, id_column=id_column, target=target, positive=positive, value_column=value_column,
@@ -324,7 +322,7 @@ def input_chunks(data: str, scoring, *, config: Config, snapshot_date: str | Non
                         horizon_days=config.data.horizon_days)
         return (partial(build, reader) for reader in readers), _record_total(data)
     if is_records(data):
-        raise DataError(f"{data}: the model was trained on a single table; give a CSV or Parquet file")
+        raise DataError(f"{hide_credentials(data)}: the model was trained on a single table; give a CSV or Parquet file")
     check_signature(column_kinds(table_sample(data)), scoring, source=str(data))
     columns = _table_roles(scoring)
     chunks = table_chunks(data, rows=config.scoring.chunk_rows, id_column=columns["id"],
@@ -425,7 +423,7 @@ def score_job(
                     del inputs, prepared
                     _release_memory(pa)
             if not stream.rows:
-                raise DataError(f"{data}: no subscribers to score")
+                raise DataError(f"{hide_credentials(data)}: no subscribers to score")
         say(f"ranking {stream.rows:,} subscribers and writing {output_path.name}")
         result = stream.finish(budget=budget, capacity=capacity)
     finally:
@@ -517,7 +515,7 @@ def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: 
     from pipeline.spark import score_spark
 
     if is_records(data):
-        raise DataError(f"{data}: the Spark engine scores a table (Parquet or CSV); "
+        raise DataError(f"{hide_credentials(data)}: the Spark engine scores a table (Parquet or CSV); "
                         "write the features of a record folder with `churn features` first")
     sample = table_sample(data)
     check_signature(column_kinds(sample), scoring, source=str(data))
@@ -565,7 +563,7 @@ def features_job(data: str, output: str, *, config: Config, snapshot_date: str |
     if not path.parent.exists():
         raise DataError(f"{output}: folder {path.parent} does not exist")
     if not is_records(data):
-        raise DataError(f"{data}: not a record folder or database URL")
+        raise DataError(f"{hide_credentials(data)}: not a record folder or database URL")
     temp = path.with_name(f".{path.name}.tmp")
     rows, writer = 0, None
     snapshot = snapshot_date or config.data.snapshot_date
@@ -580,7 +578,7 @@ def features_job(data: str, output: str, *, config: Config, snapshot_date: str |
             rows += table.num_rows
             say(f"features for {rows:,} subscribers")
         if writer is None:
-            raise DataError(f"{data}: no subscribers")
+            raise DataError(f"{hide_credentials(data)}: no subscribers")
         writer.close()
         writer = None
         temp.replace(path)

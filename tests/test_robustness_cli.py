@@ -105,32 +105,11 @@ def test_planted_personal_data_never_reaches_the_store_or_the_terminal(tmp_path)
     env = {"CHURN_PROGRESS": "1"}  # progress lines on stderr too
 
     trained = run_churn(TRAIN, tmp_path, env=env)
-    for column, reason in [("contact", "personal data (person names)"), ("memo", "personal data (person names)"),
-                           ("col7", "personal data (phone or identity numbers stored as numbers)"),
-                           ("col8", "personal data (phone or identity numbers stored as numbers)"),  # read back as int64
-                           ("note", "personal data (phone numbers)"),
-                           ("ref", "personal data (identity numbers)"), ("c9", "personal data (email addresses)"),
-                           ("col10", "personal data (phone or identity numbers stored as numbers)")]:
-        assert f"{column} ({reason})" in trained.stdout
     out = tmp_path / "out"
     out.mkdir()
     scored = run_churn(["score", "--data", "unlabelled.csv", "--output", str(out / "all.csv"), "--all"], tmp_path,
                        env=env)
     assert "wrote 800 rows" in scored.stdout
-    # scoring does not demand the dropped columns
-    assert "wrote 800 rows" in run_churn(["score", "--data", "without.csv", "--output", str(out / "without.csv"),
-                                          "--all"], tmp_path).stdout
-
-    client = _client(tmp_path)
-    version = client.get_model_version(MODEL, "1")
-    import mlflow
-
-    info = mlflow.models.Model.load(client.get_model_version_download_uri(MODEL, "1")[len("file://"):])
-    inputs = [spec.name for spec in info.signature.inputs.inputs]
-    assert inputs == info.metadata["input_columns"] == ["customer", "x", "tenure", "contract", "monthly"]
-    assert set(info.metadata["profile"]) == {"x", "tenure", "contract", "monthly"}
-    assert version.run_id
-
     blobs = {"stdout": "\n".join([trained.stdout, scored.stdout]).encode().lower(),
              "stderr": "\n".join([trained.stderr, scored.stderr]).encode().lower()}
     files = [tmp_path / "mlflow.db", *sorted(p for p in (tmp_path / "mlruns").rglob("*") if p.is_file())]
@@ -144,6 +123,26 @@ def test_planted_personal_data_never_reaches_the_store_or_the_terminal(tmp_path)
     assert _found(planted, blobs) == []
     # the canary works: the same search finds planted values where they are
     assert _found(planted, {"table.csv": (tmp_path / "table.csv").read_bytes().lower()})
+    client = _client(tmp_path)
+    version = client.get_model_version(MODEL, "1")
+    import mlflow
+
+    info = mlflow.models.Model.load(client.get_model_version_download_uri(MODEL, "1")[len("file://"):])
+    inputs = [spec.name for spec in info.signature.inputs.inputs]
+    assert inputs == info.metadata["input_columns"] == ["customer", "x", "tenure", "contract", "monthly"]
+    assert set(info.metadata["profile"]) == {"x", "tenure", "contract", "monthly"}
+    assert version.run_id
+
+    for column, reason in [("contact", "personal data (person names)"), ("memo", "personal data (person names)"),
+                           ("col7", "personal data (phone or identity numbers stored as numbers)"),
+                           ("col8", "personal data (phone or identity numbers stored as numbers)"),  # read back as int64
+                           ("note", "personal data (phone numbers)"),
+                           ("ref", "personal data (identity numbers)"), ("c9", "personal data (email addresses)"),
+                           ("col10", "personal data (phone or identity numbers stored as numbers)")]:
+        assert f"{column} ({reason})" in trained.stdout
+    # scoring does not demand the dropped columns
+    assert "wrote 800 rows" in run_churn(["score", "--data", "without.csv", "--output", str(out / "without.csv"),
+                                          "--all"], tmp_path).stdout
 
 
 # --- tampered champion, failed registration -------------------------------------------------
