@@ -227,3 +227,18 @@ def test_messages_show_no_personal_values_and_no_passwords(workdir, args, expect
     assert result.returncode == 1
     assert expected in result.stderr.strip().splitlines()[-1], result.stderr
     assert secret not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("http://user:secret@host:5000", "http://user:***@host:5000"),
+    ("postgresql+psycopg://u:p@ss@db.internal:5432/base", "postgresql+psycopg://u:***@db.internal:5432/base"),
+    ("API request to https://me:s%40cret@127.0.0.1/api/2.0/x failed", "API request to https://me:***@127.0.0.1/api/2.0/x failed"),
+    ("mysql://u@h/d?password=secret&ssl=1", "mysql://u@h/d?password=***&ssl=1"),
+    ("postgresql://user@host/db", "postgresql://user@host/db"),
+    ("/data/customers.csv", "/data/customers.csv"),
+    ("someone@example.org is not a URL", "someone@example.org is not a URL"),
+])
+def test_hide_credentials_masks_every_password_in_a_message(text, shown):
+    from pipeline.errors import hide_credentials
+
+    assert hide_credentials(text) == shown
