@@ -399,13 +399,25 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
         return run.info.run_id
 
 
+#: A file MLflow itself writes into a model folder, beside the model, whenever the model is
+#: loaded through a ``models:/`` URI from a local store (name and version, for lineage).  It
+#: is neither hashed nor loaded: ``verified_model_files`` removes it from the checked copy.
+MLFLOW_WRITES = ("registered_model_meta",)
+
+
 def file_hashes(folder: str | Path) -> dict[str, str]:
-    """SHA-256 (hex) of every file under ``folder``, keyed by its POSIX path relative to it, sorted."""
+    """SHA-256 (hex) of every file under ``folder``, keyed by its POSIX path relative to it, sorted.
+
+    The top-level files MLflow writes on its own when a model is loaded (``MLFLOW_WRITES``)
+    are left out.
+    """
     import hashlib
 
     root = Path(folder)
     out = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.parent == root and path.name in MLFLOW_WRITES:
+            continue
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -933,6 +945,8 @@ def verified_model_files(uri: str) -> Iterator[tuple[Path, _ModelSource]]:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source.download_uri, dst_path=tmp))
         except Exception as err:
             raise TrackingError(f"cannot load model {uri}: {one_line(err)}") from err
+        for name in MLFLOW_WRITES:  # not hashed, so not loaded either
+            (local / name).unlink(missing_ok=True)
         verify_model_files(local, uri=uri, digest=source.digest, run_id=source.run_id)
         yield local, source
 

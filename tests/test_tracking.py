@@ -395,3 +395,12 @@ def test_trusted_types_are_exactly_what_the_model_families_need():
         used |= needed
     assert set(tracking.TRUSTED_TYPES) == used  # no entry that no model needs
     assert len(tracking.TRUSTED_TYPES) == len(set(tracking.TRUSTED_TYPES))
+
+
+def test_loading_through_mlflow_itself_does_not_break_the_check(trained, store):
+    import mlflow
+
+    _gate(_log(trained, store), 0.7)
+    mlflow.sklearn.load_model(tracking.model_uri(MODEL))  # MLflow writes registered_model_meta into the store
+    assert (_model_folder(1) / "registered_model_meta").exists()
+    assert tracking.load_model(tracking.model_uri(MODEL)).version == "1"
