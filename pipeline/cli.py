@@ -294,9 +294,9 @@ def cmd_demo(args, progress: Progress) -> int:
     import pandas as pd
 
     from pipeline.jobs import generate_job, score_job, train_job
-    from pipeline.tracking import resolve_uri, ui_command
-
     from pipeline.config import with_overrides
+    from pipeline.errors import hide_credentials
+    from pipeline.tracking import resolve_uri, ui_command
 
     # The demo's selection is lighter than a real run's (fewer random-search draws and folds,
     # CatBoost only on bases up to 50,000 subscribers) so the whole job stays within a few
@@ -332,7 +332,7 @@ def cmd_demo(args, progress: Progress) -> int:
         print("\ntop 10:")
         print(scored.top[columns].to_string(index=False, float_format=lambda v: f"{v:,.3f}" if v < 1 else f"{v:,.0f}"))
     print(f"\nfiles: records {data_dir}; at-risk list {at_risk_path}")
-    print(f"MLflow store: {uri}")
+    print(f"MLflow store: {hide_credentials(uri)}")
     print(f"open the MLflow UI: {ui_command(uri)}")
     print(f"done in {time.perf_counter() - started:.0f}s")
     return 0
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     show_progress = sys.stderr.isatty() or os.environ.get("CHURN_PROGRESS") == "1"
     progress = Progress(show_progress)
-    from pipeline.errors import PipelineError
+    from pipeline.errors import PipelineError, hide_credentials
 
     try:
         return COMMANDS[args.command](args, progress)
@@ -378,13 +378,13 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as err:
         if args.debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {hide_credentials(err)}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as err:  # an unexpected failure still ends in one line, not a traceback
         if args.debug:
             raise
         text = str(err).splitlines()[0] if str(err) else ""
-        print(f"error: {type(err).__name__}: {text} (rerun with --debug for details)", file=sys.stderr)
+        print(f"error: {type(err).__name__}: {hide_credentials(text)} (rerun with --debug for details)", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -176,21 +176,46 @@ def parse_label(values: pd.Series, *, positive: str | None, where: str) -> pd.Se
     if positive is not None:
         label = lowered == str(positive).strip().lower()
         if not label.any():
-            seen = ", ".join(sorted(map(str, text.unique()))[:10])
-            raise DataError(f"{where}: no row has the positive label {positive!r} (values seen: {seen})")
+            raise DataError(f"{where}: no row has the positive label {positive!r} "
+                            f"({_shown_values(values, text, limit=10, label='values seen')})")
         return label.astype("int8").rename("churned")
     known = lowered.isin(_POSITIVE | _NEGATIVE)
     if not known.all():
         bad = np.flatnonzero(~known.to_numpy())
-        seen = ", ".join(sorted(map(str, text[~known].unique()))[:5])
+        if _may_show(values, text):
+            seen = ", ".join(sorted(map(str, text[~known].unique()))[:5])
+            have = f"have {seen}, which is not"
+        else:
+            have = f"have values ({_shown_values(values, text[~known], limit=5)}) that are not"
         raise DataError(
-            f"{where}: {first_rows(bad)} have {seen}, which is not 1/0, true/false or yes/no "
+            f"{where}: {first_rows(bad)} {have} 1/0, true/false or yes/no "
             "(name the churn value with --positive)"
         )
     label = lowered.isin(_POSITIVE).astype("int8").rename("churned")
     if label.nunique() < 2:
         raise DataError(f"{where}: every row has the same label; a model needs churners and stayers")
     return label
+
+
+#: A label column with more distinct values than this is no label; its values are not shown.
+_MAX_SHOWN_LEVELS = 20
+
+
+def _may_show(values: pd.Series, text: pd.Series) -> bool:
+    """Whether a message may quote this column's values: few distinct values, nothing personal-looking."""
+    from pipeline.prepare import looks_personal
+
+    return text.nunique() <= _MAX_SHOWN_LEVELS and looks_personal(values.name, values) is None
+
+
+def _shown_values(values: pd.Series, text: pd.Series, *, limit: int, label: str = "") -> str:
+    """The first distinct values for a message, or only their count when they may not be shown."""
+    distinct = text.dropna().unique()
+    if _may_show(values, text):
+        shown = ", ".join(sorted(map(str, distinct))[:limit])
+        return f"{label}: {shown}" if label else shown
+    return (f"{len(distinct):,} distinct value(s), not shown: the column looks like personal data or an "
+            "identifier")
 
 
 def parse_value(values: pd.Series, *, where: str) -> pd.Series:
@@ -304,7 +329,7 @@ def table_dataset(
     for name in frame.columns:
         if name in (id_column, target, treatment_column):
             continue
-        reason = looks_personal(name, frame[name].head(500))
+        reason = looks_personal(name, frame[name])
         if reason:
             personal[str(name)] = reason
     treatment = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class PipelineError(Exception):
     """Base class of every error the pipeline reports to a user."""
@@ -34,3 +36,45 @@ def first_rows(labels, limit: int = 5) -> str:
     more = f" (and {len(labels) - limit} more)" if len(labels) > limit else ""
     noun = "row" if len(labels) == 1 else "rows"
     return f"{noun} {shown}{more}"
+
+
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s/?#@]*(?:@[^\s/?#@]*)*)@")
+_SECRET_QUERY = re.compile(
+    r"(?P<key>[?&;](?:password|passwd|pwd|pass|token|access_token|secret|api_key|apikey|access_key|sslpassword)=)"
+    r"[^&;#\s]*",
+    re.IGNORECASE,
+)
+
+
+def hide_credentials(text: object) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``.
+
+    ``scheme://user:password@host`` becomes ``scheme://user:***@host`` wherever it occurs
+    (a message may quote a URL inside other text), and secret query parameters such as
+    ``?password=...`` or ``&token=...`` lose their values.  A password holding an unescaped
+    ``@`` is hidden whole: the user part ends at the first ``:`` and the host starts after
+    the last ``@``.  Used by every message that may show a URL and by what reaches MLflow.
+
+    Parameters
+    ----------
+    text : object
+        A URL, a path or any message (converted with ``str``).
+
+    Returns
+    -------
+    str
+        The text with credentials masked; unchanged when it holds none.
+    """
+
+    def mask(match: re.Match) -> str:
+        user, colon, _password = match.group("userinfo").partition(":")
+        return f"{match.group('scheme')}{user}{':***' if colon else ''}@"
+
+    return _SECRET_QUERY.sub(r"\g<key>***", _URL_USERINFO.sub(mask, str(text)))
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type when empty), credentials hidden, at most ``limit`` characters."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = hide_credentials(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

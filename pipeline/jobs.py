@@ -21,14 +21,16 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.errors import DataError, PipelineError
+from pipeline.errors import DataError, PipelineError, hide_credentials
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
 
 def _say(progress: Say | None) -> Say:
-    return progress or (lambda message: log.info(message))
+    """A progress callback that never shows a URL's password."""
+    out = progress or (lambda message: log.info(message))
+    return lambda message: out(hide_credentials(message))
 
 
 def is_records(path: str) -> bool:
@@ -87,7 +89,7 @@ def load_dataset(
         except NoCampaignError as err:
             return churn, None, str(err).split(": ", 1)[-1]
     if require_label and target is None:
-        raise DataError(f"{data}: a single table needs --target (the churn label column) and usually --id")
+        raise DataError(f"{hide_credentials(data)}: a single table needs --target (the churn label column) and usually --id")
     frame = read_table(data)
     dataset = table_dataset(
         frame, id_column=id_column, target=target, positive=positive, value_column=value_column,
@@ -131,12 +133,13 @@ class TrainOutcome:
     response: Any = None
 
 
-def _champion_metric(model_name: str, champion: int, dataset, result, config: Config) -> float | None:
+def _champion_metric(champion: int, *, model_name: str, dataset, result, config: Config) -> float | None:
     """The champion's promotion metric on this run's hold-out, or None if it takes other inputs.
 
     A champion refit on all rows of this very data (same content, seed and hold-out share)
     has seen this hold-out; its recorded hold-out metric, measured on the same rows by its
-    model fit without them, is used instead.
+    model fit without them, is used instead.  The champion is loaded through
+    ``tracking.load_model``, so its files are checked against their recorded hash first.
     """
     from pipeline import evaluate, tracking
     from pipeline.score import predict
@@ -239,49 +242,28 @@ def train_job(
         say("logging the run to MLflow")
         run_id = tracking.log_training(result, dataset, config, uri=uri, plots=plots, extra_artifacts=extra)
     model_name = config.tracking.model_name
-    version = tracking.register(run_id, model_name)
     metric = config.train.promotion_metric
-    challenger_score = float(result.metrics[metric])
-    champion = tracking.champion_version(model_name)
-    if champion is None:
-        tracking.promote(model_name, version, reason=f"first model ({metric} {challenger_score:.4f})",
-                         metrics=result.metrics)
-        promoted, message = True, f"version {version} is the first model: it is champion"
-    else:
-        champion_score = _champion_metric(model_name, champion, dataset, result, config)
-        if champion_score is None:
-            promoted = False
-            message = (
-                f"version {version} stays challenger: champion version {champion} takes other input columns, so the "
-                f"two cannot be compared on one hold-out (promote by hand with `churn promote {version}`)"
-            )
-        elif challenger_score > champion_score:
-            tracking.promote(
-                model_name, version,
-                reason=f"beat version {champion} on the same hold-out: {metric} {challenger_score:.4f} > {champion_score:.4f}",
-                metrics=result.metrics,
-            )
-            promoted = True
-            message = f"version {version} is champion: {metric} {challenger_score:.4f} beats version {champion}'s {champion_score:.4f}"
+    say("registering the model (the gate compares it with the champion first)")
+    before = tracking.registry_state(model_name)
+    registration = tracking.register_and_gate(
+        run_id, model_name, metric=metric, challenger_score=float(result.metrics[metric]),
+        champion_score=partial(_champion_metric, model_name=model_name, dataset=dataset, result=result,
+                               config=config),
+        metrics=result.metrics,
+    )
+    try:
+        if response_result is not None:
+            response = _log_and_register_response(response_result, response_data, config, uri, say)
         else:
-            promoted = False
-            message = (
-                f"version {version} stays challenger: {metric} {challenger_score:.4f} does not beat champion "
-                f"version {champion}'s {champion_score:.4f} on the same hold-out"
-            )
-        import mlflow
-
-        with mlflow.start_run(run_id=run_id):
-            if champion_score is not None:
-                mlflow.log_metric(f"champion_{metric}", champion_score)
-            mlflow.set_tag("promoted", str(promoted).lower())
-    if response_result is not None:
-        response = _log_and_register_response(response_result, response_data, config, uri, say)
-    else:
-        response = ResponseOutcome(model_name=response_model_name(model_name), skipped=no_response)
+            response = ResponseOutcome(model_name=response_model_name(model_name), skipped=no_response)
+    except BaseException:
+        # Both models or neither: the churn model's registration is undone too.
+        tracking.rollback_registration(model_name, registration.version, before)
+        tracking.mark_run_failed(run_id)
+        raise
     return TrainOutcome(
-        run_id=run_id, version=version, promoted=promoted,
-        champion_version=tracking.champion_version(model_name), message=message, metrics=result.metrics,
+        run_id=run_id, version=registration.version, promoted=registration.promoted,
+        champion_version=registration.champion_version, message=registration.message, metrics=result.metrics,
         family=result.family, calibration=result.calibration, rows=dataset.n_rows,
         dropped={**dataset.dropped,
                  **dict(zip(result.columns.loc[result.columns["use"] == "dropped", "column"],
@@ -349,7 +331,7 @@ def _train_response_model(data, churn, config: Config, say: Say):
                           drop_columns=drop)
 
 
-def _response_champion_metric(name: str, champion: int, data, result, config: Config) -> float | None:
+def _response_champion_metric(name: str, champion: int, *, data, result, config: Config) -> float | None:
     """The champion response model's Qini coefficient on this run's hold-out (None when incomparable)."""
     from pipeline import evaluate, tracking
 
@@ -384,29 +366,12 @@ def _log_and_register_response(result, data, config: Config, uri: str, say: Say)
                  "evaluation/uplift_by_decile.csv": result.deciles}
         say("logging the response model's run to MLflow")
         run_id = tracking.log_response(result, data, config, uri=uri, plots=plots, extra_artifacts=extra)
-    version = tracking.register(run_id, name)
-    metric = "qini_coefficient"
-    score = float(result.metrics[metric])
-    champion = tracking.champion_version(name)
-    if champion is None:
-        tracking.promote(name, version, reason=f"first response model ({metric} {score:.4f})", metrics=result.metrics)
-        promoted, message = True, f"version {version} is the first response model: it is champion"
-    else:
-        champion_score = _response_champion_metric(name, champion, data, result, config)
-        if champion_score is None:
-            promoted = False
-            message = (f"version {version} stays challenger: champion version {champion} takes other input columns "
-                       f"(promote by hand with `churn promote {version} --model-name {config.tracking.model_name}"
-                       f"-response`)")
-        elif score > champion_score:
-            tracking.promote(name, version, metrics=result.metrics,
-                             reason=f"beat version {champion} on the same hold-out: {metric} {score:.4f} > {champion_score:.4f}")
-            promoted = True
-            message = f"version {version} is champion: {metric} {score:.4f} beats version {champion}'s {champion_score:.4f}"
-        else:
-            promoted = False
-            message = (f"version {version} stays challenger: {metric} {score:.4f} does not beat champion version "
-                       f"{champion}'s {champion_score:.4f} on the same hold-out")
+    registration = tracking.register_and_gate(
+        run_id, name, metric="qini_coefficient", challenger_score=float(result.metrics["qini_coefficient"]),
+        champion_score=partial(_response_champion_metric, name, data=data, result=result, config=config),
+        metrics=result.metrics, promote_command=f"churn promote {{version}} --model-name {name}",
+    )
+    version, promoted, message = registration.version, registration.promoted, registration.message
     return ResponseOutcome(
         model_name=name, run_id=run_id, version=version, promoted=promoted, message=message,
         learner=f"{result.learner} ({result.family})", rows=data.n_rows,
@@ -532,7 +497,7 @@ def input_chunks(data: str, scoring, *, config: Config, snapshot_date: str | Non
                         horizon_days=config.data.horizon_days)
         return (partial(build, reader) for reader in readers), _record_total(data)
     if is_records(data):
-        raise DataError(f"{data}: the model was trained on a single table; give a CSV or Parquet file")
+        raise DataError(f"{hide_credentials(data)}: the model was trained on a single table; give a CSV or Parquet file")
     check_signature(column_kinds(table_sample(data)), scoring, source=str(data))
     columns = _table_roles(scoring)
     chunks = table_chunks(data, rows=config.scoring.chunk_rows, id_column=columns["id"],
@@ -630,7 +595,9 @@ def score_job(
     stream = ScoreStream(scoring, config, output=output_path, write_all=write_all)
     try:
         if engine == "spark":
-            out, rows, frame = _score_on_spark(data, scoring, model_uri=model_uri, config=config, say=say)
+            # Spark loads the model itself: give it a verified copy of the files, not the URI.
+            with tracking.verified_model_files(model_uri) as (local, _):
+                out, rows, frame = _score_on_spark(data, scoring, model_uri=str(local), config=config, say=say)
             stream.add_rows(out, rows, frame)
             del out, frame
         else:
@@ -652,7 +619,7 @@ def score_job(
                     del inputs, prepared
                     _release_memory(pa)
             if not stream.rows:
-                raise DataError(f"{data}: no subscribers to score")
+                raise DataError(f"{hide_credentials(data)}: no subscribers to score")
         say(f"ranking {stream.rows:,} subscribers and writing {output_path.name}")
         result = stream.finish(budget=budget, capacity=capacity, control_share=share, seed=seed,
                                campaign_id=campaign_id)
@@ -812,7 +779,7 @@ def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: 
     from pipeline.spark import score_spark
 
     if is_records(data):
-        raise DataError(f"{data}: the Spark engine scores a table (Parquet or CSV); "
+        raise DataError(f"{hide_credentials(data)}: the Spark engine scores a table (Parquet or CSV); "
                         "write the features of a record folder with `churn features` first")
     sample = table_sample(data)
     check_signature(column_kinds(sample), scoring, source=str(data))
@@ -941,7 +908,7 @@ def features_job(data: str, output: str, *, config: Config, snapshot_date: str |
     if not path.parent.exists():
         raise DataError(f"{output}: folder {path.parent} does not exist")
     if not is_records(data):
-        raise DataError(f"{data}: not a record folder or database URL")
+        raise DataError(f"{hide_credentials(data)}: not a record folder or database URL")
     temp = path.with_name(f".{path.name}.tmp")
     rows, writer = 0, None
     snapshot = snapshot_date or config.data.snapshot_date
@@ -956,7 +923,7 @@ def features_job(data: str, output: str, *, config: Config, snapshot_date: str |
             rows += table.num_rows
             say(f"features for {rows:,} subscribers")
         if writer is None:
-            raise DataError(f"{data}: no subscribers")
+            raise DataError(f"{hide_credentials(data)}: no subscribers")
         writer.close()
         writer = None
         temp.replace(path)

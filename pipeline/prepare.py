@@ -32,10 +32,27 @@ _PERSONAL_NAME = re.compile(
     r"national_id|passport_number|card_number)$"
 )
 _EMAIL_VALUE = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
-_PHONE_VALUE = re.compile(r"^\+?[\d][\d\s().-]{7,}\d$")
+_PHONE_VALUE = re.compile(r"^\+?[\d(][\d\s().-]{7,}\d$")
+_DECIMAL_VALUE = re.compile(r"^-?\d+\.\d+$")
+#: Identity numbers: a Korean resident registration number (YYMMDD-NNNNNNN, the dash
+#: optional), a US social security number (NNN-NN-NNNN).
+_IDENTITY_VALUE = re.compile(r"^(\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])-?[1-8]\d{6}|\d{3}-\d{2}-\d{4})$")
+#: A person's name: two or three capitalised alphabetic words ("Jane Doe", "Min-jun Kim",
+#: "Mary O'Neil"), or a Hangul name of two to four syllables.
+_NAME_WORD = r"(?:Mc|Mac|O')?[A-Z][a-z]+(?:[-'][A-Za-z][a-z]+)?"
+_LATIN_NAME = re.compile(rf"^{_NAME_WORD}(?:\s+{_NAME_WORD}){{1,2}}$")
+_HANGUL_NAME = re.compile(r"^[가-힣]{2,4}$")
 _ID_NAME = re.compile(r"(^|_)(id|key|uuid|guid|code|number|no|num)$")
 _TRUE = {"yes", "y", "true", "t", "1", "1.0"}
 _FALSE = {"no", "n", "false", "f", "0", "0.0"}
+#: Values looked at to decide whether a column looks personal.
+_SAMPLE = 1000
+#: A shape must fit at least this share of a column's non-blank values.
+_SHARE = 0.8
+#: Distinct values at least this share of a column's, and at least ``_MIN_DISTINCT`` of
+#: them, make a column "near-unique": identifiers, names, free text, never categories.
+_DISTINCT_SHARE = 0.9
+_MIN_DISTINCT = 50
 
 
 def _normalise_name(name: object) -> str:
@@ -49,21 +66,96 @@ def _as_text(column: pd.Series) -> pd.Series:
     return text.mask(text == "")
 
 
-def looks_personal(name: object, values: pd.Series) -> str | None:
-    """Why a column looks like personal data (a reason string), or ``None`` when it does not."""
-    if _PERSONAL_NAME.search(_normalise_name(name)):
-        return "personal data (column name)"
-    if values.dtype.kind in "biufcmM":
+def _personal_numbers(values: pd.Series) -> str | None:
+    """Why whole numbers look like phone or identity numbers stored as numbers, or None.
+
+    Mostly values of 9 to 13 digits (a phone number without its leading 0 such as
+    1012345678, +82 10... as 821012345678, a 13-digit resident registration number, a
+    9-digit social security number), mostly distinct: no count or amount looks like that.
+    """
+    observed = values.dropna()
+    if values.dtype.kind == "b" or observed.empty:
         return None
-    sample = _as_text(values).dropna()
-    if sample.empty:
+    numbers = observed.astype("float64")
+    whole = numbers[np.isfinite(numbers) & (numbers == np.round(numbers))]
+    if len(whole) < _SHARE * len(observed):
         return None
-    sample = sample.iloc[:500]
+    digits = np.floor(np.log10(np.clip(np.abs(whole.to_numpy()), 1, None))) + 1
+    shaped = (digits >= 9) & (digits <= 13) & (whole.to_numpy() > 0)
+    if shaped.mean() < _SHARE:
+        return None
+    if whole.nunique() < max(2, 0.5 * len(whole)):
+        return None
+    return "personal data (phone or identity numbers stored as numbers)"
+
+
+def _personal_text(sample: pd.Series) -> str | None:
+    """Why text values look personal (emails, identity or phone numbers, names), or None."""
     if sample.str.match(_EMAIL_VALUE).mean() > 0.5:
         return "personal data (email addresses)"
-    if sample.str.match(_PHONE_VALUE).mean() > 0.5 and sample.str.count(r"\d").median() >= 9:
+    if sample.str.match(_IDENTITY_VALUE).mean() > 0.5 and sample.str.count(r"\d").median() in (9, 13):
+        return "personal data (identity numbers)"
+    decimal = sample.str.match(_DECIMAL_VALUE)
+    if (sample.str.match(_PHONE_VALUE) & ~decimal).mean() > 0.5 and sample.str.count(r"\d").median() >= 9:
         return "personal data (phone numbers)"
+    distinct = sample.nunique()
+    names = sample.str.match(_LATIN_NAME) | sample.str.match(_HANGUL_NAME)
+    if names.mean() >= _SHARE and distinct >= 20 and distinct >= 0.3 * len(sample):
+        return "personal data (person names)"
+    numeric = pd.to_numeric(sample, errors="coerce").notna().mean() >= 0.95
+    if not numeric and distinct >= _MIN_DISTINCT and distinct >= _DISTINCT_SHARE * len(sample):
+        return "identifier or free text (mostly distinct values)"
     return None
+
+
+def looks_personal(name: object, values: pd.Series) -> str | None:
+    """Why a column looks like personal data or an identifier (a reason string), or ``None``.
+
+    Decided by the column's name (``name``, ``phone_number``...) and by its values, whatever
+    the name: email addresses; identity numbers (Korean resident registration numbers,
+    US social security numbers); phone numbers with or without separators, as text or as
+    whole numbers of 9 to 13 digits; person names (two or three capitalised words, or
+    Hangul names of two to four syllables, many distinct); and near-unique text
+    (identifiers, free text).  Categories such as ``Month-to-month``, ``Fiber optic``,
+    ``Electronic check``, state codes or yes/no are not flagged.
+
+    Parameters
+    ----------
+    name : object
+        The column's name.
+    values : Series
+        Its values (the first non-blank ones are looked at).
+
+    Returns
+    -------
+    str or None
+        The reason, e.g. ``"personal data (phone numbers)"``; None when it looks ordinary.
+    """
+    if _PERSONAL_NAME.search(_normalise_name(name)):
+        return "personal data (column name)"
+    if values.dtype.kind in "cmM":
+        return None
+    if values.dtype.kind in "iuf":
+        return _personal_numbers(values.dropna().iloc[:_SAMPLE])
+    if values.dtype.kind == "b":
+        return None
+    sample = _as_text(values.dropna().iloc[: 4 * _SAMPLE]).dropna().iloc[:_SAMPLE]
+    if sample.empty:
+        return None
+    reason = _personal_text(sample)
+    if reason is None and pd.to_numeric(sample, errors="coerce").notna().mean() >= 0.95:
+        return _personal_numbers(pd.to_numeric(sample, errors="coerce"))
+    return reason
+
+
+def yes_no_levels(values: pd.Series) -> list[str]:
+    """The two values of a yes/no column as written (e.g. ``["No", "Yes"]``); empty for any other column."""
+    text = _as_text(values).dropna()
+    distinct = sorted(str(v) for v in text.unique()[:3])
+    lowered = {v.lower() for v in distinct}
+    if len(distinct) == 2 and lowered <= _TRUE | _FALSE and lowered & _TRUE and lowered & _FALSE:
+        return distinct
+    return []
 
 
 class TableTyper(TransformerMixin, BaseEstimator):

@@ -520,8 +520,10 @@ def _load_folder(folder: Path, names: tuple[str, ...]) -> Records:
 
 
 def _first_line(err: BaseException) -> str:
+    from pipeline.errors import hide_credentials
+
     text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+    return hide_credentials(f"{type(err).__name__}: {text[0]}") if text else type(err).__name__
 
 
 def _log_ignored(location, table: Table, names) -> None:
@@ -602,14 +604,10 @@ def _read_csv(path: Path, table: Table) -> pd.DataFrame:
 
 
 def _show_url(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    """The URL with its password hidden, for messages (``pipeline.errors.hide_credentials``)."""
+    from pipeline.errors import hide_credentials
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("://", 1)[0] + "://..."
+    return hide_credentials(url)
 
 
 def _engine(url: str):

@@ -538,6 +538,8 @@ class ResponseResult:
     oof_uplift: np.ndarray
     #: The churn model's probabilities for the hold-out rows (``risk``), when given.
     holdout_risk: np.ndarray | None
+    #: The raw input columns the model takes (``X``'s columns).
+    input_columns: list[str]
     train_rows: int
     fit_rows: int
     seed: int
@@ -758,6 +760,7 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
         plot_data=plot_data,
         oof_uplift=oof,
         holdout_risk=risk_holdout,
+        input_columns=[str(c) for c in X.columns],
         train_rows=len(train_idx),
         fit_rows=len(X) if config.refit_all_rows else len(train_idx),
         seed=seed,

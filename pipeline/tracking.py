@@ -6,8 +6,12 @@ artifact folder ``mlruns/``.  A team server is used when ``--tracking-uri`` or
 ``MLFLOW_TRACKING_URI`` names one; an unreachable server fails before any work.
 
 Models are saved in MLflow's skops format (loading never runs arbitrary code) with the
-reviewed ``TRUSTED_TYPES``; ``pip_requirements`` are given explicitly.  Nothing personal is
-logged: no rows, no ids, no names; the input example is a synthetic typical row.
+reviewed ``TRUSTED_TYPES``; ``pip_requirements`` are given explicitly.  Every file of a logged
+model is hashed (SHA-256) when it is logged; the digest is a run tag and a model-version tag,
+and ``load_model`` downloads the files, checks them against it and loads only the checked copy.
+Nothing personal is logged: no rows, no ids, no names, no level of a column that looks
+personal; the input example is synthetic.  The registry gate (``register_and_gate``) registers
+a challenger, moves the aliases and rolls everything back when any step fails.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import ModelError, TrackingError
+from pipeline.errors import ModelError, PipelineError, TrackingError, hide_credentials, one_line
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +40,20 @@ DB_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlruns"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+#: Run tag and model-version tag holding the digest of a logged model's files (``model_digest``).
+MODEL_HASH_TAG = "model_sha256"
+#: Run artifact (beside, not inside, the model folder) listing the SHA-256 of each model file.
+MODEL_HASH_FILE = "model_sha256.json"
 
-#: Types outside skops' own safe list that the loader may build, each reviewed by hand:
-#: this project's transformer, calibration wrapper and CatBoost wrapper (the booster is kept as CatBoost's own
-#: binary model in a ``bytes`` field, not a pickle); numpy dtypes; scikit-learn's column selector; the
-#: boosting trees; calibration's fitted pieces and its fold splitter; scikit-learn's
-#: ``Bunch`` (a dict); and HistGradientBoosting's stored ``functools.partial(check_array, ...)``
-#: (a partial of scikit-learn's own input check, no user code).  A model holding any other
-#: type is refused when logged, so a new type must be reviewed and added here.
+#: Types outside skops' own safe list that the loader may build, each reviewed by hand, and
+#: each produced by at least one model family this tool trains (logistic, histogram gradient
+#: boosting, CatBoost, a blend; calibrated or not: ``tests/test_tracking.py`` dumps every one):
+#: this project's transformer, calibration wrapper and CatBoost wrapper (the booster is kept as
+#: CatBoost's own binary model in a ``bytes`` field, not a pickle); numpy dtypes; scikit-learn's
+#: column selector; the boosting trees; scikit-learn's ``Bunch`` (a dict, in a blend); and
+#: HistGradientBoosting's stored ``functools.partial(check_array, ...)`` (a partial of
+#: scikit-learn's own input check, no user code).  A model holding any other type is refused
+#: when logged and when loaded, so a new type must be reviewed and added here.
 TRUSTED_TYPES = (
     "functools.partial",
     "numpy.dtype",
@@ -54,11 +64,8 @@ TRUSTED_TYPES = (
     "pipeline.response.ResponseModel",
     "pipeline.response.TwoModelUplift",
     "pipeline.response.XLearnerUplift",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
     "sklearn.compose._column_transformer.make_column_selector",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.model_selection._split.StratifiedKFold",
     "sklearn.utils._bunch.Bunch",
     "sklearn.utils.validation.check_array",
 )
@@ -96,7 +103,7 @@ def ui_command(uri: str) -> str:
     if uri.startswith("sqlite:///"):
         root = Path(artifact_root(uri)[len("file://"):])
         return f"mlflow ui --backend-store-uri {uri} --default-artifact-root {root} --port 5000"
-    return f"open {uri} in a browser (a tracking server has its own UI)"
+    return f"open {hide_credentials(uri)} in a browser (a tracking server has its own UI)"
 
 
 def connect(uri: str) -> None:
@@ -108,15 +115,16 @@ def connect(uri: str) -> None:
     quiet_mlflow()
     import mlflow
 
+    shown = hide_credentials(uri)
     if uri.startswith(("http://", "https://")):
         import requests
 
         try:
             response = requests.get(uri.rstrip("/") + "/health", timeout=5)
         except requests.RequestException as err:
-            raise TrackingError(f"tracking server {uri} is unreachable ({type(err).__name__})") from err
+            raise TrackingError(f"tracking server {shown} is unreachable ({type(err).__name__})") from err
         if response.status_code != 200:
-            raise TrackingError(f"tracking server {uri} answered HTTP {response.status_code} on /health")
+            raise TrackingError(f"tracking server {shown} answered HTTP {response.status_code} on /health")
     elif uri.startswith("sqlite:///"):
         import fcntl
 
@@ -129,7 +137,9 @@ def connect(uri: str) -> None:
 
                 MlflowClient(uri).search_experiments(max_results=1)
         except OSError as err:
-            raise TrackingError(f"cannot create the MLflow store {db}: {err}") from err
+            raise TrackingError(f"cannot create the MLflow store {db}: {one_line(err)}") from err
+        except Exception as err:  # an MLflow or database error: one line, no credentials
+            raise TrackingError(f"cannot open the MLflow store {shown}: {one_line(err)}") from err
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
 
@@ -199,20 +209,70 @@ def _scalar_params(params: dict[str, Any], limit: int = 250) -> dict[str, str]:
     return out
 
 
-def example_row(frame: pd.DataFrame, id_column: str | None) -> pd.DataFrame:
-    """A synthetic, typical input row (medians and most common values): no subscriber's data."""
+def example_row(frame: pd.DataFrame, id_column: str | None, *,
+                levels: Mapping[str, list[str]] | None = None) -> pd.DataFrame:
+    """A synthetic input row for the logged model: no subscriber's data, nothing personal.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The model's input columns (training rows).
+    id_column : str or None
+        The id column, given the placeholder ``"example"``.
+    levels : mapping, optional
+        The model's learned category levels per column (``TableTyper.levels_``: each level
+        was seen at least ``min_level_count`` times in training).
+
+    Returns
+    -------
+    DataFrame
+        One row: a number column holds its median rounded to two significant digits; a
+        text column the most common of its learned levels, or of its values when it is a
+        yes/no column; anything else, and every column that looks personal, a placeholder
+        (``"example"`` or a blank).  No single row's value is copied.
+    """
+    from pipeline.prepare import OTHER, looks_personal, yes_no_levels
+
+    levels = dict(levels or {})
     row = {}
     for name in frame.columns:
         column = frame[name]
         if name == id_column:
             row[name] = ["example"]
-        elif column.dtype.kind in "biuf":
-            value = column.median() if column.notna().any() else np.nan
-            row[name] = pd.Series([value]).astype(column.dtype if column.dtype.kind == "f" else "float64")
-        else:
-            mode = column.dropna().mode()
-            row[name] = [str(mode.iloc[0]) if len(mode) else None]
+            continue
+        personal = looks_personal(name, column)
+        if column.dtype.kind in "biuf":
+            value = np.nan
+            if not personal and column.notna().any():
+                value = float(f"{float(column.median()):.2g}")
+            row[name] = pd.Series([value], dtype="float64" if column.dtype.kind in "biu" else column.dtype)
+            continue
+        value = None
+        if not personal:
+            counts = column.astype("string").str.strip().value_counts()
+            allowed = [level for level in levels.get(str(name), []) if level != OTHER] or yes_no_levels(column)
+            known = counts[counts.index.isin(allowed)]
+            if len(known):
+                value = str(known.index[0])
+            else:
+                numbers = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
+                if numbers.notna().any() and numbers.notna().mean() >= 0.95:
+                    value = f"{float(numbers.median()):.2g}"
+        row[name] = [value if value is not None else ("example" if not personal else None)]
     return pd.DataFrame({k: pd.Series(v) for k, v in row.items()})
+
+
+def _typer_of(model):
+    """The fitted ``TableTyper`` of a trained model (calibrated, blended or plain), or None."""
+    from pipeline.model import final_estimator
+
+    inner = final_estimator(model)
+    if hasattr(inner, "named_steps"):
+        return inner.named_steps.get("typer")
+    estimators = getattr(inner, "estimators_", None)
+    if estimators:
+        return getattr(estimators[0], "named_steps", {}).get("typer")
+    return None
 
 
 def signature_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -242,17 +302,6 @@ def check_trusted(model) -> list[str]:
     return sorted(set(untrusted))
 
 
-@dataclass
-class Registration:
-    """What registering a trained model did."""
-
-    run_id: str
-    version: int
-    promoted: bool
-    champion_version: int | None
-    message: str
-
-
 def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], extra_artifacts: dict[str, Any]) -> str:
     """Log a training run (params, metrics, candidates, plots, lineage, model); return its run id."""
     import mlflow
@@ -268,7 +317,8 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
     from pipeline.drift import profile as drift_profile
 
     profile = drift_profile(X, skip=(dataset.id_column,))
-    example = example_row(X, dataset.id_column)
+    typer = _typer_of(result.model)
+    example = example_row(X, dataset.id_column, levels=getattr(typer, "levels_", None))
     # The output is what the served pyfunc returns: predict_proba's two columns (stay, churn).
     signature = infer_signature(signature_frame(X.head(1000)), result.model.predict_proba(example))
     with mlflow.start_run(run_name=f"train-{result.family}") as run:
@@ -318,7 +368,7 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
                 mlflow.log_table(payload, artifact_file=name) if name.endswith(".json") else _log_frame(payload, name)
             else:
                 mlflow.log_dict(payload, name)
-        mlflow.sklearn.log_model(
+        logged = mlflow.sklearn.log_model(
             result.model,
             name="model",
             serialization_format="skops",
@@ -350,7 +400,63 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
                 "profile": profile,
             },
         )
+        record_model_hash(mlflow.get_logged_model(logged.model_id).artifact_location)
         return run.info.run_id
+
+
+#: A file MLflow itself writes into a model folder, beside the model, whenever the model is
+#: loaded through a ``models:/`` URI from a local store (name and version, for lineage).  It
+#: is neither hashed nor loaded: ``verified_model_files`` removes it from the checked copy.
+MLFLOW_WRITES = ("registered_model_meta",)
+
+
+def file_hashes(folder: str | Path) -> dict[str, str]:
+    """SHA-256 (hex) of every file under ``folder``, keyed by its POSIX path relative to it, sorted.
+
+    The top-level files MLflow writes on its own when a model is loaded (``MLFLOW_WRITES``)
+    are left out.
+    """
+    import hashlib
+
+    root = Path(folder)
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.parent == root and path.name in MLFLOW_WRITES:
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        out[path.relative_to(root).as_posix()] = digest.hexdigest()
+    return dict(sorted(out.items()))
+
+
+def model_digest(hashes: Mapping[str, str]) -> str:
+    """One SHA-256 over the sorted ``path<TAB>sha256`` lines of ``file_hashes``: the model's content hash."""
+    import hashlib
+
+    lines = "".join(f"{path}\t{sha}\n" for path, sha in sorted(hashes.items()))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def record_model_hash(model_uri: str) -> str:
+    """Hash the files of a just-logged model, as stored, and record it with the active run.
+
+    ``model_uri`` is where the files are stored (the logged model's artifact location, not a
+    ``models:/`` URI, whose download adds a ``registered_model_meta`` file of its own).  The
+    files are downloaded back from the store (so what is hashed is what a later load gets); the digest becomes the run tag ``model_sha256`` (``register_and_gate`` copies it
+    to the model version) and the per-file hashes the run artifact ``model_sha256.json``,
+    outside the model folder.  Returns the digest.
+    """
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        hashes = file_hashes(local)
+    digest = model_digest(hashes)
+    mlflow.log_dict({"algorithm": "sha256", "digest": digest, "files": hashes}, MODEL_HASH_FILE)
+    mlflow.set_tag(MODEL_HASH_TAG, digest)
+    return digest
 
 
 def _log_frame(frame: pd.DataFrame, name: str) -> None:
@@ -368,8 +474,7 @@ def _dataset_source(source: str):
 
     text = str(source)
     if "://" in text:
-        scheme, rest = text.split("://", 1)
-        text = f"{scheme}://{rest.split('@')[-1]}"  # drop user:password@ from database URLs
+        text = hide_credentials(text)  # database URLs: user:***@host
     else:
         text = Path(text).resolve().as_uri()
     try:
@@ -380,42 +485,99 @@ def _dataset_source(source: str):
         return HTTPDatasetSource(url=text)
 
 
-def register(run_id: str, model_name: str) -> int:
-    """Register the run's model as a new version with the ``challenger`` alias; return the version."""
-    import mlflow
+MISSING = "RESOURCE_DOES_NOT_EXIST"
+
+
+def _client():
     from mlflow.tracking import MlflowClient
 
-    import io
+    return MlflowClient()
 
-    with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered ..." itself
-        version = mlflow.register_model(f"runs:/{run_id}/model", model_name)
-    client = MlflowClient()
-    client.set_registered_model_alias(model_name, CHALLENGER, version.version)
-    return int(version.version)
+
+def _is_missing(err: BaseException) -> bool:
+    """True when ``err`` is MLflow's "no such registered model / version" (``RESOURCE_DOES_NOT_EXIST``)."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(err, MlflowException) and err.error_code == MISSING
+
+
+def _registry_error(what: str, err: BaseException) -> TrackingError:
+    """A one-line ``TrackingError`` for a registry call that failed for a reason other than "missing"."""
+    return TrackingError(f"the model registry failed while {what}: {one_line(err)}")
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """A registered model as the gate found it: whether it exists, and its aliases (``alias -> version``)."""
+
+    exists: bool
+    aliases: dict[str, int]
+
+
+def registry_state(model_name: str) -> RegistryState:
+    """Whether ``model_name`` is registered, and its aliases.
+
+    Only MLflow's ``RESOURCE_DOES_NOT_EXIST`` means "not registered".  Aliases are read from
+    the registered model itself (MLflow 3 reports a missing alias as
+    ``INVALID_PARAMETER_VALUE``, the code of many other errors too), so no error is ever
+    read as "no such alias".  Any other failure (a locked SQLite file, a server error)
+    raises ``TrackingError`` with one line.
+    """
+    try:
+        model = _client().get_registered_model(model_name)
+    except Exception as err:
+        if _is_missing(err):
+            return RegistryState(exists=False, aliases={})
+        raise _registry_error(f"reading registered model {model_name}", err) from err
+    return RegistryState(exists=True, aliases={str(k): int(v) for k, v in (model.aliases or {}).items()})
 
 
 def champion_version(model_name: str) -> int | None:
-    """The version holding the ``champion`` alias, or None."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    """The version holding the ``champion`` alias; None only when there is truly none.
 
-    try:
-        return int(MlflowClient().get_model_version_by_alias(model_name, CHAMPION).version)
-    except MlflowException:
-        return None
+    Raises
+    ------
+    TrackingError
+        When the registry cannot be read (not when the model or alias does not exist).
+    """
+    return registry_state(model_name).aliases.get(CHAMPION)
 
 
-def promote(model_name: str, version: int, *, reason: str, metrics: dict[str, float] | None = None) -> int | None:
-    """Give ``version`` the ``champion`` alias; record who, when, why; return the version it replaced."""
-    from mlflow.tracking import MlflowClient
+def register(run_id: str, model_name: str, *, artifact_path: str = "model") -> int:
+    """Register the run's model as a new version, its content hash as the tag ``model_sha256``; return the version.
 
-    client = MlflowClient()
+    No alias is set here: ``register_and_gate`` does that, and undoes everything on failure.
+    """
+    import io
+
+    import mlflow
+
+    tags = {}
+    digest = _client().get_run(run_id).data.tags.get(MODEL_HASH_TAG)
+    if digest:
+        tags[MODEL_HASH_TAG] = digest
+    with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered ..." itself
+        version = mlflow.register_model(f"runs:/{run_id}/{artifact_path}", model_name, tags=tags or None)
+    return int(version.version)
+
+
+def promote(model_name: str, version: int, *, reason: str, metrics: Mapping[str, float] | None = None) -> int | None:
+    """Give ``version`` the ``champion`` alias; record who, when, why; return the version it replaced.
+
+    Raises
+    ------
+    TrackingError
+        ``model NAME has no version N`` when it truly does not exist; any other registry
+        failure (before or during the promotion) with its own one-line message.
+    """
+    client = _client()
     try:
         client.get_model_version(model_name, str(version))
     except Exception as err:
-        raise TrackingError(f"model {model_name} has no version {version}") from err
+        if _is_missing(err):
+            raise TrackingError(f"model {model_name} has no version {version}") from err
+        raise _registry_error(f"reading {model_name} version {version}", err) from err
     previous = champion_version(model_name)
-    client.set_registered_model_alias(model_name, CHAMPION, str(version))
     record = {
         "promoted_by": getpass.getuser(),
         "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -423,15 +585,209 @@ def promote(model_name: str, version: int, *, reason: str, metrics: dict[str, fl
         "replaced_version": "none" if previous is None else str(previous),
     }
     if metrics:
-        record["promotion_metrics"] = json.dumps({k: round(float(v), 6) for k, v in metrics.items()})
-    for key, value in record.items():
-        client.set_model_version_tag(model_name, str(version), key, value)
-    client.update_model_version(
-        model_name,
-        str(version),
-        description=f"Champion since {record['promoted_at']} ({record['promoted_by']}): {reason}",
-    )
+        record["promotion_metrics"] = json.dumps({k: round(float(v), 6) for k, v in metrics.items()
+                                                  if np.isfinite(v)})
+    try:
+        client.set_registered_model_alias(model_name, CHAMPION, str(version))
+        for key, value in record.items():
+            client.set_model_version_tag(model_name, str(version), key, value)
+        client.update_model_version(
+            model_name,
+            str(version),
+            description=f"Champion since {record['promoted_at']} ({record['promoted_by']}): {reason}",
+        )
+    except Exception as err:
+        raise _registry_error(f"promoting {model_name} version {version}", err) from err
     return previous
+
+
+@dataclass
+class Registration:
+    """What ``register_and_gate`` did."""
+
+    run_id: str
+    version: int
+    promoted: bool
+    #: The champion after the gate (this version when promoted).
+    champion_version: int | None
+    message: str
+    #: The champion before the gate, and its score on this run's hold-out (None: none, or incomparable).
+    previous_champion: int | None = None
+    champion_score: float | None = None
+
+
+def mark_run_failed(run_id: str) -> None:
+    """Mark a run ``FAILED`` (best effort: a store that cannot be written is only logged)."""
+    try:
+        _client().set_terminated(run_id, status="FAILED")
+    except Exception as err:  # the original failure matters more than this one
+        log.warning("could not mark run %s as failed: %s", run_id, one_line(err))
+
+
+def rollback_registration(model_name: str, version: int | None, before: RegistryState) -> list[str]:
+    """Put the registry back as ``before``: delete ``version``, restore the aliases, drop a new model.
+
+    Returns the steps that failed (empty when the rollback is complete).
+    """
+    client = _client()
+    failed = []
+    if version is not None:
+        try:
+            client.delete_model_version(model_name, str(version))  # its aliases go with it
+        except Exception as err:
+            if not _is_missing(err):
+                failed.append(f"delete version {version} ({one_line(err)})")
+    if not before.exists:
+        try:
+            client.delete_registered_model(model_name)
+        except Exception as err:
+            if not _is_missing(err):
+                failed.append(f"delete registered model {model_name} ({one_line(err)})")
+        return failed
+    for alias, previous in before.aliases.items():
+        try:
+            client.set_registered_model_alias(model_name, alias, str(previous))
+        except Exception as err:
+            failed.append(f"restore alias {alias} to version {previous} ({one_line(err)})")
+    return failed
+
+
+def register_and_gate(
+    run_id: str,
+    model_name: str,
+    *,
+    metric: str,
+    challenger_score: float,
+    champion_score: Callable[[int], float | None],
+    metrics: Mapping[str, float] | None = None,
+    artifact_path: str = "model",
+    promote_command: str = "churn promote {version}",
+) -> Registration:
+    """Register a trained model as ``challenger`` and make it ``champion`` when it beats the champion.
+
+    The registry gate, for any registered model (the churn model, a response model...).
+    Everything that can fail for a reason of its own happens before anything is registered:
+    the registry is read and the champion scored on this run's hold-out.  Then the version
+    is registered (with the model's content hash as a tag), ``challenger`` moves to it and,
+    when it is the first model or ``challenger_score > champion score``, so does
+    ``champion`` (with who, when, why and ``metrics`` in its tags and description).  If any
+    step fails, or is interrupted, the registry is put back exactly as it was (the new
+    version deleted, the previous aliases restored, a model registered by this call
+    removed), the run is marked ``FAILED``, and the error is raised.
+
+    Parameters
+    ----------
+    run_id : str
+        The training run that logged the model (under ``artifact_path``).
+    model_name : str
+        The registered model, e.g. ``post-breach-churn`` or ``post-breach-churn-response``.
+    metric : str
+        Name of the promotion metric (higher is better), for messages and the run's
+        ``champion_<metric>`` metric.
+    challenger_score : float
+        The new model's ``metric`` on this run's hold-out.
+    champion_score : callable
+        ``champion_score(version)`` gives the champion's ``metric`` on the same hold-out, or
+        None when the two cannot be compared (the champion takes other inputs); it is
+        called before registration, and anything it raises fails the run with nothing
+        registered.
+    metrics : mapping, optional
+        Metrics recorded with a promotion (default: ``{metric: challenger_score}``).
+    artifact_path : str
+        Where the run logged the model.
+    promote_command : str
+        The command that promotes by hand, with ``{version}``, for the message when the
+        models cannot be compared.
+
+    Returns
+    -------
+    Registration
+
+    Raises
+    ------
+    TrackingError
+        The registry could not be read or written, or the champion could not be scored
+        (the cause is in the message); the registry is as it was before the call.
+
+    Examples
+    --------
+    A second registered model uses the same gate with its own metric::
+
+        register_and_gate(run_id, f"{name}-response", metric="qini", challenger_score=qini,
+                          champion_score=lambda version: response_qini(version, holdout))
+    """
+    client = _client()
+    try:
+        before = registry_state(model_name)
+        champion = before.aliases.get(CHAMPION)
+        champion_value = None
+        if champion is not None:
+            try:
+                champion_value = champion_score(champion)
+            except PipelineError as err:
+                raise TrackingError(f"nothing was registered: champion version {champion} of {model_name} could not "
+                                    f"be scored on this hold-out: {err}") from err
+            except Exception as err:
+                raise TrackingError(f"nothing was registered: champion version {champion} of {model_name} could not "
+                                    f"be scored on this hold-out: {type(err).__name__}: {one_line(err)}") from err
+            if champion_value is not None:
+                champion_value = float(champion_value)
+    except BaseException:
+        mark_run_failed(run_id)
+        raise
+
+    version = None
+    try:
+        version = register(run_id, model_name, artifact_path=artifact_path)
+        client.set_registered_model_alias(model_name, CHALLENGER, str(version))
+        challenger_score = float(challenger_score)
+        recorded = dict(metrics) if metrics else {metric: challenger_score}
+        if champion is None:
+            promote(model_name, version, reason=f"first model ({metric} {challenger_score:.4f})", metrics=recorded)
+            promoted, message = True, f"version {version} is the first model: it is champion"
+        elif champion_value is None:
+            promoted = False
+            message = (
+                f"version {version} stays challenger: champion version {champion} takes other input columns, so the "
+                f"two cannot be compared on one hold-out (promote by hand with "
+                f"`{promote_command.format(version=version)}`)"
+            )
+        elif challenger_score > champion_value:
+            promote(
+                model_name, version,
+                reason=f"beat version {champion} on the same hold-out: {metric} {challenger_score:.4f} > "
+                       f"{champion_value:.4f}",
+                metrics=recorded,
+            )
+            promoted = True
+            message = (f"version {version} is champion: {metric} {challenger_score:.4f} beats version {champion}'s "
+                       f"{champion_value:.4f}")
+        else:
+            promoted = False
+            message = (
+                f"version {version} stays challenger: {metric} {challenger_score:.4f} does not beat champion "
+                f"version {champion}'s {champion_value:.4f} on the same hold-out"
+            )
+        if champion_value is not None:
+            client.log_metric(run_id, f"champion_{metric}", champion_value)
+        client.set_tag(run_id, "promoted", str(promoted).lower())
+        client.set_tag(run_id, "registered_version", str(version))
+    except BaseException as err:
+        failed = rollback_registration(model_name, version, before)
+        mark_run_failed(run_id)
+        if failed:
+            log.error("rolling back the registration of %s failed: %s", model_name, "; ".join(failed))
+        if not isinstance(err, Exception):  # an interrupt: rolled back, and still an interrupt
+            raise
+        undone = ("the registry was rolled back" if not failed
+                  else f"rolling back also failed: {'; '.join(failed)}")
+        if isinstance(err, PipelineError):
+            raise TrackingError(f"{err}; {undone}") from err
+        what = f"registering {model_name}" + (f" version {version}" if version is not None else "")
+        raise TrackingError(f"the model registry failed while {what}: {one_line(err)}; {undone}") from err
+    return Registration(run_id=run_id, version=version, promoted=promoted,
+                        champion_version=version if promoted else champion, message=message,
+                        previous_champion=champion, champion_score=champion_value)
 
 
 def model_uri(model_name: str, alias: str = CHAMPION) -> str:
@@ -448,36 +804,196 @@ class LoadedModel:
     version: str
     metadata: dict[str, Any]
     signature_columns: list[tuple[str, str]]
+    #: The content hash the files were checked against.
+    digest: str = ""
+
+
+@dataclass(frozen=True)
+class _ModelSource:
+    """Where a model URI's files are, and the hash recorded for them."""
+
+    download_uri: str
+    version: str
+    run_id: str | None
+    digest: str | None
+
+
+def _resolve(uri: str) -> _ModelSource:
+    """Pin ``uri`` to one stored model: an alias to its version now, so that the files checked are the ones loaded."""
+    import re
+
+    client = _client()
+    if uri.startswith("models:/"):
+        rest = uri[len("models:/"):]
+        name, at, alias = rest.partition("@")
+        if at:
+            state = registry_state(name)
+            if not state.exists:
+                raise TrackingError(f"cannot load model {uri}: no registered model {name} (train one first)")
+            if alias not in state.aliases:
+                raise TrackingError(f"cannot load model {uri}: {name} has no version with the alias {alias}")
+            number = str(state.aliases[alias])
+        elif re.fullmatch(r"m-[0-9a-f]+", rest):  # a logged model's id
+            try:
+                logged = client.get_logged_model(rest)
+            except Exception as err:
+                if _is_missing(err):
+                    raise TrackingError(f"cannot load model {uri}: no such logged model") from err
+                raise _registry_error(f"reading logged model {rest}", err) from err
+            run_tags = client.get_run(logged.source_run_id).data.tags if logged.source_run_id else {}
+            return _ModelSource(logged.artifact_location, f"run:{(logged.source_run_id or rest)[:8]}",
+                                logged.source_run_id, run_tags.get(MODEL_HASH_TAG))
+        else:
+            name, _, number = rest.rpartition("/")
+            if not name or not number.isdigit():
+                raise TrackingError(f"cannot load model {uri}: expected models:/NAME/VERSION or models:/NAME@ALIAS")
+        try:
+            version = client.get_model_version(name, number)
+        except Exception as err:
+            if _is_missing(err):
+                raise TrackingError(f"cannot load model {uri}: {name} has no version {number}") from err
+            raise _registry_error(f"reading {name} version {number}", err) from err
+        digest = version.tags.get(MODEL_HASH_TAG)
+        run_digest = None
+        if version.run_id:
+            try:
+                run_digest = client.get_run(version.run_id).data.tags.get(MODEL_HASH_TAG)
+            except Exception as err:
+                if not _is_missing(err):
+                    raise _registry_error(f"reading the run of {name} version {number}", err) from err
+        if digest and run_digest and digest != run_digest:
+            raise ModelError(f"model {uri} failed its integrity check: the content hash recorded on version {number} "
+                             "differs from its run's; refusing to load it")
+        try:  # the stored files themselves (a models:/ download adds a file of MLflow's own)
+            location = client.get_model_version_download_uri(name, number)
+        except Exception as err:
+            raise _registry_error(f"locating {name} version {number}", err) from err
+        return _ModelSource(location, number, version.run_id, digest or run_digest)
+    if uri.startswith("runs:/"):
+        run_id = uri[len("runs:/"):].split("/", 1)[0]
+        try:
+            tags = client.get_run(run_id).data.tags
+        except Exception as err:
+            if _is_missing(err):
+                raise TrackingError(f"cannot load model {uri}: no run {run_id}") from err
+            raise _registry_error(f"reading run {run_id}", err) from err
+        return _ModelSource(uri, f"run:{run_id[:8]}", run_id, tags.get(MODEL_HASH_TAG))
+    return _ModelSource(uri, "unknown", None, None)
+
+
+def _recorded_files(run_id: str | None, folder: Path) -> dict[str, str] | None:
+    """The per-file hashes recorded with the run (``model_sha256.json``), or None when absent or unreadable."""
+    import mlflow
+
+    if not run_id:
+        return None
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MODEL_HASH_FILE, dst_path=str(folder))
+        files = json.loads(Path(path).read_text())["files"]
+        return {str(k): str(v) for k, v in files.items()}
+    except Exception:  # absent, unreadable or not JSON: the digest check alone decides
+        return None
+
+
+def verify_model_files(folder: str | Path, *, uri: str, digest: str | None, run_id: str | None = None) -> str:
+    """Check every file under ``folder`` against the content hash recorded for model ``uri``.
+
+    Returns the digest when the files match exactly (no file changed, missing or added).
+
+    Raises
+    ------
+    ModelError
+        When no hash was recorded (a model logged by an older version of this tool, or not
+        by it), or a file differs: the message names the model URI and the first file (in
+        path order) that differs, is missing or was added.
+    """
+    if not digest:
+        raise ModelError(
+            f"model {uri} has no recorded content hash (logged by an older version of churn, or not by "
+            "`churn train`), so it cannot be checked for tampering; refusing to load it. Train it again with "
+            "`churn train` to register a verified version (or `churn promote` a verified one)"
+        )
+    actual = file_hashes(folder)
+    if model_digest(actual) == digest:
+        return digest
+    with tempfile.TemporaryDirectory() as tmp:
+        recorded = _recorded_files(run_id, Path(tmp))
+    if recorded is None or model_digest(recorded) != digest:
+        raise ModelError(f"model {uri} failed its integrity check: its files do not match the content hash recorded "
+                         "at registration (and the per-file list is missing or was altered too); refusing to load it")
+    for path in sorted(set(recorded) | set(actual)):
+        if path not in actual:
+            problem = "is missing"
+        elif path not in recorded:
+            problem = "was added after training"
+        elif recorded[path] != actual[path]:
+            problem = "was changed after training"
+        else:
+            continue
+        raise ModelError(f"model {uri} failed its integrity check: file {path} {problem} "
+                         "(SHA-256 differs from the hash recorded at registration); refusing to load it")
+    raise ModelError(f"model {uri} failed its integrity check; refusing to load it")  # unreachable in practice
+
+
+@contextlib.contextmanager
+def verified_model_files(uri: str) -> Iterator[tuple[Path, _ModelSource]]:
+    """Download model ``uri`` to a temporary folder, verify its content hash, yield ``(folder, source)``.
+
+    Everything read from the folder was checked first; the folder is removed on exit.  For
+    anything that loads the model itself (e.g. Spark's ``spark_udf``), pass it this folder.
+    """
+    import mlflow
+
+    source = _resolve(uri)
+    with tempfile.TemporaryDirectory(prefix="churn-model-") as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source.download_uri, dst_path=tmp))
+        except Exception as err:
+            raise TrackingError(f"cannot load model {uri}: {one_line(err)}") from err
+        for name in MLFLOW_WRITES:  # not hashed, so not loaded either
+            (local / name).unlink(missing_ok=True)
+        verify_model_files(local, uri=uri, digest=source.digest, run_id=source.run_id)
+        yield local, source
 
 
 def load_model(uri: str) -> LoadedModel:
-    """Load a logged scikit-learn model (skops, trusted types only) and its metadata."""
+    """Load a logged scikit-learn model, checked against its recorded content hash, and its metadata.
+
+    The model's files are downloaded to a temporary folder, hashed and compared with the
+    hash recorded when it was logged, and loaded from that folder only (skops, with this
+    tool's reviewed ``TRUSTED_TYPES``): what is checked is what is loaded.
+
+    Raises
+    ------
+    TrackingError
+        The model does not exist or the registry cannot be read.
+    ModelError
+        The files fail the check, no hash was recorded, or the model asks to trust types
+        outside ``TRUSTED_TYPES``.
+    """
     import mlflow
-    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
 
-    try:
-        info = mlflow.models.get_model_info(uri)
-        model = mlflow.sklearn.load_model(uri)
-    except (MlflowException, OSError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise TrackingError(f"cannot load model {uri}: {message}") from err
-    version = "unknown"
-    if uri.startswith("models:/"):
-        from mlflow.tracking import MlflowClient
-
-        name, _, ref = uri[len("models:/"):].partition("@")
-        client = MlflowClient()
-        if ref:
-            version = str(client.get_model_version_by_alias(name, ref).version)
-        else:
-            version = uri.rsplit("/", 1)[-1]
-    elif info.run_id:
-        version = f"run:{info.run_id[:8]}"
+    with verified_model_files(uri) as (local, source):
+        try:
+            info = Model.load(str(local))
+            flavor = info.flavors.get("sklearn", {})
+            unknown = sorted(set(flavor.get("skops_trusted_types") or ()) - set(TRUSTED_TYPES))
+            if flavor.get("serialization_format") != "skops":
+                raise ModelError(f"model {uri} is not saved in the skops format; refusing to load it")
+            if unknown:
+                raise ModelError(f"model {uri} asks to trust types not reviewed for safe loading: {', '.join(unknown)}")
+            model = mlflow.sklearn.load_model(str(local))
+        except PipelineError:
+            raise
+        except Exception as err:  # an MLflow, skops or file error: one line
+            raise TrackingError(f"cannot load model {uri}: {one_line(err)}") from err
     columns = []
     if info.signature is not None and info.signature.inputs is not None:
         for spec in info.signature.inputs.inputs:
             columns.append((spec.name, getattr(spec.type, "name", str(spec.type))))
-    return LoadedModel(model=model, uri=uri, version=version, metadata=dict(info.metadata or {}), signature_columns=columns)
+    return LoadedModel(model=model, uri=uri, version=source.version, metadata=dict(info.metadata or {}),
+                       signature_columns=columns, digest=source.digest or "")
 
 
 def log_scoring(*, config, uri: str, model_uri: str, version: str, summary: dict[str, Any],
@@ -551,9 +1067,12 @@ def log_response(result, dataset, config, *, uri: str, plots: dict[str, Path], e
     mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
     model = result.model
     trusted = check_trusted(model)
-    columns = [str(c) for c in dataset.frame.columns]
+    columns = list(result.input_columns)
     X = dataset.frame[columns]
-    example = example_row(X, dataset.id_column)
+    learner = model.learner_
+    first = getattr(learner, "control_model_", None) or getattr(learner, "model_", None)
+    typer = _typer_of(first) if first is not None else None
+    example = example_row(X, dataset.id_column, levels=getattr(typer, "levels_", None))
     signature = infer_signature(signature_frame(X.head(1000)), model.predict(example))
     metrics = {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)}
     with mlflow.start_run(run_name=f"train-response-{result.learner}") as run:
@@ -581,7 +1100,7 @@ def log_response(result, dataset, config, *, uri: str, plots: dict[str, Path], e
             mlflow.log_artifact(str(path), artifact_path="plots")
         for name, payload in extra_artifacts.items():
             _log_frame(payload, name) if isinstance(payload, pd.DataFrame) else mlflow.log_dict(payload, name)
-        mlflow.sklearn.log_model(
+        logged = mlflow.sklearn.log_model(
             model,
             name="model",
             serialization_format="skops",
@@ -610,4 +1129,5 @@ def log_response(result, dataset, config, *, uri: str, plots: dict[str, Path], e
                 },
             },
         )
+        record_model_hash(mlflow.get_logged_model(logged.model_id).artifact_location)
         return run.info.run_id

@@ -213,6 +213,44 @@ def _select(candidates: pd.DataFrame, say: Callable[[str], None]) -> str:
     return str(best["candidate"])
 
 
+@dataclass(frozen=True)
+class ColumnScreen:
+    """Which raw columns a model takes: those the typing step keeps, plus the id column.
+
+    ``dropped`` maps every other column to the reason (identifier, personal data, constant,
+    empty, free text).
+    """
+
+    input_columns: tuple[str, ...]
+    dropped: dict[str, str]
+
+
+def screen_columns(frame: pd.DataFrame, *, drop_columns: tuple[str, ...] = ()) -> ColumnScreen:
+    """The model's input columns: a ``TableTyper`` fit on ``frame`` decides which columns are used.
+
+    The id (in ``drop_columns``) stays an input, since scoring reads it from the same rows,
+    but the model never uses it.  Every column the typer drops is left out altogether.
+    """
+    from pipeline.prepare import TableTyper
+
+    typer = TableTyper(drop_columns=tuple(drop_columns)).fit(frame)
+    keep = set(typer.kinds_) | set(drop_columns)
+    columns = tuple(str(c) for c in frame.columns if str(c) in keep)
+    dropped = {c: r for c, r in typer.dropped_.items() if c not in drop_columns}
+    if not set(typer.kinds_):
+        raise DataError(f"no usable feature column: every column was dropped "
+                        f"({'; '.join(f'{c} ({r})' for c, r in list(dropped.items())[:10])})")
+    return ColumnScreen(input_columns=columns, dropped=dropped)
+
+
+def _columns_report(typer, screen: ColumnScreen) -> pd.DataFrame:
+    """The fitted model's column report, plus the columns screened out before any model saw them."""
+    report = typer.columns_report()
+    screened = pd.DataFrame([{"column": c, "use": "dropped", "reason": r} for c, r in screen.dropped.items()
+                             if c not in set(report["column"])], columns=["column", "use", "reason"])
+    return pd.concat([report, screened], ignore_index=True) if len(screened) else report
+
+
 def train(dataset: Dataset, config: Config, *, progress: Callable[[str], None] | None = None) -> TrainResult:
     """Select, calibrate and fit a churn model on ``dataset``; evaluate it on a hold-out.
 
@@ -272,12 +310,17 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
         )
         train_idx.sort()
         holdout_idx.sort()
-    X_train = dataset.frame.iloc[train_idx].reset_index(drop=True)
+    drop = tuple(c for c in (dataset.id_column,) if c in dataset.frame.columns)
+    # Columns the typing step drops (identifiers, personal data, constants, free text) are
+    # never model inputs: decided once on the training rows, so that no fitted model, its
+    # signature, its drift profile or its input example ever holds them.
+    screen = screen_columns(dataset.frame.iloc[train_idx], drop_columns=drop)
+    frame = dataset.frame[list(screen.input_columns)]
+    X_train = frame.iloc[train_idx].reset_index(drop=True)
     y_train = y_all[train_idx]
     periods_train = periods[train_idx] if by_time and len(np.unique(periods[train_idx])) >= 2 else None
     if by_time and periods_train is None:
         say("only one snapshot date left for selection: its folds are stratified, not by time")
-    drop = tuple(c for c in (dataset.id_column,) if c in dataset.frame.columns)
 
     # Selection: every candidate's out-of-fold probabilities on (at most) selection_max_rows rows.
     kept = _subsample(y_train, config.train.selection_max_rows, seed)
@@ -368,7 +411,7 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
     model = calibrated(clone(chosen).fit(X_train, y_train))
     timings["final_fit_seconds"] = time.perf_counter() - t0
 
-    X_holdout = dataset.frame.iloc[holdout_idx].reset_index(drop=True)
+    X_holdout = frame.iloc[holdout_idx].reset_index(drop=True)
     y_holdout = y_all[holdout_idx]
     proba = model.predict_proba(X_holdout)[:, 1]
     value = None
@@ -384,7 +427,7 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
     if config.train.refit_all_rows:
         say(f"refit on all {len(y_all):,} rows")
         t0 = time.perf_counter()
-        model = calibrated(clone(chosen).fit(dataset.frame, y_all))
+        model = calibrated(clone(chosen).fit(frame, y_all))
         timings["refit_seconds"] = time.perf_counter() - t0
     timings["total_seconds"] = time.perf_counter() - started
 
@@ -404,8 +447,8 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
         train_rows=len(y_train),
         fit_rows=len(y_all) if config.train.refit_all_rows else len(y_train),
         base_rate=float(y_train.mean()),
-        columns=typer.columns_report(),
-        input_columns=[str(c) for c in dataset.frame.columns],
+        columns=_columns_report(typer, screen),
+        input_columns=list(screen.input_columns),
         threads=threads,
         folds="time" if by_time else "stratified",
         timings=timings,

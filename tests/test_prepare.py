@@ -73,3 +73,83 @@ def test_unique_integer_id_is_dropped_but_unique_measurements_are_kept():
 def test_transform_before_fit_is_an_error():
     with pytest.raises(Exception, match="not fitted"):
         TableTyper().transform(_table())
+
+
+# --- personal data by value, whatever the column's name ------------------------------------
+
+
+def _names(n=300):
+    first = ["Olivia", "Liam", "Emma", "Noah", "Ava", "Mason", "Sophia", "Lucas", "Mia", "Ethan", "Grace", "Owen",
+             "Chloe", "Jack", "Ella", "Henry", "Zoe", "Leo", "Ruby", "Isaac"]
+    last = ["Brennan", "Okafor", "Lindqvist", "Moreau", "Takahashi", "Kowalski", "Haddad", "Fitzgerald", "Novak",
+            "Castillo", "O'Neil", "McAllister", "Park", "Nguyen", "Schmidt", "Rossi", "Kim-Lee", "Dubois"]
+    return pd.Series([f"{first[i % 20]} {last[(i // 20) % 18]}" for i in range(n)])
+
+
+def _hangul_names(n=300):
+    surnames = list("김이박최정강조윤장임한오서신권황안송류홍")
+    given = ["민준", "서연", "도윤", "지우", "하준", "서윤", "시우", "지민", "주원", "하은", "예준", "수아", "지호",
+             "지유", "준서", "채원", "유준", "윤서", "건우", "다은"]
+    return pd.Series([surnames[i % 20] + given[(i // 20) % 20] for i in range(n)])
+
+
+@pytest.mark.parametrize("values, reason", [
+    (_names(), "personal data (person names)"),
+    (_hangul_names(), "personal data (person names)"),
+    (pd.Series([f"010-{1000 + i}-{5000 + i}" for i in range(100)]), "personal data (phone numbers)"),
+    (pd.Series([f"010{1000 + i}{5000 + i}" for i in range(100)]), "personal data (phone numbers)"),
+    (pd.Series([f"+82 10 {1000 + i} {5000 + i}" for i in range(100)]), "personal data (phone numbers)"),
+    (pd.Series([f"(212) 555-{1000 + i}" for i in range(100)]), "personal data (phone numbers)"),
+    (pd.Series(1012340000 + np.arange(100) * 7919, dtype="int64"), "personal data (phone or identity numbers stored as numbers)"),
+    (pd.Series(821012340000 + np.arange(100) * 7919, dtype="int64"), "personal data (phone or identity numbers stored as numbers)"),
+    (pd.Series(1012340000.0 + np.arange(100) * 7919), "personal data (phone or identity numbers stored as numbers)"),
+    (pd.Series([f"9{i % 10}0{1 + i % 9}1{i % 10}-{1 + i % 4}{234560 + i}" for i in range(100)]), "personal data (identity numbers)"),
+    (pd.Series([f"{100 + i}-{10 + i % 90}-{1000 + i}" for i in range(100)]), "personal data (identity numbers)"),
+    (pd.Series([f"first.last{i}@mail.example.org" for i in range(100)]), "personal data (email addresses)"),
+    (pd.Series([f"called on day {i}, asked about the bill" for i in range(100)]), "identifier or free text (mostly distinct values)"),
+])
+def test_personal_columns_are_found_by_their_values_under_any_name(values, reason):
+    for name in ("contact", "col7", "ref", "note"):
+        assert looks_personal(name, values) == reason, name
+    assert looks_personal("col7", values.reindex(range(len(values) + 20))) == reason  # blanks too
+
+
+def _telco(n=400, seed=0):
+    """Columns as in the IBM Telco and BigML churn tables (values in their own spelling)."""
+    rng = np.random.default_rng(seed)
+    pick = lambda *levels: rng.choice(levels, size=n)  # noqa: E731
+    return pd.DataFrame({
+        "gender": pick("Female", "Male"), "SeniorCitizen": rng.integers(0, 2, n), "Partner": pick("Yes", "No"),
+        "tenure": rng.integers(0, 72, n), "PhoneService": pick("Yes", "No"),
+        "MultipleLines": pick("No phone service", "No", "Yes"), "InternetService": pick("DSL", "Fiber optic", "No"),
+        "OnlineSecurity": pick("No internet service", "No", "Yes"),
+        "Contract": pick("Month-to-month", "One year", "Two year"),
+        "PaperlessBilling": pick("Yes", "No"),
+        "PaymentMethod": pick("Electronic check", "Mailed check", "Bank transfer (automatic)", "Credit card (automatic)"),
+        "PaymentMethodTitle": pick("Electronic Check", "Mailed Check", "Bank Transfer", "Credit Card"),
+        "MonthlyCharges": rng.uniform(18, 119, n).round(2),
+        "TotalCharges": [f"{v:.2f}" for v in rng.uniform(18, 8000, n)],
+        "State": pick(*["KS", "OH", "NJ", "OK", "AL", "MA", "MO", "LA", "WV", "IN", "RI", "IA", "MT", "NY", "ID", "VT"]),
+        "Account length": rng.integers(1, 240, n), "Area code": pick(415, 408, 510),
+        "International plan": pick("yes", "no"), "Voice mail plan": pick("yes", "no"),
+        "Number vmail messages": rng.integers(0, 50, n), "Total day minutes": rng.uniform(0, 350, n).round(1),
+        "Total day charge": rng.uniform(0, 60, n).round(2), "Customer service calls": rng.integers(0, 9, n),
+        "City": pick("Los Angeles", "San Diego", "San Jose", "San Francisco", "Fresno", "Sacramento"),
+        "region": pick("서울", "경기", "부산", "인천", "대구"), "data_bytes": rng.integers(10**6, 10**8, n),
+    })
+
+
+def test_ordinary_telco_and_bigml_columns_are_not_personal():
+    table = _telco()
+    assert {c: looks_personal(c, table[c]) for c in table.columns if looks_personal(c, table[c])} == {}
+    typer = TableTyper().fit(table)
+    assert set(typer.kinds_) == set(table.columns)
+
+
+def test_the_typer_drops_personal_columns_with_innocuous_names():
+    table = _telco(300).assign(contact=_names(300), col7=1012340000 + np.arange(300) * 7919,
+                               ref=[f"{100 + i}-{10 + i % 90}-{1000 + i}" for i in range(300)])
+    typer = TableTyper().fit(table)
+    assert typer.dropped_ == {"contact": "personal data (person names)",
+                              "col7": "personal data (phone or identity numbers stored as numbers)",
+                              "ref": "personal data (identity numbers)"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -201,7 +203,9 @@ def records_model(tmp_path_factory):
     dataset = records_dataset(load_records(out))
     config = with_overrides(Config(), train={"search_iterations": 0, "cv_folds": 3, "blend": False,
                                              "candidates": ("hist_gradient_boosting",)})
-    return train(dataset, config).model, dataset
+    result = train(dataset, config)
+    # the model takes its input columns only (constant features of this base are left out)
+    return result.model, replace(dataset, frame=dataset.frame[result.input_columns])
 
 
 def test_falling_usage_raises_risk(records_model):
@@ -293,3 +297,29 @@ def test_records_stacked_over_several_snapshots_train_with_folds_by_time(tmp_pat
     assert any(m.startswith("folds by time: hold-out is the latest 1 snapshot(s) from 2025-05-01") for m in messages)
     with pytest.raises(Exception, match="training snapshot 2025-05-01 is not before the snapshot 2025-05-01"):
         records_dataset(records, earlier_snapshots=("2025-05-01",))
+
+
+def test_columns_the_typer_drops_are_never_model_inputs():
+    from pipeline.tracking import example_row
+
+    rng = np.random.default_rng(5)
+    frame = _table(800).assign(
+        constant="same", note=[f"free text {i} about the bill" for i in range(800)],
+        contact=[f"{a} {b}" for a, b in zip(rng.choice(["Olivia", "Liam", "Emma", "Noah", "Ava"], 800),
+                                             [f"Xy{'abcdefghij'[i % 10]}{'klmnopqrst'[i // 10 % 10]}son" for i in range(800)])],
+    )
+    dataset = table_dataset(frame, id_column="id", target="churn", value_column="fee")
+    assert dataset.dropped == {"note": "identifier or free text (mostly distinct values)",
+                               "contact": "personal data (person names)"}
+    result = train(dataset, FAST)
+    assert result.input_columns == ["id", "x", "z", "plan", "fee"]  # the id stays: scoring reads it
+    report = result.columns.set_index("column")["reason"]
+    assert report["constant"] == "constant" and report["id"].startswith("excluded by configuration")
+    rows = frame.head(20)
+    np.testing.assert_array_equal(result.model.predict_proba(rows[result.input_columns]),
+                                  result.model.predict_proba(rows[result.input_columns].copy()))
+    example = example_row(dataset.frame[result.input_columns], "id", levels={"plan": ["a", "b", "c", "__other__"]})
+    assert example.iloc[0]["id"] == "example" and example.iloc[0]["plan"] in {"a", "b", "c"}
+    for column in ("x", "z", "fee"):  # medians rounded to two significant digits: no row's value
+        value = float(example.iloc[0][column])
+        assert value == float(f"{value:.2g}") and value not in set(frame[column].round(6))
