@@ -121,8 +121,9 @@ def ranking_quality(truth, uplift) -> dict:
     model = area(np.lexsort((np.arange(len(u)), -estimated)))
     best = area(np.argsort(-u, kind="stable"))
     baseline = float(u.sum()) * (len(u) + 1) / 2 / len(u)  # a random order's expected area
-    return {"gains_share_of_oracle": (model - baseline) / (best - baseline) if best > baseline else float("nan"),
-            "spearman_with_true_uplift": float(spearmanr(estimated, u).statistic)}
+    constant = np.ptp(estimated) == 0  # the average effect for everyone: no ranking at all
+    return {"gains_share_of_oracle": 0.0 if constant else (model - baseline) / (best - baseline),
+            "spearman_with_true_uplift": 0.0 if constant else float(spearmanr(estimated, u).statistic)}
 
 
 def run(args) -> list[dict]:

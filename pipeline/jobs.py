@@ -664,7 +664,7 @@ def score_job(
     artifacts = {"score/psi.csv": psi.rename_axis("feature").reset_index(),
                  "score/targeting.json": summary.as_dict(), "score/offer_sweep.csv": sweep}
     with tempfile.TemporaryDirectory() as tmp:
-        if sweep["worth_contacting"].sum() or sweep["expected_net_value"].abs().sum():
+        if scoring.mode == "records" or scoring.value_column:  # the sweep needs each subscriber's monthly value
             from pipeline.evaluate import plot_offer_sweep
 
             figure = plot_offer_sweep(sweep, chosen_months=config.campaign.offer_cost_months,

@@ -228,6 +228,45 @@ def test_rules_on_reasons_apply_to_explained_rows_only(trained):
     assert (at_risk.loc[~explained, "action"] == "Message").all() and (~explained).sum() > 100
 
 
+CHEAP_OFFER = "[campaign]\noffer_cost_months = 0.05\ncontact_cost_months = 0.005\n"
+
+
+def test_control_groups_are_random_reproducible_and_the_same_whatever_the_chunks(trained):
+    work = trained
+    for name, scoring in (("small", "chunk_rows = 300\nworkers = 3"), ("whole", "chunk_rows = 100000\nworkers = 1")):
+        (work / f"{name}-cheap.toml").write_text(f"{CHEAP_OFFER}\n[scoring]\n{scoring}\nexplain_rows = 150\n")
+    runs = {}
+    for name, seed, extra in (("small", "3", ["--all"]), ("whole", "3", ["--all"]), ("listed", "3", []),
+                              ("other", "4", ["--all"])):
+        config = "small-cheap.toml" if name == "small" else "whole-cheap.toml"
+        out = churn("score", "--data", "base", "--output", f"ctl-{name}.parquet", "--config", config, "--capacity",
+                    "60", "--control-share", "0.25", "--seed", seed, "--no-response", *extra, cwd=work)
+        runs[name] = (pd.read_parquet(work / f"ctl-{name}.parquet"), out)
+    assert (work / "ctl-small.parquet").read_bytes() == (work / "ctl-whole.parquet").read_bytes()
+    every, out = runs["whole"]
+    targeted = every[every["targeted"]]
+    assert len(targeted) == 60 and (targeted["group"] == "control").sum() == 15
+    assert set(every.loc[~every["targeted"], "group"]) == {""} and set(targeted["group"]) == {"offer", "control"}
+    control = targeted[targeted["group"] == "control"]
+    assert (control["action"] == "Control group: do not contact (measures what the campaign changes)").all()
+    assert (targeted["action"][targeted["group"] == "offer"] != control["action"].iloc[0]).all()
+    campaign = targeted["campaign_id"].unique()
+    assert len(campaign) == 1 and campaign[0].startswith("c") and set(every.loc[~every["targeted"], "campaign_id"]) == {""}
+    assert f"control group: 15 of the 60 targeted held out at random (campaign {campaign[0]}); contact the other 45" \
+        in out.stdout
+    # The expected figures printed count the contacted (offer) group only.
+    offer = targeted[targeted["group"] == "offer"]
+    assert f"expected saves {offer['expected_save'].sum():,.1f}" in out.stdout
+    # The at-risk list holds the same targeted subscribers in the same groups.
+    listed, _ = runs["listed"]
+    merged = listed.merge(targeted[["subscriber_id", "group"]], on="subscriber_id", suffixes=("", "_all"))
+    assert len(merged) == 60 and (merged["group"] == merged["group_all"]).all()
+    # Another seed holds out another group (of the same size).
+    other, _ = runs["other"]
+    other_control = set(other.loc[other["group"] == "control", "subscriber_id"])
+    assert len(other_control) == 15 and other_control != set(control["subscriber_id"])
+
+
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_in_order_keeps_order_raises_errors_unchanged_and_stops_when_closed(workers):
     import random
