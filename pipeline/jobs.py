@@ -8,6 +8,7 @@ registered or written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -519,13 +520,21 @@ def _table_roles(scoring) -> dict[str, str | None]:
     from pipeline.features import ID_COLUMN
 
     if scoring.mode == "records":
-        return {"id": ID_COLUMN, "value": "monthly_fee", "waiver": "etf_waivable_amount"}
-    return {"id": scoring.id_column, "value": scoring.value_column, "waiver": None}
+        return {"id": ID_COLUMN, "value": "monthly_fee", "waiver": WAIVER_COLUMN, "etf": "early_termination_fee"}
+    return {"id": scoring.id_column, "value": scoring.value_column, "waiver": None, "etf": None}
+
+
+#: The column of a feature table (``churn features``) with what a fee waiver would forgive
+#: each subscriber (``features.waiver_forgives``: money for the value of a save, not a
+#: feature); a feature table without it falls back on the feature ``etf_waivable_amount``.
+WAIVER_COLUMN = "etf_waiver_forgives"
 
 
 def _with_waiver(chunk):
-    if "etf_waivable_amount" in chunk.frame.columns:
-        chunk.extra["etf_waivable"] = chunk.frame["etf_waivable_amount"].astype("float64").reset_index(drop=True)
+    for column in (WAIVER_COLUMN, "etf_waivable_amount"):
+        if column in chunk.frame.columns:
+            chunk.extra["etf_waivable"] = chunk.frame[column].astype("float64").reset_index(drop=True)
+            break
     return chunk
 
 
@@ -595,9 +604,14 @@ def score_job(
     stream = ScoreStream(scoring, config, output=output_path, write_all=write_all)
     try:
         if engine == "spark":
-            # Spark loads the model itself: give it a verified copy of the files, not the URI.
-            with tracking.verified_model_files(model_uri) as (local, _):
-                out, rows, frame = _score_on_spark(data, scoring, model_uri=str(local), config=config, say=say)
+            # Spark loads the models itself: give it verified copies of their files, not the URIs.
+            with contextlib.ExitStack() as stack:
+                local, _ = stack.enter_context(tracking.verified_model_files(model_uri))
+                uplift_local = None
+                if scoring.response is not None:
+                    uplift_local, _ = stack.enter_context(tracking.verified_model_files(scoring.response.uri))
+                out, rows, frame = _score_on_spark(data, scoring, model_uri=str(local), config=config, say=say,
+                                                   uplift_model_uri=None if uplift_local is None else str(uplift_local))
             stream.add_rows(out, rows, frame)
             del out, frame
         else:
@@ -705,7 +719,7 @@ def _response_scorer(config: Config, uri: str | None, use: bool, say: Say):
     if loaded.metadata.get("kind") != "response":
         raise DataError(f"{uri}: not a response model (it was not trained by `churn train` on campaign data)")
     columns = list(loaded.metadata.get("input_columns") or [c for c, _ in loaded.signature_columns])
-    return ResponseScorer(model=loaded.model, version=str(loaded.version), input_columns=columns)
+    return ResponseScorer(model=loaded.model, version=str(loaded.version), input_columns=columns, uri=uri)
 
 
 def _no_response_warning(base_rate: float, config: Config) -> str:
@@ -767,7 +781,8 @@ def _scored(task, scoring, stream, threads: int):
     return chunk.frame, stream.prepare(out, chunk.frame)
 
 
-def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: Say):
+def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: Say,
+                    uplift_model_uri: str | None = None):
     """Probabilities from Spark, then the same list columns as the pandas engine.
 
     Returns ``(scored rows, positions of the rows worth explaining, their inputs)`` for
@@ -785,15 +800,24 @@ def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: 
     check_signature(column_kinds(sample), scoring, source=str(data))
     roles = _table_roles(scoring)
     id_column = roles["id"] if roles["id"] in sample.columns else None
-    keep = [c for c in (roles["value"], roles["waiver"]) if c and c in sample.columns]
+    waiver = next((c for c in (roles["waiver"], "etf_waivable_amount" if roles["waiver"] else None)
+                   if c and c in sample.columns), None)
+    keep = [c for c in (roles["value"], waiver, roles["etf"]) if c and c in sample.columns]
     say(f"scoring {data} on Spark ({config.scoring.spark_master})")
     scored = score_spark(data, model_uri=model_uri, input_columns=scoring.input_columns, id_column=id_column,
-                         keep_columns=keep, master=config.scoring.spark_master)
+                         keep_columns=keep, master=config.scoring.spark_master, uplift_model_uri=uplift_model_uri,
+                         uplift_columns=scoring.response.input_columns if scoring.response is not None else ())
     number = {c: pd.to_numeric(scored[c].astype("string").str.strip(), errors="coerce") for c in keep}
+    uplift = uplift_se = None
+    if scoring.response is not None:
+        uplift = scored["estimated_uplift"].to_numpy(dtype="float64")
+        uplift_se = scoring.response.model.uncertainty_of(uplift)
     out = score_rows(
         scoring, scored["subscriber_id"], scored["churn_probability"].to_numpy(), config,
         monthly_value=number[roles["value"]].to_numpy() if roles["value"] in number else None,
-        etf_waived=number[roles["waiver"]].to_numpy() if roles["waiver"] in number else None,
+        etf_waived=number[waiver].to_numpy() if waiver in number else None,
+        etf=number[roles["etf"]].to_numpy() if roles["etf"] in number and waiver in number else None,
+        uplift=uplift, uplift_se=uplift_se,
     )
     rows = np.flatnonzero(worth_explaining(out))
     frame = pd.DataFrame(index=range(0))
@@ -897,7 +921,7 @@ def features_job(data: str, output: str, *, config: Config, snapshot_date: str |
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.features import build_features
+    from pipeline.features import build_features, waiver_forgives
     from pipeline.records import iter_record_chunks
     from pipeline.schema import TABLES
 
@@ -916,7 +940,9 @@ def features_job(data: str, output: str, *, config: Config, snapshot_date: str |
         for chunk in iter_record_chunks(data, chunk_subscribers=config.data.chunk_subscribers,
                                         tables=[t for t in TABLES if t != "outcomes"],
                                         snapshot_date=snapshot, disclosure_date=disclosure_date):
-            table = pa.Table.from_pandas(build_features(chunk), preserve_index=False)
+            frame = build_features(chunk)
+            frame[WAIVER_COLUMN] = waiver_forgives(chunk, frame)  # money for the value of a save, not a feature
+            table = pa.Table.from_pandas(frame, preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(temp, table.schema)
             writer.write_table(table)

@@ -488,6 +488,14 @@ class ResponseModel(BaseEstimator):
         """
         return self.uncertainty(self.predict_raw(X))
 
+    def uncertainty_of(self, uplift) -> np.ndarray:
+        """``predict_se`` from calibrated uplifts (the calibration line inverted), e.g. from a served model."""
+        check_is_fitted(self, "slope_")
+        uplift = np.asarray(uplift, dtype="float64")
+        raw = self.centre_ + (uplift - self.intercept_) / self.slope_ if self.slope_ > 0 else np.full(uplift.shape,
+                                                                                                        self.centre_)
+        return self.uncertainty(raw)
+
     def uncertainty(self, raw) -> np.ndarray:
         """``predict_se`` from raw scores."""
         check_is_fitted(self, "slope_")

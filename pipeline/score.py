@@ -95,6 +95,8 @@ class ResponseScorer:
     model: object
     version: str
     input_columns: list[str]
+    #: Where it was loaded from (the Spark engine loads it again there, from verified files).
+    uri: str = ""
 
     def uplift(self, frame: pd.DataFrame, *, n_threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
         """Each row's estimated reduction of its churn probability by a retention contact, and its

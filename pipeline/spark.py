@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MASTER = "local[2]"
 ID_COLUMN = "subscriber_id"
 PROBABILITY_COLUMN = "churn_probability"
+UPLIFT_COLUMN = "estimated_uplift"
 
 #: Rows of a text column sampled to decide whether it holds numbers (as the pandas engine does).
 SAMPLE_ROWS = 1000
@@ -299,6 +300,8 @@ def spark_scores(
     keep_columns: Sequence[str] = (),
     data_format: str = "auto",
     partitions: int | None = None,
+    uplift_model_uri: str | None = None,
+    uplift_columns: Sequence[str] = (),
 ):
     """The lazy Spark DataFrame of scores: id, probability, kept columns and the input-order columns.
 
@@ -326,6 +329,9 @@ def spark_scores(
         ``parquet`` or ``csv``.
     partitions : int, optional
         Repartition the input into this many tasks (default: Spark's file splits).
+    uplift_model_uri, uplift_columns : optional
+        A response model (its pyfunc ``predict`` answers each row's estimated uplift) and its
+        raw input columns: the scores then also hold ``estimated_uplift``.
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, DoubleType
@@ -360,9 +366,23 @@ def spark_scores(
         ids = F.lit(None).cast("string")
     # The model answers [P(stay), P(churn)]: the last element is the churn probability.
     probability = F.element_at(predict(F.struct(*model_inputs)), -1)
+    uplift = []
+    if uplift_model_uri is not None:
+        uplift_casts = check_input(frame, list(uplift_columns), signature_types(uplift_model_uri), source=str(data),
+                                   model_uri=uplift_model_uri)
+        uplift_inputs = [F.expr(f"try_cast({_quote(name)} AS {uplift_casts[name]})").alias(name)
+                         if name in uplift_casts else F.col(_quote(name)) for name in uplift_columns]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_PANDAS_WARNING, category=FutureWarning)
+            try:
+                respond = mlflow.pyfunc.spark_udf(spark, uplift_model_uri, result_type=DoubleType(), env_manager="local")
+            except Exception as err:
+                raise ModelError(f"cannot load response model {uplift_model_uri} for Spark: {_first_line(err)}") from err
+        uplift = [respond(F.struct(*uplift_inputs)).alias(UPLIFT_COLUMN)]
     return frame.select(
         ids.alias(ID_COLUMN),
         probability.alias(PROBABILITY_COLUMN),
+        *uplift,
         *[F.col(_quote(name)).alias(name) for name in kept],
         _FILE,
         _BLOCK,
@@ -449,6 +469,8 @@ def score_spark(
     master: str = DEFAULT_MASTER,
     data_format: str = "auto",
     partitions: int | None = None,
+    uplift_model_uri: str | None = None,
+    uplift_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Score a subscriber table on Spark; one row per input row, in input order, on the driver.
 
@@ -478,9 +500,11 @@ def score_spark(
         with spark_session(master) as session:
             return score_spark(data, model_uri=model_uri, input_columns=input_columns, id_column=id_column,
                                keep_columns=keep_columns, spark=session, data_format=data_format,
-                               partitions=partitions)
+                               partitions=partitions, uplift_model_uri=uplift_model_uri,
+                               uplift_columns=uplift_columns)
     scores = spark_scores(spark, data, model_uri=model_uri, input_columns=input_columns, id_column=id_column,
-                          keep_columns=keep_columns, data_format=data_format, partitions=partitions)
+                          keep_columns=keep_columns, data_format=data_format, partitions=partitions,
+                          uplift_model_uri=uplift_model_uri, uplift_columns=uplift_columns)
     collected = _run(lambda: scores.toPandas(), model_uri=model_uri)
     ordered = collected.sort_values([_FILE, _BLOCK, _ROW], kind="stable").drop(columns=[_FILE, _BLOCK, _ROW])
     ordered = ordered.reset_index(drop=True)
@@ -490,6 +514,8 @@ def score_spark(
     else:
         ordered[ID_COLUMN] = pd.Series(range(1, len(ordered) + 1)).astype(str)
     ordered[PROBABILITY_COLUMN] = ordered[PROBABILITY_COLUMN].astype("float64")
+    if UPLIFT_COLUMN in ordered.columns:
+        ordered[UPLIFT_COLUMN] = ordered[UPLIFT_COLUMN].astype("float64")
     return ordered
 
 

@@ -19,12 +19,17 @@ from pipeline.errors import ConfigError, DataError
 from servers import run_churn
 
 MODEL_URI = "models:/post-breach-churn@champion"
+RESPONSE_URI = "models:/post-breach-churn-response@champion"
 FAST = """
 [train]
 search_iterations = 1
 cv_folds = 3
 candidates = ["hist_gradient_boosting"]
 blend = false
+
+[response]
+cv_folds = 2
+learners = ["two_model"]
 """
 needs_java = pytest.mark.skipif(not engine.java_available(), reason="Spark needs Java 17+, and no java was found")
 
@@ -37,10 +42,12 @@ def base(tmp_path_factory):
     run_churn(["generate", "--subscribers", "5000", "--seed", "7", "--out", "base"], folder)
     run_churn(["train", "--data", "base", "--config", "fast.toml"], folder)
     run_churn(["score", "--data", "base", "--output", "pandas.parquet", "--all"], folder)
-    from pipeline.features import build_features
+    from pipeline.features import build_features, waiver_forgives
     from pipeline.records import load_records
 
-    features = build_features(load_records(str(folder / "base")))
+    records = load_records(str(folder / "base"))
+    features = build_features(records)
+    features["etf_waiver_forgives"] = waiver_forgives(records, features)  # as `churn features` writes it
     features.to_parquet(folder / "features.parquet", index=False)
     features.to_csv(folder / "features.csv", index=False, na_rep="NA")  # "NA": pandas' own blank marker
     return folder
@@ -101,6 +108,21 @@ def test_spark_and_pandas_engines_agree_row_by_row(spark, base, model):
     by_pandas = pandas_engine.reset_index().sort_values(["churn_probability", "subscriber_id"],
                                                         ascending=[False, True])["subscriber_id"]
     assert by_spark.head(500).tolist() == by_pandas.head(500).tolist()
+
+
+@pytest.mark.slow
+@needs_java
+def test_spark_gives_the_response_models_uplift_as_the_pandas_engine_does(spark, base, model):
+    import mlflow
+
+    columns = list(mlflow.models.get_model_info(RESPONSE_URI).metadata["input_columns"])
+    scored = _score(spark, base, model, uplift_model_uri=RESPONSE_URI, uplift_columns=columns)
+    assert list(scored.columns) == ["subscriber_id", "churn_probability", "estimated_uplift"]
+    pandas_engine = pd.read_parquet(base / "pandas.parquet").set_index("subscriber_id")
+    expected = pandas_engine.loc[scored["subscriber_id"], "estimated_uplift"].to_numpy()
+    # The list clips an uplift to what a contact can change (p - 1 <= u <= p); the model's own answer is not clipped.
+    p = scored["churn_probability"].to_numpy()
+    np.testing.assert_allclose(np.clip(scored["estimated_uplift"].to_numpy(), p - 1, p), expected, rtol=0, atol=1e-9)
 
 
 @pytest.mark.slow
