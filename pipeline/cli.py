@@ -322,12 +322,22 @@ def cmd_demo(args, progress: Progress) -> int:
     print(f"model: {trained.family} ({_calibration_words(trained.calibration)}); hold-out ROC AUC {m['roc_auc']:.3f}, "
           f"top-decile lift {m['top_decile_lift']:.2f}, Brier {m['brier']:.4f}")
     print(f"registered {config.tracking.model_name} version {trained.version}; {trained.message}")
+    _print_response(trained.response)
     print(f"at risk: {scored.at_risk:,} subscribers; expected value at risk {_fmt_money(scored.expected_loss_at_risk)} KRW")
     t = scored.targeting
     print(f"worth a retention call: {t.targeted:,} subscribers; expected saves {t.expected_saves:,.0f}, "
           f"cost {_fmt_money(t.expected_cost)} KRW, expected net value {_fmt_money(t.expected_net_value)} KRW")
-    columns = [c for c in ("rank", "subscriber_id", "churn_probability", "risk_tier", "expected_loss", "reason_1")
-               if c in scored.top.columns]
+    if not t.targeted:
+        basis = "the response the pilot measured" if scored.response_version else "the assumed response"
+        print(f"  no subscriber is expected to pay back a call with this offer: {basis} is too small for its cost "
+              "(the scoring run's plots/offer_sweep.png shows what smaller offers would do)")
+    for line in _targeting_lines(scored)[1:]:
+        print(line)
+    for line in scored.notes:
+        print(f"warning: {line}", file=sys.stderr)
+    shown = ("rank", "subscriber_id", "churn_probability", "risk_tier", "expected_loss",
+             *(("estimated_uplift",) if scored.response_version else ()), "reason_1")
+    columns = [c for c in shown if c in scored.top.columns]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 70):
         print("\ntop 10:")
         print(scored.top[columns].to_string(index=False, float_format=lambda v: f"{v:,.3f}" if v < 1 else f"{v:,.0f}"))
