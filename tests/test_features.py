@@ -6,6 +6,8 @@ arithmetic (e.g. 2023-12-15 to 2025-12-15 is 731 days), months are days / 30.437
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import replace
 from pathlib import Path
 
@@ -231,6 +233,26 @@ def test_breach_features(features):
             "compensation_to_monthly_fee": [0.5, 0, 0, 0, NAN, 0.5, 0, 0],
         },
     )
+
+
+def test_a_waiver_forgives_the_fee_of_subscribers_notified_after_the_snapshot(records):
+    # S06 is notified on 2025-12-20, after the snapshot, and eligible for the waiver of
+    # 12-31..01-13.  Give it a termination fee: the features (what S06 had been told) know
+    # nothing of the waiver, but the value of a save counts the fee the waiver forgives.
+    from pipeline.dataset import records_dataset
+    from pipeline.features import waiver_forgives
+
+    subscribers = records.subscribers.copy()
+    subscribers.loc[subscribers[ID_COLUMN] == "S06", "early_termination_fee"] = 55_000.0
+    changed = dataclasses.replace(records, subscribers=subscribers)
+    frame = build_features(changed)
+    s06 = frame.index[frame[ID_COLUMN] == "S06"][0]
+    assert frame.loc[s06, "etf_waivable_amount"] == 0 and frame.loc[s06, "waiver_eligible"] == 0
+    forgiven = waiver_forgives(changed, frame)
+    expected = frame["etf_waivable_amount"].to_numpy().copy()
+    expected[s06] = 55_000.0
+    np.testing.assert_array_equal(forgiven, expected)
+    np.testing.assert_array_equal(records_dataset(changed, require_label=False).extra["etf_waivable"], expected)
 
 
 def test_waiver_features(features):
