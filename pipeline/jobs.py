@@ -590,6 +590,11 @@ def score_job(
     share = config.scoring.control_share if control_share is None else control_share
     if not 0 <= share < 1:
         raise ConfigError(f"--control-share must be at least 0 and below 1, got {share}")
+    if campaign_id is not None:
+        import re
+
+        if not re.fullmatch(r"[\w.:-]{1,100}", campaign_id):
+            raise ConfigError("--campaign-id may hold letters, digits, '_', '.', ':' and '-' only (at most 100)")
     tracking.connect(uri)
     model_uri = model or tracking.model_uri(config.tracking.model_name)
     say(f"loading model {model_uri}")

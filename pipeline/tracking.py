@@ -1036,9 +1036,13 @@ def log_measurement(table: pd.DataFrame, *, config, uri: str, source: str) -> tu
             prefix = f"campaign.{row['campaign_id']}."
             mlflow.log_metrics({prefix + key: float(row[key]) for key in metrics if np.isfinite(row[key])})
         _log_frame(table, "measure/campaigns.csv")
+    import re
+
     client = MlflowClient()
     updated = []
     for row in table.to_dict("records"):
+        if not re.fullmatch(r"[\w.:-]+", str(row["campaign_id"])):  # only ids a filter can quote safely
+            continue
         found = client.search_runs([experiment], filter_string=f"tags.campaign_id = '{row['campaign_id']}'")
         for scoring in found:
             for key in metrics:

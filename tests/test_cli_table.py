@@ -227,7 +227,7 @@ def test_signature_check_names_every_missing_and_mistyped_column(scored_model):
 def test_budget_and_capacity_targeting(scored_model):
     work = scored_model
     out = run(["score", "--data", "table.csv", "--output", "cap.csv", "--all", "--capacity", "25"], work)
-    assert "targeting (capacity 25 calls): 25 subscribers" in out.stdout
+    assert "targeting by churn risk (response assumed) (capacity 25 calls): 25 subscribers" in out.stdout
     listed = pd.read_csv(work / "cap.csv")
     assert int(listed["targeted"].sum()) == 25
     best = listed.sort_values("expected_net_value", ascending=False).head(25)
@@ -235,7 +235,7 @@ def test_budget_and_capacity_targeting(scored_model):
     out = run(["score", "--data", "table.csv", "--output", "budget.parquet", "--all", "--budget", "500"], work)
     listed = pd.read_parquet(work / "budget.parquet")
     assert listed.loc[listed["targeted"], "expected_cost"].sum() <= 500 + 1e-6
-    assert "targeting (budget 500)" in out.stdout
+    assert "targeting by churn risk (response assumed) (budget 500)" in out.stdout
 
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])

@@ -387,6 +387,16 @@ def test_trusted_types_are_exactly_what_the_model_families_need():
                                            "logistic": make_candidate("logistic", drop_columns=("id",))},
                                           [0.5, 0.5]).fit(frame, y)
     models = {**plain, **{f"{name}, calibrated": calibrated(model) for name, model in plain.items()}}
+    # Response models: every learner on every base family, behind the calibration line.
+    from pipeline.response import BASE_FAMILIES, LEARNERS, ResponseModel, make_learner
+
+    treatment = np.arange(len(y)) % 2
+    for learner in LEARNERS:
+        for family in BASE_FAMILIES:
+            fitted_learner = make_learner(learner, family, drop_columns=("id",), seed=0).fit(frame, treatment, y)
+            response = ResponseModel(make_learner(learner, family, drop_columns=("id",), seed=0))
+            models[f"response {learner}/{family}"] = response.fit_map(
+                fitted_learner.predict(frame), treatment, y).set_fitted(fitted_learner)
     used = set()
     for name, model in models.items():
         needed = set(skops.io.get_untrusted_types(data=skops.io.dumps(model)))

@@ -283,12 +283,21 @@ def test_records_stacked_over_several_snapshots_train_with_folds_by_time(tmp_pat
     records = load_records(tmp_path / "base")
     dates = ("2025-04-01", "2025-04-15")
     dataset = records_dataset(records, earlier_snapshots=dates[::-1])
-    first = build_features(records, dates[0])
     assert dataset.period.dt.strftime("%Y-%m-%d").unique().tolist() == [*dates, "2025-05-01"]
-    assert dataset.n_rows == len(first) + len(build_features(records, dates[1])) + len(build_features(records))
+    # The pilot's offer (2025-05-01) falls in every snapshot's label window: its offer group is
+    # left out of each snapshot's rows (their outcome reflects the offer).
+    campaigns = records.campaigns
+    offered = set(campaigns.loc[campaigns["campaign_id"].str.startswith("pilot-") & (campaigns["group"] == "offer"),
+                                "subscriber_id"])
+    cuts = [build_features(records, date) for date in (*dates, None)]
+    kept = [cut[~cut["subscriber_id"].isin(offered)].reset_index(drop=True) for cut in cuts]
+    assert dataset.n_rows == sum(len(cut) for cut in kept)
+    assert sum(dataset.excluded.values()) == sum(len(cut) for cut in cuts) - dataset.n_rows
     # each snapshot's rows are cut at their own date, with their own label window
+    first = kept[0]
     pd.testing.assert_frame_equal(dataset.frame.iloc[: len(first)].reset_index(drop=True), first)
-    np.testing.assert_array_equal(dataset.label.iloc[: len(first)], make_labels(records, dates[0]))
+    labels = make_labels(records, dates[0])[~cuts[0]["subscriber_id"].isin(offered).to_numpy()]
+    np.testing.assert_array_equal(dataset.label.iloc[: len(first)], labels)
     messages = []
     config = with_overrides(FAST, train={"candidates": ("hist_gradient_boosting",), "search_iterations": 0})
     result = train(dataset, config, progress=messages.append)
