@@ -48,7 +48,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEMO_TRAIN = {"search_iterations": 1, "cv_folds": 3, "selection_max_rows": 20_000, "catboost_max_rows": 40_000}
 
 
-def truth_table(base: Path, campaign) -> "pd.DataFrame":
+def truth_table(base: Path, campaign):
     """Per subscriber of a generated base: true p, u, value of a save, offer and contact cost, net and cost."""
     import numpy as np
     import pandas as pd

@@ -126,24 +126,10 @@ class Dataset:
         keep = np.asarray(keep, dtype=bool)
         if keep.all():
             return self
-
-        def cut(series):
-            return None if series is None else series[keep].reset_index(drop=True)
-
         excluded = dict(self.excluded)
         if reason is not None:
             excluded[reason] = excluded.get(reason, 0) + int((~keep).sum())
-        return replace(
-            self,
-            frame=self.frame[keep].reset_index(drop=True),
-            ids=cut(self.ids),
-            label=cut(self.label),
-            monthly_value=cut(self.monthly_value),
-            extra={name: cut(series) for name, series in self.extra.items()},
-            period=cut(self.period),
-            treatment=cut(self.treatment),
-            excluded=excluded,
-        )
+        return replace(_take(self, np.flatnonzero(keep)), excluded=excluded)
 
 
 def read_table(path: str | Path, *, columns: list[str] | None = None) -> pd.DataFrame:

@@ -71,24 +71,7 @@ def _plain(value: Any) -> Any:
 
 def _labels_array(y_true: Any, what: str = "y_true") -> np.ndarray:
     """``y_true`` as an int8 array of 0/1, or a ModelError naming the first bad rows."""
-    raw = np.asarray(y_true)
-    if raw.ndim != 1:
-        raise ModelError(f"{what}: expected a one-dimensional array of 0/1 labels, got shape {raw.shape}")
-    if raw.size == 0:
-        raise ModelError(f"{what}: no rows to evaluate")
-    if raw.dtype == bool:
-        return raw.astype(np.int8)
-    try:
-        numeric = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    except (TypeError, ValueError):  # pragma: no cover - defensive: to_numeric coerces
-        numeric = np.full(raw.shape, np.nan)
-    bad = np.flatnonzero(~np.isin(numeric, (0.0, 1.0)))
-    if bad.size:
-        raise ModelError(
-            f"{what}: labels must be 0/1 (1 = churned); got {_plain(raw[bad[0]])!r} in "
-            f"{first_rows(_row_labels(y_true, bad))}"
-        )
-    return numeric.astype(np.int8)
+    return _binary_array(y_true, what, "1 = churned", noun="labels")
 
 
 def _scores_array(y_score: Any, n_rows: int, what: str = "y_score", probability: bool = False) -> np.ndarray:
@@ -1150,11 +1133,12 @@ class UpliftCalibration(NamedTuple):
     n: int
 
 
-def _binary_array(values: Any, what: str, meaning: str) -> np.ndarray:
+def _binary_array(values: Any, what: str, meaning: str, *, noun: str = "values") -> np.ndarray:
     """``values`` as an int8 array of 0/1, or a ModelError naming the first bad rows."""
     raw = np.asarray(values)
     if raw.ndim != 1:
-        raise ModelError(f"{what}: expected a one-dimensional array of 0/1 ({meaning}), got shape {raw.shape}")
+        shape_of = "0/1 labels" if noun == "labels" else f"0/1 ({meaning})"
+        raise ModelError(f"{what}: expected a one-dimensional array of {shape_of}, got shape {raw.shape}")
     if raw.size == 0:
         raise ModelError(f"{what}: no rows to evaluate")
     if raw.dtype == bool:
@@ -1166,7 +1150,7 @@ def _binary_array(values: Any, what: str, meaning: str) -> np.ndarray:
     bad = np.flatnonzero(~np.isin(numeric, (0.0, 1.0)))
     if bad.size:
         raise ModelError(
-            f"{what}: values must be 0/1 ({meaning}); got {_plain(raw[bad[0]])!r} in "
+            f"{what}: {noun} must be 0/1 ({meaning}); got {_plain(raw[bad[0]])!r} in "
             f"{first_rows(_row_labels(values, bad))}"
         )
     return numeric.astype(np.int8)

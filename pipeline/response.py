@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -170,6 +170,12 @@ def _check_group(labels: np.ndarray, what: str) -> None:
 class _ResponseLearner(BaseEstimator):
     """What every learner shares: the base family, input checks and the training columns."""
 
+    def __init__(self, family="logistic", params=None, drop_columns=(), random_state=0):
+        self.family = family
+        self.params = params
+        self.drop_columns = drop_columns
+        self.random_state = random_state
+
     def _start_fit(self, X, treatment, y) -> tuple[np.ndarray, np.ndarray]:
         _check_family(self.family)
         t, labels = _check_rows(X, treatment, y)
@@ -216,12 +222,6 @@ class TwoModelUplift(_ResponseLearner):
     propensity_ : float
         Share of the training rows offered.
     """
-
-    def __init__(self, family="logistic", params=None, drop_columns=(), random_state=0):
-        self.family = family
-        self.params = params
-        self.drop_columns = drop_columns
-        self.random_state = random_state
 
     def fit(self, X, treatment, y):
         """Fit one classifier on the control rows and one on the offer rows."""
@@ -327,12 +327,6 @@ class ClassTransformationUplift(_ResponseLearner):
     propensity_ : float
         Share of the training rows offered.
     """
-
-    def __init__(self, family="logistic", params=None, drop_columns=(), random_state=0):
-        self.family = family
-        self.params = params
-        self.drop_columns = drop_columns
-        self.random_state = random_state
 
     def fit(self, X, treatment, y):
         """Fit the weighted classifier of ``Z``."""
