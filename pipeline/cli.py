@@ -213,7 +213,10 @@ def _targeting_lines(outcome) -> list[str]:
     lines = [f"targeting by {basis} ({limit}): {t.targeted:,} subscribers, expected saves {t.expected_saves:,.1f}, "
              f"cost {_fmt_money(t.expected_cost)}, expected net value {_fmt_money(t.expected_net_value)}"
              + (" (the contacted group)" if t.control else "")]
-    if t.rule in ("budget", "capacity") and t.limited_by_value:
+    if not t.targeted:
+        lines.append("  no subscriber is expected to pay back a contact with this offer: nobody to call (the scoring "
+                     "run's plots/offer_sweep.png shows what a smaller offer would change)")
+    elif t.rule in ("budget", "capacity") and t.limited_by_value:
         used = (f"{t.expected_cost / t.limit:.0%} of the budget spent" if t.rule == "budget" and t.limit
                 else f"{t.targeted:,} of {int(t.limit or 0):,} calls used")
         lines.append(f"  the limit was not reached ({used}): no other subscriber is expected to pay back a contact")
@@ -327,10 +330,6 @@ def cmd_demo(args, progress: Progress) -> int:
     t = scored.targeting
     print(f"worth a retention call: {t.targeted:,} subscribers; expected saves {t.expected_saves:,.0f}, "
           f"cost {_fmt_money(t.expected_cost)} KRW, expected net value {_fmt_money(t.expected_net_value)} KRW")
-    if not t.targeted:
-        basis = "the response the pilot measured" if scored.response_version else "the assumed response"
-        print(f"  no subscriber is expected to pay back a call with this offer: {basis} is too small for its cost "
-              "(the scoring run's plots/offer_sweep.png shows what smaller offers would do)")
     for line in _targeting_lines(scored)[1:]:
         print(line)
     for line in scored.notes:
