@@ -197,11 +197,14 @@ def train_job(
     tracking.connect(uri)  # fail fast, before any work, when the store is unreachable
     say(f"loading {data}")
     wants_response = use_response and config.response.enabled
-    dataset, response_data, no_response = load_dataset(
+    # A table's treatment column is read either way: its offered rows never train the churn model.
+    split = wants_response or treatment_column is not None
+    loaded = load_dataset(
         data, config=config, id_column=id_column, target=target, positive=positive,
         value_column=value_column, snapshot_date=snapshot_date, disclosure_date=disclosure_date,
-        time_column=time_column, treatment_column=treatment_column, response=True,
+        time_column=time_column, treatment_column=treatment_column, response=split,
     )
+    dataset, response_data, no_response = loaded if split else (loaded, None, None)
     if not wants_response:
         response_data, no_response = None, ("turned off (--no-response)" if not use_response
                                             else "turned off (response.enabled = false)")
