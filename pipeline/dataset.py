@@ -268,7 +268,8 @@ def parse_label(values: pd.Series, *, positive: str | None, where: str) -> pd.Se
     text = values.astype("string").str.strip()
     blank = text.isna() | (text == "")
     if blank.any():
-        raise DataError(f"{where}: {first_rows(np.flatnonzero(blank.to_numpy()))} have no label")
+        rows = np.flatnonzero(blank.to_numpy())
+        raise DataError(f"{where}: {first_rows(rows)} {'has' if len(rows) == 1 else 'have'} no label")
     lowered = text.str.lower()
     if positive is not None:
         label = lowered == str(positive).strip().lower()
@@ -294,7 +295,7 @@ def parse_label(values: pd.Series, *, positive: str | None, where: str) -> pd.Se
         bad = np.flatnonzero(~known.to_numpy())
         if _may_show(values, text):
             seen = ", ".join(sorted(map(str, text[~known].unique()))[:5])
-            have = f"have {seen}, which is not"
+            have = f"{'has' if len(bad) == 1 else 'have'} {seen}, which is not"
         else:
             have = f"have values ({_shown_values(values, text[~known], limit=5)}) that are not"
         raise DataError(
