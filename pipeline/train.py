@@ -77,7 +77,7 @@ def time_folds(periods: np.ndarray, n_folds: int, *, horizon_days: int = 0) -> l
     dates = np.unique(periods)
     groups = np.array_split(dates, min(n_folds + 1, len(dates)))
     gap = np.timedelta64(int(horizon_days), "D")
-    folds = [(np.flatnonzero(periods + gap <= group[0]), np.flatnonzero(np.isin(periods, group)))
+    folds = [(np.flatnonzero((periods < group[0]) & (periods + gap <= group[0])), np.flatnonzero(np.isin(periods, group)))
              for group in groups[1:]]
     return [(fit, check) for fit, check in folds if len(fit)]
 
