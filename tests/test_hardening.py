@@ -357,3 +357,31 @@ def test_output_paths_that_are_the_input_are_refused(tmp_path):
     with pytest.raises(DataError, match="is inside the input record folder"):
         check_output_path(tmp_path / "base" / "x.csv", str(tmp_path / "base"))
     assert check_output_path(tmp_path / "out.csv", str(tmp_path / "t.csv")) == tmp_path / "out.csv"
+
+
+# --- through the command ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_telco_like_table_trains_without_gender_or_age_and_logs_fairness(tmp_path):
+    from servers import run_churn
+
+    _telco(1200).to_csv(tmp_path / "telco.csv", index=False)
+    (tmp_path / "fast.toml").write_text('[train]\nsearch_iterations = 0\ncv_folds = 3\ncandidates = ["logistic"]\n'
+                                        'blend = false\n[scoring]\nfile_mode = 0o600\n')
+    trained = run_churn(["train", "--data", "telco.csv", "--id", "customerID", "--target", "Churn", "--positive", "Yes",
+                         "--exclude", "tenure", "--config", "fast.toml"], tmp_path)
+    unused = next(line for line in trained.stdout.splitlines() if line.startswith("columns not used: "))
+    assert "gender (protected trait (gender): not a feature unless data.use_protected names it)" in unused
+    assert "SeniorCitizen (protected trait (age): not a feature unless data.use_protected names it)" in unused
+    assert "tenure (excluded by configuration (data.exclude_columns / --exclude))" in unused
+    fairness = pd.read_csv(next(tmp_path.glob("mlruns/**/artifacts/evaluation/fairness.csv")))
+    assert set(zip(fairness["column"], fairness["segment"].astype(str))) == {
+        ("gender", "Female"), ("gender", "Male"), ("SeniorCitizen", "0"), ("SeniorCitizen", "1")}
+    assert not fairness["used_as_feature"].any()
+    assert fairness.groupby("column")["share_of_at_risk_list"].sum().round(6).eq(1).all()
+    run_churn(["score", "--data", "telco.csv", "--output", "list.csv", "--all", "--config", "fast.toml"], tmp_path)
+    listed = pd.read_csv(tmp_path / "list.csv")
+    assert not listed[["reason_1", "reason_2", "reason_3"]].fillna("").apply(
+        lambda c: c.str.contains("gender|Senior|Female|Male")).any().any()
+    assert (tmp_path / "list.csv").stat().st_mode & 0o777 == 0o600
