@@ -837,7 +837,9 @@ def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: 
     scored = score_spark(data, model_uri=model_uri, input_columns=scoring.input_columns, id_column=id_column,
                          keep_columns=keep, master=config.scoring.spark_master, uplift_model_uri=uplift_model_uri,
                          uplift_columns=scoring.response.input_columns if scoring.response is not None else ())
-    number = {c: pd.to_numeric(scored[c].astype("string").str.strip(), errors="coerce") for c in keep}
+    from pipeline.prepare import to_numbers
+
+    number = {c: to_numbers(scored[c]) for c in keep}  # "1,234.5" is a number, as on the pandas engine
     uplift = uplift_se = None
     if scoring.response is not None:
         uplift = scored["estimated_uplift"].to_numpy(dtype="float64")

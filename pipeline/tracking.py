@@ -255,7 +255,9 @@ def example_row(frame: pd.DataFrame, id_column: str | None, *,
             if len(known):
                 value = str(known.index[0])
             else:
-                numbers = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
+                from pipeline.prepare import to_numbers
+
+                numbers = to_numbers(column)  # the typing step's own parser ("1,234.5" is a number)
                 if numbers.notna().any() and numbers.notna().mean() >= 0.95:
                     value = f"{float(numbers.median()):.2g}"
         row[name] = [value if value is not None else ("example" if not personal else None)]
