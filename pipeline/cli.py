@@ -35,8 +35,16 @@ def _common(parser: argparse.ArgumentParser, *, tracking: bool = True) -> None:
         )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors in the house format: one ``error:`` line first, then a short hint."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}\n{self.format_usage().strip().splitlines()[0][:200]}\n"
+                     f"run `{self.prog} --help` for every option\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="churn",
         description="Predict which subscribers will leave after a data breach, and whom to call first.",
     )
@@ -66,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a table's randomised campaign group column (offer/control): trains a response model too")
     tr.add_argument("--no-response", dest="use_response", action="store_false",
                     help="train the churn model only, even when the data holds a randomised campaign")
+    tr.add_argument("--exclude", nargs="+", default=[], metavar="COL",
+                    help="columns never used as features (added to data.exclude_columns)")
     tr.add_argument("--seed", type=int, default=None, help="random seed (default from config: 42)")
     _common(tr)
 
@@ -139,6 +149,8 @@ def _config(args):
         overrides["tracking"] = {"model_name": args.model_name}
     if getattr(args, "seed", None) is not None and args.command in ("train", "demo", "score"):
         overrides["train"] = {"seed": args.seed}
+    if getattr(args, "exclude", None):
+        overrides["data"] = {"exclude_columns": tuple(dict.fromkeys([*config.data.exclude_columns, *args.exclude]))}
     return with_overrides(config, **overrides) if overrides else config
 
 
@@ -368,12 +380,25 @@ def _stop_cleanly_on_signals() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``churn`` console script."""
+    # First of all, so that an interrupt while the heavy libraries load or a store is being
+    # reached ends like any other: one line, no traceback, nothing written.
+    _stop_cleanly_on_signals()
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted; no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # OpenMP threads that spin while waiting slow boosting down badly when the cores are
     # shared (CI, busy servers); passive waiting costs nothing on an idle machine.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    _stop_cleanly_on_signals()
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     show_progress = sys.stderr.isatty() or os.environ.get("CHURN_PROGRESS") == "1"
     progress = Progress(show_progress)
@@ -381,9 +406,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args, progress)
-    except KeyboardInterrupt:
-        print("error: interrupted; no output was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except PipelineError as err:
         if args.debug:
             raise

@@ -33,6 +33,13 @@ class DataConfig:
     time_column: str | None = None
     #: Subscribers per chunk when records are processed in pieces.
     chunk_subscribers: int = 250_000
+    #: Columns never used as features (``churn train --exclude COL`` adds to them); each must
+    #: be a column of the data (a table's column, or a record feature such as ``region``).
+    exclude_columns: tuple[str, ...] = ()
+    #: Protected traits (gender, age, senior citizen, marital status, religion, ethnicity,
+    #: nationality, disability...: ``pipeline.protected``) are left out of the features unless
+    #: named here, e.g. ``["SeniorCitizen"]``.  Never given as a reason either way.
+    use_protected: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,10 @@ class ScoringConfig:
     #: ``when = {column = [op, value]}`` and ``action = "text"``; empty: the built-in rules
     #: (``pipeline.targeting.DEFAULT_ACTIONS``).
     actions: tuple = ()
+    #: Permissions of the lists and feature tables written (``0o640``: owner reads and writes,
+    #: its group reads, e.g. a CRM import; nobody else).  ``0``: follow the umask (``0o666``
+    #: less the umask), as ordinary files do.
+    file_mode: int = 0o640
 
 
 @dataclass(frozen=True)
@@ -253,6 +264,11 @@ def validate(config: Config) -> Config:
          "scoring.medium_risk_multiple must be positive and at most scoring.high_risk_multiple"),
         (config.scoring.chunk_rows > 0 and config.data.chunk_subscribers > 0, "chunk sizes must be positive"),
         (config.scoring.workers >= 1, "scoring.workers must be at least 1"),
+        (config.scoring.file_mode == 0 or 0o600 <= config.scoring.file_mode <= 0o777
+         and config.scoring.file_mode & 0o600 == 0o600,
+         "scoring.file_mode must be 0 (follow the umask) or a mode such as 0o640 that lets the owner read and write"),
+        (all(isinstance(c, str) and c for c in (*config.data.exclude_columns, *config.data.use_protected)),
+         "data.exclude_columns and data.use_protected must be lists of column names"),
         (0 <= config.scoring.control_share < 1, "scoring.control_share must be at least 0 and below 1"),
         (0 < config.response.holdout_fraction < 1, "response.holdout_fraction must be between 0 and 1"),
         (config.response.cv_folds >= 2, "response.cv_folds must be at least 2"),

@@ -137,15 +137,126 @@ def read_table(path: str | Path, *, columns: list[str] | None = None) -> pd.Data
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: a folder that is not a record folder (no subscribers table) and not a table "
+                        "file (CSV or Parquet)")
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
+        raise DataError(f"{path}: unsupported file type {suffix!r} (expected .csv or .parquet)")
+    check_header(path)
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path, columns=columns)
+        else:
+            frame = pd.read_csv(path, usecols=columns, low_memory=False)
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"{path}: empty file (no header row, no rows)") from err
+    except (ValueError, OSError, pd.errors.ParserError) as err:
+        raise DataError(f"{path}: cannot read ({str(err).splitlines()[0]})") from err
+    if not len(frame):
+        raise DataError(f"{path}: no rows (the table has {len(frame.columns)} column(s) and no data)")
+    return frame
+
+
+def check_source(data: str, *, records_only: bool = False) -> None:
+    """Before any work: the input is there and holds rows, or one ``DataError`` line says what is wrong.
+
+    A database URL is checked when it is read.  A folder must be a record folder with
+    subscribers (a folder with other record tables but no subscribers, or with none at all,
+    says so); a file must be a CSV or Parquet table (unless ``records_only``) with a header
+    naming each column once and at least one row.
+    """
+    from pipeline.errors import hide_credentials
+    from pipeline.records import is_record_source, record_tables_in, subscriber_count
+
+    if "://" in str(data):
+        return
+    path = Path(data)
+    if not path.exists():
+        raise DataError(f"{hide_credentials(data)}: not found (expected a record folder, a database URL or a CSV or "
+                        "Parquet table)")
+    if path.is_dir():
+        if not is_record_source(path):
+            found = record_tables_in(path)
+            if found:
+                raise DataError(f"{path}: no subscribers table (looked for subscribers/part-*.parquet, "
+                                f"subscribers.parquet and subscribers.csv; the folder has {', '.join(found)})")
+            raise DataError(f"{path}: not a record folder (no subscribers table, nor any other record table) and not "
+                            "a table file (CSV or Parquet)")
+        if subscriber_count(path) == 0:
+            raise DataError(f"{path}: the subscribers table has no rows")
+        return
+    if records_only:
+        raise DataError(f"{path}: not a record folder or database URL")
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
+        raise DataError(f"{path}: unsupported file type {suffix!r} (expected .csv or .parquet)")
+    check_header(path)
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            rows = pq.ParquetFile(path).metadata.num_rows
+        else:
+            rows = len(pd.read_csv(path, nrows=1))
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"{path}: empty file (no header row, no rows)") from err
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise DataError(f"{path}: cannot read ({str(err).splitlines()[0]})") from err
+    if rows == 0:
+        raise DataError(f"{path}: no rows (the table has a header and no data)")
+
+
+def refuse_infinite(frame: pd.DataFrame, source: str) -> None:
+    """Raise at the first column holding an infinite number (or text such as ``inf``), naming its first rows.
+
+    Checked before anything computes on the column, so no numeric warning comes first.  Rows
+    are the frame's index labels (0-based rows of the table, for a CSV read in chunks too).
+    """
+    from pipeline.prepare import to_numbers
+
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype.kind == "f":
+            infinite = np.isinf(column.to_numpy(dtype="float64"))
+        elif column.dtype.kind in "biumMc":
+            continue
+        else:
+            infinite = np.isinf(to_numbers(column).to_numpy())
+        if infinite.any():
+            verb = "is" if infinite.sum() == 1 else "are"
+            raise DataError(f"{source}: column {name}: {first_rows(frame.index[infinite])} {verb} infinite "
+                            "(expected a finite number or a blank)")
+
+
+def check_header(path: str | Path) -> None:
+    """Refuse a table whose header names a column twice (a reader would silently rename the second)."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path, columns=columns)
-        if suffix in (".csv", ".txt", ".gz"):
-            return pd.read_csv(path, usecols=columns, low_memory=False)
-    except (ValueError, OSError, pd.errors.ParserError) as err:
+            names = list(pq.read_schema(path).names)
+        elif suffix in (".csv", ".txt"):
+            with open(path, newline="", encoding="utf-8-sig") as handle:
+                names = next(csv.reader(handle), [])
+        else:
+            return
+    except (OSError, UnicodeDecodeError, csv.Error, pa.ArrowException) as err:
         raise DataError(f"{path}: cannot read ({str(err).splitlines()[0]})") from err
-    raise DataError(f"{path}: unsupported file type {suffix!r} (expected .csv or .parquet)")
+    seen: dict[str, list[int]] = {}
+    for position, name in enumerate(names):
+        seen.setdefault(str(name).strip(), []).append(position)
+    repeated = {name: places for name, places in seen.items() if len(places) > 1}
+    if repeated:
+        name, places = next(iter(repeated.items()))
+        others = f" (and {len(repeated) - 1} more repeated name(s))" if len(repeated) > 1 else ""
+        raise DataError(f"{path}: column {name} appears {len(places)} times (columns "
+                        f"{', '.join(str(p + 1) for p in places)}){others}; column names must be unique")
 
 
 def parse_label(values: pd.Series, *, positive: str | None, where: str) -> pd.Series:
@@ -157,20 +268,34 @@ def parse_label(values: pd.Series, *, positive: str | None, where: str) -> pd.Se
     text = values.astype("string").str.strip()
     blank = text.isna() | (text == "")
     if blank.any():
-        raise DataError(f"{where}: {first_rows(np.flatnonzero(blank.to_numpy()))} have no label")
+        rows = np.flatnonzero(blank.to_numpy())
+        raise DataError(f"{where}: {first_rows(rows)} {'has' if len(rows) == 1 else 'have'} no label")
     lowered = text.str.lower()
     if positive is not None:
         label = lowered == str(positive).strip().lower()
         if not label.any():
             raise DataError(f"{where}: no row has the positive label {positive!r} "
                             f"({_shown_values(values, text, limit=10, label='values seen')})")
+        others = lowered[~label].value_counts()
+        if len(others) > 1:  # a label has two values: a third is a typo or another outcome, never "stayed"
+            usual = others.index[0]
+            bad = np.flatnonzero((~label & (lowered != usual)).to_numpy())
+            shown = _may_show(values, text)
+            if shown:
+                seen = ", ".join(sorted(map(str, text.iloc[bad].unique()))[:5])
+                said = f"have {seen}" if len(bad) > 1 else f"has {seen}"
+            else:
+                said = f"have other values ({len(others)} distinct besides the positive one, not shown)"
+            usual_text = f" ({text[lowered == usual].iloc[0]!r} here)" if shown else ""
+            raise DataError(f"{where}: {first_rows(bad)} {said}: a label takes two values, "
+                            f"{positive!r} (churned) and one other{usual_text}; fix or remove those rows")
         return label.astype("int8").rename("churned")
     known = lowered.isin(_POSITIVE | _NEGATIVE)
     if not known.all():
         bad = np.flatnonzero(~known.to_numpy())
         if _may_show(values, text):
             seen = ", ".join(sorted(map(str, text[~known].unique()))[:5])
-            have = f"have {seen}, which is not"
+            have = f"{'has' if len(bad) == 1 else 'have'} {seen}, which is not"
         else:
             have = f"have values ({_shown_values(values, text[~known], limit=5)}) that are not"
         raise DataError(
@@ -206,8 +331,10 @@ def _shown_values(values: pd.Series, text: pd.Series, *, limit: int, label: str 
 
 def parse_value(values: pd.Series, *, where: str) -> pd.Series:
     """Monthly value as non-negative floats; numbers stored as text are accepted."""
-    numbers = pd.to_numeric(values.astype("string").str.strip(), errors="coerce").astype("float64")
-    bad = numbers.isna() | (numbers < 0)
+    from pipeline.prepare import to_numbers
+
+    numbers = to_numbers(values)
+    bad = numbers.isna() | (numbers < 0) | np.isinf(numbers)
     if bad.any():
         raise DataError(
             f"{where}: {first_rows(np.flatnonzero(bad.to_numpy()))} are not a non-negative number "
@@ -281,6 +408,7 @@ def table_dataset(
     ``treatment_column`` (the group of a randomised retention campaign, see
     :func:`parse_treatment`) the column becomes ``Dataset.treatment`` and is not a feature.
     """
+    refuse_infinite(frame, source)
     roles = (id_column, value_column, time_column, treatment_column)
     missing = [c for c in roles if c is not None and c not in frame.columns]
     if require_label and target is not None and target not in frame.columns:
@@ -360,7 +488,10 @@ def records_dataset(records, *, snapshot_date=None, horizon_days: int = 90, requ
 
     With ``earlier_snapshots``, the features and labels at each of those dates are stacked
     before the snapshot's (one row per subscriber per date, each cut at its own date), and
-    ``Dataset.period`` says which date each row belongs to.
+    ``Dataset.period`` says which date each row belongs to.  Only point-in-time values enter:
+    at an earlier date a contract that started later is unknown (its type and months left are
+    missing), and the features of ``UNDATED_FEATURES`` (amounts the subscribers table holds as
+    of the main snapshot only) are left out of every row, and listed in ``Dataset.dropped``.
 
     For training (``require_label``), churn labels stay clean: subscribers in the ``offer``
     group of a campaign with a ``contact_date`` in ``[snapshot, snapshot + horizon_days)``
@@ -376,8 +507,8 @@ def records_dataset(records, *, snapshot_date=None, horizon_days: int = 90, requ
         late = [d for d in dates if d >= pd.Timestamp(main)]
         if late:
             raise DataError(f"{records.source}: training snapshot {late[0].date()} is not before the snapshot {pd.Timestamp(main).date()}")
-        parts = [records_dataset(records, snapshot_date=d.date().isoformat(), horizon_days=horizon_days,
-                                 require_label=require_label) for d in dates]
+        parts = [_as_of(records_dataset(records, snapshot_date=d.date().isoformat(), horizon_days=horizon_days,
+                                        require_label=require_label), records, d) for d in dates]
         parts.append(records_dataset(records, snapshot_date=snapshot_date, horizon_days=horizon_days,
                                      require_label=require_label))
         stamps = [*dates, pd.Timestamp(main)]
@@ -385,6 +516,11 @@ def records_dataset(records, *, snapshot_date=None, horizon_days: int = 90, requ
                            name="snapshot_date")
         stacked = _stack(parts)
         stacked.period = period
+        # Amounts the subscribers table holds only as of the main snapshot are not known at the
+        # earlier dates: no row gets them, so the model never learns from a value from its future.
+        undated = [c for c in UNDATED_FEATURES if c in stacked.frame.columns]
+        stacked.frame = stacked.frame.drop(columns=undated)
+        stacked.dropped = {**stacked.dropped, **dict.fromkeys(undated, UNDATED_REASON)}
         return stacked
 
     dataset = _snapshot_dataset(records, snapshot_date, horizon_days, require_label)
@@ -394,6 +530,39 @@ def records_dataset(records, *, snapshot_date=None, horizon_days: int = 90, requ
         offered = _offered_within(records, resolve_snapshot(records, snapshot_date), horizon_days)
         if len(offered):
             dataset = dataset.subset(~dataset.ids.isin(offered).to_numpy(), reason=EXCLUDED_OFFERED_IN_HORIZON)
+    return dataset
+
+
+#: Record features built from amounts the subscribers table holds as of the main snapshot
+#: only (the fee to leave, the device balance, the plan's fee, and what depends on them):
+#: with earlier training snapshots they are left out of the model (``docs/training.md``).
+UNDATED_FEATURES = ("early_termination_fee", "etf_to_monthly_fee", "device_instalment_balance",
+                    "instalment_to_monthly_fee", "monthly_fee", "compensation_to_monthly_fee", "waiver_relieves_etf",
+                    "etf_waivable_amount")
+UNDATED_REASON = ("known only at the main snapshot (an amount of the subscribers table), not at the earlier "
+                  "training snapshots: left out so no row learns from a later value")
+
+
+def _as_of(dataset: Dataset, records, day: pd.Timestamp) -> Dataset:
+    """An earlier snapshot's rows with the contract features it cannot know made missing.
+
+    The subscribers table holds the current contract: a subscriber whose contract started on or
+    after ``day`` was on another (unknown) contract then, so its type and months left are unknown.
+    """
+    from pipeline import features
+
+    subscribers = records.subscribers
+    if "contract_start" not in subscribers.columns or not dataset.n_rows:
+        return dataset
+    start = pd.Series(features._dates(subscribers, "contract_start", "subscribers", records.source),
+                      index=features._texts(subscribers[features.ID_COLUMN]).to_numpy())
+    start = start[~start.index.duplicated()]
+    later = (start.reindex(dataset.ids.to_numpy()).to_numpy() >= np.datetime64(day, "ns"))
+    if later.any():
+        frame = dataset.frame.copy()
+        frame.loc[later, "months_left_on_contract"] = np.nan
+        frame.loc[later, "contract_type"] = None
+        dataset = replace(dataset, frame=frame)
     return dataset
 
 
@@ -638,6 +807,8 @@ def response_rows(dataset: Dataset) -> Dataset:
 
 def segments(frame: pd.DataFrame) -> pd.DataFrame:
     """Segment columns for per-segment metrics: contract type, tenure band, exposure level."""
+    from pipeline.prepare import to_numbers
+
     out = {}
     lowered = {str(c).lower(): c for c in frame.columns}
     for name in ("contract_type", "contract"):
@@ -646,15 +817,15 @@ def segments(frame: pd.DataFrame) -> pd.DataFrame:
             break
     for name in ("tenure_months", "tenure"):
         if name in lowered:
-            months = pd.to_numeric(frame[lowered[name]], errors="coerce")
+            months = to_numbers(frame[lowered[name]])
             bands = pd.cut(months, [-np.inf, 6, 12, 24, 60, np.inf], labels=["0-6m", "6-12m", "1-2y", "2-5y", "5y+"])
             out["tenure_band"] = bands.astype("string").fillna("unknown")
             break
     if "exposure_severity" in lowered:
-        severity = pd.to_numeric(frame[lowered["exposure_severity"]], errors="coerce").fillna(0)
+        severity = to_numbers(frame[lowered["exposure_severity"]]).fillna(0)
         level = np.select([severity <= 0, severity < 3], ["not exposed", "low"], "high")
         if "fraud_loss_amount" in lowered:
-            harmed = pd.to_numeric(frame[lowered["fraud_loss_amount"]], errors="coerce").fillna(0) > 0
+            harmed = to_numbers(frame[lowered["fraud_loss_amount"]]).fillna(0) > 0
             level = np.where(harmed, "harmed", level)
         out["exposure_level"] = pd.Series(level, index=frame.index)
     return pd.DataFrame(out, index=frame.index)

@@ -20,7 +20,9 @@ _FLOOR = 1e-4  # share given to an empty bin, so that the logarithm stays finite
 def _numeric(column: pd.Series) -> pd.Series | None:
     if column.dtype.kind in "biuf":
         return column.astype("float64")
-    values = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
+    from pipeline.prepare import to_numbers
+
+    values = to_numbers(column)
     if values.notna().sum() >= 0.95 * column.notna().sum() and values.notna().any():
         return values.astype("float64")
     return None

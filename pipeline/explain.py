@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import DataError, ModelError
+from pipeline.protected import protected_trait
 
 log = logging.getLogger(__name__)
 
@@ -596,7 +597,8 @@ def top_reasons(contrib: pd.DataFrame, X: pd.DataFrame, k: int = 3,
     """The ``k`` largest risk-raising contributions of each row, in plain words.
 
     Only positive contributions are reasons; a row with fewer than ``k`` leaves the rest
-    blank (empty strings).  Ties keep the column order.
+    blank (empty strings).  Ties keep the column order.  Protected traits (gender, age, age
+    band, senior citizen, marital status...: ``pipeline.protected``) are never reasons.
 
     Parameters
     ----------
@@ -634,6 +636,11 @@ def top_reasons(contrib: pd.DataFrame, X: pd.DataFrame, k: int = 3,
     upper = None if high is None else np.asarray(high, dtype="float64")
     lower = None if low is None else np.asarray(low, dtype="float64")
     risky = np.where(values > MIN_REASON, values, -np.inf)
+    # A protected trait (gender, age, marital status...) is never a reason to call someone,
+    # even when a model was allowed to use it as a feature (``pipeline.protected``).
+    protected = [j for j, name in enumerate(features) if protected_trait(name) is not None]
+    if protected:
+        risky[:, protected] = -np.inf
     order = np.argsort(-risky, axis=1, kind="stable")[:, :k]
     phrase = _Phraser(catalogue)
     n = len(contrib)

@@ -66,9 +66,10 @@ def load_dataset(
     table, or the rows of a table whose ``treatment_column`` says offer or control), and the
     churn dataset leaves out the subscribers whose outcome an offer changed.
     """
-    from pipeline.dataset import (NoCampaignError, campaign_dataset, churn_rows, read_table, records_dataset,
-                                  response_rows, table_dataset)
+    from pipeline.dataset import (NoCampaignError, campaign_dataset, check_source, churn_rows, read_table,
+                                  records_dataset, response_rows, table_dataset)
 
+    check_source(data)
     if is_records(data):
         from pipeline.records import load_records
 
@@ -232,6 +233,7 @@ def train_job(
     from pipeline.dataset import segments
 
     segment_table = evaluate.segment_metrics(y_holdout, result.holdout_proba, segments(holdout))
+    fairness = _fairness(holdout, y_holdout, result, config)
     with tempfile.TemporaryDirectory() as tmp:
         plots = evaluate.save_plots(
             y_holdout, result.holdout_proba, Path(tmp), value=value, campaign=config.campaign, importances=importances
@@ -242,6 +244,7 @@ def train_job(
             "evaluation/permutation_importance.csv": importances.rename("importance").rename_axis("column").reset_index(),
             "data/columns.csv": _columns_report(result, dataset),
             "evaluation/reliability.csv": evaluate.reliability_table(y_holdout, result.holdout_proba).table,
+            "evaluation/fairness.csv": fairness,
         }
         say("logging the run to MLflow")
         run_id = tracking.log_training(result, dataset, config, uri=uri, plots=plots, extra_artifacts=extra)
@@ -274,6 +277,15 @@ def train_job(
                             result.columns.loc[result.columns["use"] == "dropped", "reason"]))},
         excluded=dict(dataset.excluded), response=response,
     )
+
+
+def _fairness(holdout: pd.DataFrame, y: np.ndarray, result, config: Config) -> pd.DataFrame:
+    """``evaluation/fairness.csv``: each protected segment of the hold-out on the at-risk list (``pipeline.protected``)."""
+    from pipeline.protected import fairness_table
+    from pipeline.score import risk_tiers
+
+    listed = risk_tiers(result.holdout_proba, result.base_rate, config) != "low"
+    return fairness_table(holdout, y, result.holdout_proba, listed, used=set(result.input_columns))
 
 
 @dataclass
@@ -461,12 +473,23 @@ def scoring_model(loaded):
     """What scoring needs from a loaded model, from its MLflow metadata and signature."""
     from pipeline.score import ScoringModel
 
+    from pipeline.errors import ModelError
+
     meta = loaded.metadata
+    base_rate = meta.get("base_rate")
+    try:
+        base_rate = float(base_rate)
+    except (TypeError, ValueError):
+        base_rate = float("nan")
+    if not 0 < base_rate < 1:  # the tiers are multiples of it: no default can stand in for it
+        raise ModelError(f"model {loaded.uri} records no training churn rate (metadata base_rate: "
+                         f"{meta.get('base_rate')!r}), which the risk tiers are set from; train it again with "
+                         "`churn train`")
     return ScoringModel(
         model=loaded.model,
         version=loaded.version,
         input_columns=list(meta.get("input_columns") or [c for c, _ in loaded.signature_columns]),
-        base_rate=float(meta.get("base_rate", 0.1)),
+        base_rate=base_rate,
         mode=meta.get("mode", "table"),
         id_column=meta.get("id_column"),
         value_column=meta.get("value_column"),
@@ -586,6 +609,7 @@ def score_job(
         raise DataError(f"{output}: unsupported output type {output_path.suffix!r} (expected .csv or .parquet)")
     if not output_path.parent.exists():
         raise DataError(f"{output}: folder {output_path.parent} does not exist")
+    _check_paths(data, output)
     if budget is not None and budget < 0 or capacity is not None and capacity < 0:
         raise ConfigError("--budget and --capacity must not be negative")
     if engine not in ("pandas", "spark"):
@@ -605,8 +629,9 @@ def score_job(
     scoring.response = _response_scorer(config, response_model, use_response, say) if use_response else None
     notes = [] if scoring.response is not None else [_no_response_warning(scoring.base_rate, config)]
     seed = config.train.seed if seed is None else seed
+    input_sha256 = _input_hash(data)
     if share > 0 and not campaign_id:
-        campaign_id = _campaign_id(data, scoring, seed, share, budget, capacity)
+        campaign_id = _campaign_id(input_sha256, scoring, seed, share, budget, capacity)
     started = time.perf_counter()
     drift = DriftCounter(scoring.profile)
     stream = ScoreStream(scoring, config, output=output_path, write_all=write_all)
@@ -674,7 +699,7 @@ def score_job(
         "targeting_control": summary.control,
         "do_not_contact": stream.do_not_contact,
         "response_model_version": "none" if scoring.response is None else str(scoring.response.version),
-        "input_sha256": _input_hash(data),
+        "input_sha256": input_sha256,
     }
     summary_metrics.update({k: v for k, v in result["probability_stats"].items() if k.startswith("probability_p")})
     for tier in ("low", "medium", "high"):
@@ -747,11 +772,11 @@ def _no_response_warning(base_rate: float, config: Config) -> str:
     return text
 
 
-def _campaign_id(data: str, scoring, seed: int, share: float, budget, capacity) -> str:
+def _campaign_id(input_sha256: str, scoring, seed: int, share: float, budget, capacity) -> str:
     """A campaign id that the same inputs, models and settings always give (``c`` + 12 hex digits)."""
     import hashlib
 
-    key = "|".join(str(part) for part in (_input_hash(data), scoring.version,
+    key = "|".join(str(part) for part in (input_sha256, scoring.version,
                                           None if scoring.response is None else scoring.response.version,
                                           seed, share, budget, capacity))
     return "c" + hashlib.sha256(key.encode()).hexdigest()[:12]
@@ -815,7 +840,9 @@ def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: 
     scored = score_spark(data, model_uri=model_uri, input_columns=scoring.input_columns, id_column=id_column,
                          keep_columns=keep, master=config.scoring.spark_master, uplift_model_uri=uplift_model_uri,
                          uplift_columns=scoring.response.input_columns if scoring.response is not None else ())
-    number = {c: pd.to_numeric(scored[c].astype("string").str.strip(), errors="coerce") for c in keep}
+    from pipeline.prepare import to_numbers
+
+    number = {c: to_numbers(scored[c]) for c in keep}  # "1,234.5" is a number, as on the pandas engine
     uplift = uplift_se = None
     if scoring.response is not None:
         uplift = scored["estimated_uplift"].to_numpy(dtype="float64")
@@ -934,14 +961,15 @@ def features_job(data: str, output: str, *, config: Config, snapshot_date: str |
     from pipeline.schema import TABLES
 
     say = _say(progress)
+    from pipeline.files import publish, temp_file
+
     path = Path(output)
     if path.suffix.lower() not in (".parquet", ".pq"):
         raise DataError(f"{output}: the feature table is written as Parquet (.parquet)")
     if not path.parent.exists():
         raise DataError(f"{output}: folder {path.parent} does not exist")
-    if not is_records(data):
-        raise DataError(f"{hide_credentials(data)}: not a record folder or database URL")
-    temp = path.with_name(f".{path.name}.tmp")
+    _check_paths(data, output, records_only=True)
+    temp = temp_file(path)  # unique: concurrent writers never share one
     rows, writer = 0, None
     snapshot = snapshot_date or config.data.snapshot_date
     try:
@@ -960,7 +988,7 @@ def features_job(data: str, output: str, *, config: Config, snapshot_date: str |
             raise DataError(f"{hide_credentials(data)}: no subscribers")
         writer.close()
         writer = None
-        temp.replace(path)
+        publish(temp, path, config.scoring.file_mode)
     finally:
         if writer is not None:
             writer.close()
@@ -968,15 +996,30 @@ def features_job(data: str, output: str, *, config: Config, snapshot_date: str |
     return path, rows
 
 
+def _check_paths(data: str, output: str, *, records_only: bool = False) -> None:
+    """Before any work: the output is not the input, the input holds rows, and what killed runs
+    left next to the output is swept (``pipeline.files.sweep_leftovers``)."""
+    from pipeline.dataset import check_source
+    from pipeline.files import check_output_path, sweep_leftovers
+
+    check_output_path(output, data)
+    check_source(data, records_only=records_only)
+    sweep_leftovers(output)
+
+
 def _input_hash(data: str) -> str:
-    """SHA-256 of the input files (all files of a record folder, in name order); URLs hash their text."""
+    """SHA-256 of the input: its files (all files of a record folder, in name order), or a
+    database's record tables row by row (``records.database_digest``)."""
     import hashlib
 
+    from pipeline.records import database_digest
+
+    if "://" in str(data):
+        return database_digest(str(data))
     digest = hashlib.sha256()
     path = Path(data)
-    if "://" in str(data) or not path.exists():
-        digest.update(str(data).split("@")[-1].encode())
-        return digest.hexdigest()
+    if not path.exists():
+        raise DataError(f"{data}: not found (the input to hash for the run's lineage)")
     files = sorted(p for p in path.rglob("*") if p.is_file() and "truth" not in p.parts) if path.is_dir() else [path]
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())

@@ -55,6 +55,28 @@ _DISTINCT_SHARE = 0.9
 _MIN_DISTINCT = 50
 
 
+#: A number written with thousands separators: ``1,234``, ``-12,345.67``, ``+1,000,000``.
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
+
+
+def to_numbers(values: pd.Series) -> pd.Series:
+    """Numbers from text as float64 (missing where the text is not a number), the one parser of numbers in text.
+
+    Blanks around a value are ignored, and thousands separators are understood
+    (``"1,234.5"`` is 1234.5), whatever stage reads the column: the typing step of every
+    model (training and scoring alike), a table's value column, the scoring input check, drift
+    and record tables.  Other text (``"1,2"``, ``"abc"``) is missing.
+    """
+    if values.dtype.kind in "biuf":
+        return values.astype("float64")
+    text = values.astype("string").str.strip()
+    grouped = text.str.match(_THOUSANDS).fillna(False).to_numpy(dtype=bool)
+    if grouped.any():
+        text = text.where(~grouped, text.str.replace(",", "", regex=False))
+    numbers = pd.to_numeric(text, errors="coerce")
+    return pd.Series(np.asarray(numbers, dtype="float64"), index=values.index, name=values.name)
+
+
 def _normalise_name(name: object) -> str:
     text = re.sub(r"([a-z])([A-Z])", r"\1_\2", str(name))
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
@@ -102,7 +124,7 @@ def _personal_text(sample: pd.Series) -> str | None:
     names = sample.str.match(_LATIN_NAME) | sample.str.match(_HANGUL_NAME)
     if names.mean() >= _SHARE and distinct >= 20 and distinct >= 0.3 * len(sample):
         return "personal data (person names)"
-    numeric = pd.to_numeric(sample, errors="coerce").notna().mean() >= 0.95
+    numeric = to_numbers(sample).notna().mean() >= 0.95
     if not numeric and distinct >= _MIN_DISTINCT and distinct >= _DISTINCT_SHARE * len(sample):
         return "identifier or free text (mostly distinct values)"
     return None
@@ -143,8 +165,8 @@ def looks_personal(name: object, values: pd.Series) -> str | None:
     if sample.empty:
         return None
     reason = _personal_text(sample)
-    if reason is None and pd.to_numeric(sample, errors="coerce").notna().mean() >= 0.95:
-        return _personal_numbers(pd.to_numeric(sample, errors="coerce"))
+    if reason is None and to_numbers(sample).notna().mean() >= 0.95:
+        return _personal_numbers(to_numbers(sample))
     return reason
 
 
@@ -248,7 +270,7 @@ class TableTyper(TransformerMixin, BaseEstimator):
         lowered = {str(v).lower() for v in distinct}
         if len(distinct) == 2 and lowered <= _TRUE | _FALSE and lowered & _TRUE and lowered & _FALSE:
             return "boolean", None
-        numbers = pd.to_numeric(observed, errors="coerce")
+        numbers = to_numbers(observed)
         if numbers.notna().mean() >= self.numeric_text_share:
             return ("numeric", None) if numbers.nunique() > 1 else ("drop", "constant")
         if len(distinct) / len(observed) > self.max_unique_ratio and len(distinct) > self.max_levels:
@@ -288,7 +310,7 @@ class TableTyper(TransformerMixin, BaseEstimator):
                 if column.dtype.kind in "biuf":
                     out[name] = column.astype("float64").to_numpy()
                 else:
-                    out[name] = pd.to_numeric(_as_text(column), errors="coerce").astype("float64").to_numpy()
+                    out[name] = to_numbers(column).to_numpy()
             elif kind == "boolean":
                 if column.dtype.kind in "biuf":
                     out[name] = column.astype("float64").to_numpy()

@@ -276,6 +276,8 @@ def iter_record_chunks(
     names = _table_names(tables)
     overrides = _date_overrides(snapshot_date, disclosure_date)
     if _is_url(source):
+        if "disclosure_date" not in overrides and "breach_exposure" in names:
+            overrides.update(_sql_disclosure(str(source), overrides.get("snapshot_date")))
         chunks = _iter_sql_chunks(str(source), names, int(chunk_subscribers), validate, overrides)
         return deferred(chunks) if lazy else chunks
     folder = Path(source)
@@ -284,10 +286,86 @@ def iter_record_chunks(
     if layout["subscribers"] is None:
         raise DataError(_no_subscribers_message(folder))
     if all(found is None or found[0] == "parts" for found in layout.values()):
+        manifest = _read_manifest(folder)
+        if "disclosure_date" not in overrides and "disclosure_date" not in manifest and layout.get("breach_exposure"):
+            snapshot = overrides.get("snapshot_date", manifest.get("snapshot_date"))
+            overrides.update(_parts_disclosure(layout["breach_exposure"][1], snapshot))
         return _iter_part_chunks(folder, layout, int(chunk_subscribers), validate, overrides, for_features, lazy)
     records = replace(load_records(folder, tables=names, validate=validate), **overrides)
+    if records.disclosure_date is None and records.breach_exposure is not None:
+        records = replace(records, **_disclosure_override(records.breach_exposure["notification_date"],
+                                                          records.snapshot_date, records.source))
     chunks = _split_records(records, int(chunk_subscribers))
     return deferred(chunks) if lazy else chunks
+
+
+# The disclosure day, when a source does not give it, is inferred once for the whole source as
+# the earliest notification before the snapshot (as ``features.resolve_disclosure`` does on a
+# base read whole): inferred chunk by chunk, features would depend on how the base was split.
+
+
+def _disclosure_override(notified: pd.Series, snapshot, where: str) -> dict:
+    """``{"disclosure_date": earliest notification before the snapshot}``, or ``{}`` when there is none."""
+    if snapshot is None or notified is None or not len(notified):
+        return {}
+    days, bad = _coerce_datetime(notified, Column("notification_date", "date"))
+    if bad is not None:
+        raise _violation(where, "breach_exposure", "notification_date", bad, notified, ("has", "have"),
+                         _EXPECTED["date"])
+    values = days.to_numpy(dtype="datetime64[ns]")
+    before = values[values < np.datetime64(pd.Timestamp(snapshot), "ns")]
+    if not before.size:
+        return {}
+    day = pd.Timestamp(before.min()).normalize()
+    logger.info("%s: disclosure date inferred as %s (earliest notification before the snapshot)", where, day.date())
+    return {"disclosure_date": day}
+
+
+def _parts_disclosure(files: list, snapshot) -> dict:
+    """The inferred disclosure day from the ``notification_date`` column of every breach_exposure part."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if snapshot is None:
+        return {}
+    pieces = []
+    for path in files:
+        try:
+            if "notification_date" not in pq.read_schema(path).names:
+                return {}
+            pieces.append(pq.read_table(path, columns=["notification_date"]).to_pandas(date_as_object=False))
+        except (OSError, pa.ArrowException) as err:
+            raise DataError(f"{path}: cannot read it as Parquet ({_first_line(err)})") from err
+    notified = pd.concat(pieces, ignore_index=True)["notification_date"] if pieces else None
+    return _disclosure_override(notified, snapshot, str(Path(files[0]).parent) if files else "")
+
+
+def _sql_disclosure(url: str, snapshot, *, chunk_rows: int = 500_000) -> dict:
+    """The inferred disclosure day from a database's ``breach_exposure.notification_date``, read in chunks."""
+    import sqlalchemy as sa
+
+    if snapshot is None:
+        return {}
+    shown = _show_url(url)
+    engine = _engine(url)
+    earliest = {}
+    try:
+        with engine.connect() as connection:
+            layout = _sql_layout(connection, shown, ("subscribers", "breach_exposure"))
+            if "notification_date" not in layout.get("breach_exposure", ()):
+                return {}
+            table = sa.table("breach_exposure", sa.column("notification_date"))
+            statement = sa.select(table.c.notification_date)
+            streaming = connection.execution_options(stream_results=True)
+            for chunk in pd.read_sql(statement, streaming, chunksize=chunk_rows):
+                found = _disclosure_override(chunk["notification_date"], snapshot, f"{shown} table breach_exposure")
+                if found and (not earliest or found["disclosure_date"] < earliest["disclosure_date"]):
+                    earliest = found
+    except sa.exc.SQLAlchemyError as err:
+        raise DataError(f"{shown}: cannot read the database ({_first_line(err)})") from err
+    finally:
+        engine.dispose()
+    return earliest
 
 
 def is_record_source(path_or_url) -> bool:
@@ -299,6 +377,33 @@ def is_record_source(path_or_url) -> bool:
         return True
     folder = Path(path_or_url)
     return folder.is_dir() and any(path.exists() for path in _candidates(folder, "subscribers"))
+
+
+def record_tables_in(folder) -> list[str]:
+    """The record tables a folder holds (by file name, unread), in model order."""
+    folder = Path(folder)
+    return [name for name in TABLES if any(path.exists() for path in _candidates(folder, name))]
+
+
+def subscriber_count(folder) -> int:
+    """How many rows a record folder's subscribers table has, read from Parquet metadata (or a CSV's first rows):
+    0 tells an empty base apart before any work."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    found = _find_table(Path(folder), "subscribers")
+    if found is None:
+        raise DataError(_no_subscribers_message(Path(folder)))
+    kind, location = found
+    try:
+        if kind == "csv":
+            return len(pd.read_csv(location, nrows=1))
+        files = location if kind == "parts" else [location]
+        return sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+    except pd.errors.EmptyDataError:
+        return 0
+    except (OSError, ValueError, pa.ArrowException) as err:
+        raise DataError(f"{location}: cannot read ({_first_line(err)})") from err
 
 
 def write_records(records: Records, folder, *, format: str = "parquet", part: int | None = None) -> None:
@@ -729,6 +834,43 @@ def _iter_sql_chunks(url: str, names, chunk_subscribers: int, validate: bool, ov
     return chunks()
 
 
+def database_digest(url: str, *, chunk_rows: int = 100_000) -> str:
+    """SHA-256 of a database base's record tables: their model columns, every row in a fixed order.
+
+    Each record table present is read in chunks of ``chunk_rows`` rows ordered by every model
+    column it has (``subscriber_id`` first), so the digest changes when any value does and not
+    when the database returns rows in another order.  Memory stays at one chunk.
+
+    Raises
+    ------
+    DataError
+        When the database cannot be read (the URL shown with its password hidden).
+    """
+    import hashlib
+
+    import sqlalchemy as sa
+
+    shown = _show_url(url)
+    engine = _engine(url)
+    digest = hashlib.sha256()
+    try:
+        with engine.connect() as connection:
+            layout = _sql_layout(connection, shown, tuple(TABLES))
+            streaming = connection.execution_options(stream_results=True)
+            for name, columns in layout.items():
+                ordered = sorted(columns, key=lambda column: (column != "subscriber_id", column))
+                table = sa.table(name, *(sa.column(column) for column in ordered))
+                statement = sa.select(*table.c).order_by(*table.c)
+                digest.update(f"{name}\t{','.join(ordered)}\n".encode())
+                for chunk in pd.read_sql(statement, streaming, chunksize=chunk_rows):
+                    digest.update(pd.util.hash_pandas_object(chunk.astype("string"), index=False).to_numpy().tobytes())
+    except sa.exc.SQLAlchemyError as err:
+        raise DataError(f"{shown}: cannot read the database ({_first_line(err)})") from err
+    finally:
+        engine.dispose()
+    return digest.hexdigest()
+
+
 # --------------------------------------------------------------------------------------
 # Chunks from folders
 
@@ -954,7 +1096,12 @@ def _coerce_number(series: pd.Series, column: Column) -> tuple[pd.Series, pd.Ser
         return series, None
     if pd.api.types.is_bool_dtype(series):
         series = series.astype("float64")
-    numbers = pd.to_numeric(series, errors="coerce")
+    if _is_text(series) or series.dtype == object:
+        from pipeline.prepare import to_numbers
+
+        numbers = to_numbers(series)  # "1,234.5" is a number, as everywhere else
+    else:
+        numbers = pd.to_numeric(series, errors="coerce")
     if isinstance(numbers.dtype, pd.api.extensions.ExtensionDtype):
         numbers = pd.Series(numbers.to_numpy(dtype="float64", na_value=np.nan), index=series.index, name=series.name)
     bad = numbers.isna() & series.notna()
@@ -1071,6 +1218,11 @@ def _check_table(table: Table, frame: pd.DataFrame, where: str) -> None:
             outside = series.notna() & ~series.isin(column.allowed)
             if outside.any():
                 raise _violation(where, name, column.name, outside, series, ("has", "have"), _expected_value(column))
+        if column.kind == "float":
+            infinite = np.isinf(series.to_numpy(dtype="float64", na_value=np.nan))
+            if infinite.any():
+                raise _violation(where, name, column.name, infinite, None, ("is infinite", "are infinite"),
+                                 "a finite number")
         if column.minimum is not None:
             below = (series < column.minimum).fillna(False)
             if below.any():

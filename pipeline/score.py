@@ -14,8 +14,6 @@ the first ``scoring.explain_rows`` rows worth a contact, and writes the list bat
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -175,7 +173,9 @@ def column_kinds(frame: pd.DataFrame) -> dict[str, str]:
         else:
             text = column.astype("string").str.strip()
             text = text[text.notna() & (text != "")]
-            parsed = pd.to_numeric(text, errors="coerce")
+            from pipeline.prepare import to_numbers
+
+            parsed = to_numbers(text)  # "1,234.5" is a number, as the model's typing step reads it
             kinds[str(name)] = "number" if len(text) == 0 or parsed.notna().mean() >= 0.95 else "text"
     return kinds
 
@@ -488,12 +488,13 @@ class ListWriter:
     temporary file: nothing partial is ever left.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, mode: int = 0):
+        from pipeline.files import temp_file
+
         self.path = Path(path)
         self.csv = _check_output(self.path) == ".csv"
-        handle, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(handle)
-        self.temp = Path(temp)
+        self.mode = mode  # ``pipeline.files.publish``: 0 follows the umask
+        self.temp = temp_file(self.path)
         self.rows = 0
         self._started = False
         self._handle = None
@@ -566,7 +567,9 @@ class ListWriter:
                     pq.write_table(self._schema.empty_table(), self.temp)
                 else:
                     self._writer.close()
-            os.replace(self.temp, self.path)
+            from pipeline.files import publish
+
+            publish(self.temp, self.path, self.mode)
         except BaseException:
             self.abort()
             raise
@@ -1000,7 +1003,9 @@ class ScoreStream:
         if not self.pending:
             return
         if self.folder is None:
-            self.folder = Path(tempfile.mkdtemp(prefix=f".{self.output.name}.runs.", dir=self.output.parent))
+            from pipeline.files import temp_folder
+
+            self.folder = temp_folder(self.output)
         path = self.folder / f"run-{len(self.runs):05d}.parquet"
         rows = pa.concat_tables(self.pending) if len(self.pending) > 1 else self.pending[0]
         self.pending, self.pending_rows = [], 0
@@ -1097,7 +1102,7 @@ class ScoreStream:
     def _write(self, batches) -> tuple[pd.DataFrame, int]:
         """Write the list's batches (frames or Arrow tables); return its first 10 rows and its length."""
         top = None
-        with ListWriter(self.output) as writer:
+        with ListWriter(self.output, mode=self.config.scoring.file_mode) as writer:
             for batch in batches:
                 if top is None:
                     top = batch.head(10).copy() if isinstance(batch, pd.DataFrame) else batch.slice(0, 10).to_pandas()

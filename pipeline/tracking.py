@@ -255,7 +255,9 @@ def example_row(frame: pd.DataFrame, id_column: str | None, *,
             if len(known):
                 value = str(known.index[0])
             else:
-                numbers = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
+                from pipeline.prepare import to_numbers
+
+                numbers = to_numbers(column)  # the typing step's own parser ("1,234.5" is a number)
                 if numbers.notna().any() and numbers.notna().mean() >= 0.95:
                     value = f"{float(numbers.median()):.2g}"
         row[name] = [value if value is not None else ("example" if not personal else None)]
@@ -472,17 +474,58 @@ def _dataset_source(source: str):
     """An MLflow dataset source for a path or URL, with any credentials removed."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
 
+    from mlflow.exceptions import MlflowException
+
     text = str(source)
-    if "://" in text:
-        text = hide_credentials(text)  # database URLs: user:***@host
-    else:
-        text = Path(text).resolve().as_uri()
+    if "://" not in text:
+        text = Path(text).resolve().as_uri()  # a file or a record folder: a local artifact source
+    text = hide_credentials(text)  # database URLs: user:***@host
+    if text.split("://", 1)[0].split("+", 1)[0].lower() in DATABASE_SCHEMES:
+        return _database_source(text)
     try:
         return resolve_dataset_source(text)
-    except Exception:  # no source type for this scheme (e.g. postgresql://): record it as a plain URL
-        from mlflow.data.http_dataset_source import HTTPDatasetSource
+    except MlflowException as err:
+        raise TrackingError(f"cannot record the data source {text} in MLflow: {one_line(err)}") from err
 
-        return HTTPDatasetSource(url=text)
+
+#: URL schemes (before any ``+driver``) of the databases a record base can be read from.
+DATABASE_SCHEMES = frozenset({"sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql", "duckdb",
+                              "snowflake", "redshift", "bigquery", "trino", "clickhouse", "databricks"})
+
+
+def _database_source(url: str):
+    """An MLflow dataset source of kind ``database`` for a SQLAlchemy URL (password already hidden)."""
+    from mlflow.data.dataset_source import DatasetSource
+
+    class DatabaseDatasetSource(DatasetSource):
+        """A record base read from a database through SQLAlchemy."""
+
+        def __init__(self, url: str):
+            self.url = url
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "database"
+
+        def load(self, **kwargs):  # the pipeline reads databases itself (pipeline.records)
+            raise NotImplementedError("read it with pipeline.records.load_records")
+
+        @staticmethod
+        def _can_resolve(raw_source) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source):
+            return cls(str(raw_source))
+
+        def to_dict(self) -> dict:
+            return {"url": self.url}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict):
+            return cls(source_dict["url"])
+
+    return DatabaseDatasetSource(url)
 
 
 MISSING = "RESOURCE_DOES_NOT_EXIST"

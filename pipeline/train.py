@@ -62,24 +62,51 @@ def _folds(config: Config):
     return StratifiedKFold(n_splits=config.train.cv_folds, shuffle=True, random_state=config.train.seed)
 
 
-def time_folds(periods: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def time_folds(periods: np.ndarray, n_folds: int, *, horizon_days: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Forward-chaining folds by snapshot date: each fold trains on every earlier date.
 
     The distinct dates are cut into up to ``n_folds + 1`` consecutive groups; fold ``i``
     validates on group ``i`` after training on all groups before it, so no model is ever
     scored on a date earlier than the data it learned from.  Rows of the first group are
-    never validated.
+    never validated.  With ``horizon_days`` (the label window), a fold trains only on rows
+    whose window has closed by its first validated date (``date + horizon <= first date``):
+    a label whose window overlaps the validated rows' would tell the model about the very
+    period it is validated on (purging).  Folds left with no training row are dropped.
     """
     periods = np.asarray(periods, dtype="datetime64[ns]")
     dates = np.unique(periods)
     groups = np.array_split(dates, min(n_folds + 1, len(dates)))
-    return [(np.flatnonzero(periods < group[0]), np.flatnonzero(np.isin(periods, group))) for group in groups[1:]]
+    gap = np.timedelta64(int(horizon_days), "D")
+    folds = [(np.flatnonzero((periods < group[0]) & (periods + gap <= group[0])), np.flatnonzero(np.isin(periods, group)))
+             for group in groups[1:]]
+    return [(fit, check) for fit, check in folds if len(fit)]
+
+
+def purge_overlap(periods: np.ndarray, train_idx: np.ndarray, holdout_idx: np.ndarray,
+                  horizon_days: int) -> np.ndarray:
+    """The training positions whose label window closes by the hold-out's first date.
+
+    A row cut at ``date`` is labelled by what happens in ``[date, date + horizon_days)``; when
+    that window reaches past the first hold-out date, its label overlaps the hold-out's
+    windows (the same subscribers leaving in the same days), and training on it would leak
+    the hold-out's outcomes into the model that is evaluated on them.
+    """
+    periods = np.asarray(periods, dtype="datetime64[ns]")
+    first = periods[holdout_idx].min()
+    return train_idx[periods[train_idx] + np.timedelta64(int(horizon_days), "D") <= first]
 
 
 def _splits(X: pd.DataFrame, y: np.ndarray, config: Config, periods: np.ndarray | None):
     if periods is None:
         return list(_folds(config).split(X, y))
-    return time_folds(periods, config.train.cv_folds)
+    folds = time_folds(periods, config.train.cv_folds, horizon_days=config.data.horizon_days)
+    if not folds:
+        raise DataError(
+            f"no fold by time is left once rows whose label window ({config.data.horizon_days} days, "
+            "data.horizon_days) overlaps the validated dates are purged: space the snapshots at least "
+            "that far apart, or add earlier ones"
+        )
+    return folds
 
 
 def _oof_proba(estimator, X: pd.DataFrame, y: np.ndarray, config: Config,
@@ -243,6 +270,35 @@ def screen_columns(frame: pd.DataFrame, *, drop_columns: tuple[str, ...] = ()) -
     return ColumnScreen(input_columns=columns, dropped=dropped)
 
 
+def excluded_columns(dataset: Dataset, config: Config) -> dict[str, str]:
+    """Columns left out before the typing step, and why: ``data.exclude_columns`` (and
+    ``churn train --exclude``), and protected traits (``pipeline.protected``) that
+    ``data.use_protected`` does not name.
+
+    Raises
+    ------
+    DataError
+        When ``exclude_columns`` or ``use_protected`` names a column the data does not have.
+    """
+    from pipeline.protected import protected_columns
+
+    columns = [str(c) for c in dataset.frame.columns]
+    known = set(columns) | set(dataset.dropped)
+    for key, names in (("data.exclude_columns / --exclude", config.data.exclude_columns),
+                       ("data.use_protected", config.data.use_protected)):
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            shown = ", ".join(columns[:30]) + (f" (and {len(columns) - 30} more)" if len(columns) > 30 else "")
+            raise DataError(f"{dataset.source}: {key} names {', '.join(unknown)}, which the data does not have "
+                            f"(columns: {shown})")
+    out = {name: "excluded by configuration (data.exclude_columns / --exclude)"
+           for name in config.data.exclude_columns if name in columns}
+    for name, trait in protected_columns(columns).items():
+        if name not in out and name != dataset.id_column and name not in config.data.use_protected:
+            out[name] = f"protected trait ({trait}): not a feature unless data.use_protected names it"
+    return out
+
+
 def _columns_report(typer, screen: ColumnScreen) -> pd.DataFrame:
     """The fitted model's column report, plus the columns screened out before any model saw them."""
     report = typer.columns_report()
@@ -298,6 +354,18 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
         # Rows from several snapshots: the latest dates are the hold-out, folds go forward in time.
         holdout_idx = time_holdout(periods, config.train.holdout_fraction)
         train_idx = np.setdiff1d(index, holdout_idx)
+        kept_idx = purge_overlap(periods, train_idx, holdout_idx, config.data.horizon_days)
+        if len(kept_idx) < len(train_idx):
+            first = str(periods[holdout_idx].min())[:10]
+            if not len(kept_idx):
+                raise DataError(
+                    f"{dataset.source}: every training snapshot's label window ({config.data.horizon_days} days, "
+                    f"data.horizon_days) overlaps the hold-out from {first}; add snapshots at least that long "
+                    "before it"
+                )
+            say(f"left out {len(train_idx) - len(kept_idx):,} training rows of snapshots whose label window "
+                f"({config.data.horizon_days} days) overlaps the hold-out from {first} (purged)")
+            train_idx = kept_idx
         for name, part in (("hold-out", holdout_idx), ("training part", train_idx)):
             if len(np.unique(y_all[part])) < 2:
                 raise DataError(f"{dataset.source}: the {name} of the snapshots by time has only one class")
@@ -313,8 +381,12 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
     drop = tuple(c for c in (dataset.id_column,) if c in dataset.frame.columns)
     # Columns the typing step drops (identifiers, personal data, constants, free text) are
     # never model inputs: decided once on the training rows, so that no fitted model, its
-    # signature, its drift profile or its input example ever holds them.
-    screen = screen_columns(dataset.frame.iloc[train_idx], drop_columns=drop)
+    # signature, its drift profile or its input example ever holds them.  Columns excluded
+    # by the configuration and protected traits not opted in never reach the typing step.
+    excluded = excluded_columns(dataset, config)
+    candidates = dataset.frame.drop(columns=[c for c in excluded if c in dataset.frame.columns])
+    screen = screen_columns(candidates.iloc[train_idx], drop_columns=drop)
+    screen = ColumnScreen(input_columns=screen.input_columns, dropped={**excluded, **screen.dropped})
     frame = dataset.frame[list(screen.input_columns)]
     X_train = frame.iloc[train_idx].reset_index(drop=True)
     y_train = y_all[train_idx]

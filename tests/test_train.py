@@ -284,26 +284,42 @@ def test_records_stacked_over_several_snapshots_train_with_folds_by_time(tmp_pat
     dates = ("2025-04-01", "2025-04-15")
     dataset = records_dataset(records, earlier_snapshots=dates[::-1])
     assert dataset.period.dt.strftime("%Y-%m-%d").unique().tolist() == [*dates, "2025-05-01"]
-    # The pilot's offer (2025-05-01) falls in every snapshot's label window: its offer group is
-    # left out of each snapshot's rows (their outcome reflects the offer).
+    # The pilot's offer (2025-05-01) falls in the snapshot's label window: its offer group is
+    # left out of those rows (their outcome reflects the offer).
+    from pipeline.dataset import _offered_within
+
+    snaps = [pd.Timestamp(d) for d in dates] + [records.snapshot_date]
+    offers = [set(_offered_within(records, snap, 90)) for snap in snaps]
     campaigns = records.campaigns
-    offered = set(campaigns.loc[campaigns["campaign_id"].str.startswith("pilot-") & (campaigns["group"] == "offer"),
-                                "subscriber_id"])
+    assert offers[-1] == set(campaigns.loc[campaigns["campaign_id"].str.startswith("pilot-")
+                                           & (campaigns["group"] == "offer"), "subscriber_id"])
     cuts = [build_features(records, date) for date in (*dates, None)]
-    kept = [cut[~cut["subscriber_id"].isin(offered)].reset_index(drop=True) for cut in cuts]
+    kept = [cut[~cut["subscriber_id"].isin(offer)].reset_index(drop=True) for cut, offer in zip(cuts, offers)]
     assert dataset.n_rows == sum(len(cut) for cut in kept)
     assert sum(dataset.excluded.values()) == sum(len(cut) for cut in cuts) - dataset.n_rows
     # each snapshot's rows are cut at their own date, with their own label window
     first = kept[0]
+    # point in time: amounts known only at the main snapshot are left out; contracts that began
+    # after the date have no type or months left then
+    from pipeline.dataset import UNDATED_FEATURES
+
+    first = first.drop(columns=list(UNDATED_FEATURES))
+    started = records.subscribers.set_index("subscriber_id")["contract_start"].reindex(first["subscriber_id"])
+    later = (started.to_numpy() >= np.datetime64(dates[0])).astype(bool)
+    first.loc[later, "months_left_on_contract"] = np.nan
+    first.loc[later, "contract_type"] = None
     pd.testing.assert_frame_equal(dataset.frame.iloc[: len(first)].reset_index(drop=True), first)
-    labels = make_labels(records, dates[0])[~cuts[0]["subscriber_id"].isin(offered).to_numpy()]
+    labels = make_labels(records, dates[0])[~cuts[0]["subscriber_id"].isin(offers[0]).to_numpy()]
     np.testing.assert_array_equal(dataset.label.iloc[: len(first)], labels)
-    messages = []
+    from pipeline.errors import DataError
+
+    # Both earlier dates' 90-day label windows reach past 2025-05-01, the hold-out's snapshot: their
+    # labels are the hold-out's own outcomes (the simulator's defections all come after it), so
+    # training on them would leak; they are purged, and nothing is left to train on.
     config = with_overrides(FAST, train={"candidates": ("hist_gradient_boosting",), "search_iterations": 0})
-    result = train(dataset, config, progress=messages.append)
-    assert result.folds == "time"
-    assert (dataset.period.iloc[result.holdout_index] == pd.Timestamp("2025-05-01")).all()
-    assert any(m.startswith("folds by time: hold-out is the latest 1 snapshot(s) from 2025-05-01") for m in messages)
+    with pytest.raises(DataError, match=r"every training snapshot's label window \(90 days, data.horizon_days\) "
+                                        r"overlaps the hold-out from 2025-05-01"):
+        train(dataset, config)
     with pytest.raises(Exception, match="training snapshot 2025-05-01 is not before the snapshot 2025-05-01"):
         records_dataset(records, earlier_snapshots=("2025-05-01",))
 
