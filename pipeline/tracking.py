@@ -1135,3 +1135,146 @@ def log_response(result, dataset, config, *, uri: str, plots: dict[str, Path], e
         )
         record_model_hash(mlflow.get_logged_model(logged.model_id).artifact_location)
         return run.info.run_id
+
+
+# --------------------------------------------------------------------------------------
+# What the registry knows about its versions (``churn models``, the scoring summary)
+# --------------------------------------------------------------------------------------
+
+#: Hold-out metrics shown for each kind of model, in order.
+CARD_METRICS = {
+    "churn": ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "empc"),
+    "response": ("qini_coefficient", "qini_coefficient_risk", "auuc", "ate", "ate_ci_low", "ate_ci_high"),
+}
+
+
+def _iso(milliseconds: int | None) -> str | None:
+    if not milliseconds:
+        return None
+    return dt.datetime.fromtimestamp(milliseconds / 1000, tz=dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_card(run_id: str, *, kind: str = "churn") -> dict[str, Any]:
+    """What a training run says about its model: family, hold-out metrics, training data, when.
+
+    ``data``: the content hash (SHA-256), rows and churn rate of the training data (its
+    ``mlflow.log_input`` lineage) and its snapshot date (run tag ``data_snapshot_date``).
+    """
+    try:
+        run = _client().get_run(run_id)
+    except Exception as err:
+        raise _registry_error(f"reading run {run_id}", err) from err
+    tags, metrics = run.data.tags, run.data.metrics
+    data: dict[str, Any] = {"snapshot_date": tags.get("data_snapshot_date")}
+    for entry in (run.inputs.dataset_inputs if run.inputs else []) or []:
+        found = {t.key: t.value for t in entry.tags}
+        if found.get("mlflow.data.context") in ("training", "training-response") or "content_sha256" in found:
+            data.update({"content_sha256": found.get("content_sha256"), "rows": _int(found.get("rows")),
+                         "label_rate": _float(found.get("label_rate")), "source": entry.dataset.name})
+            break
+    return {
+        "run_id": run_id,
+        "trained_at": _iso(run.info.start_time),
+        "family": tags.get("model_family") or (f"{tags.get('learner')} ({tags.get('base_family')})"
+                                              if tags.get("learner") else None),
+        "calibration": tags.get("calibration"),
+        "metrics": {k: float(metrics[k]) for k in CARD_METRICS.get(kind, ()) if k in metrics},
+        "data": data,
+    }
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def version_cards(model_name: str, *, kind: str = "churn") -> list[dict[str, Any]]:
+    """Every registered version of ``model_name``, newest first, with aliases and ``run_card``.
+
+    An empty list when the model is not registered.
+    """
+    state = registry_state(model_name)
+    if not state.exists:
+        return []
+    try:
+        versions = _client().search_model_versions(f"name = '{model_name}'")
+    except Exception as err:
+        raise _registry_error(f"listing the versions of {model_name}", err) from err
+    aliases: dict[int, list[str]] = {}
+    for alias, number in state.aliases.items():
+        aliases.setdefault(int(number), []).append(alias)
+    cards = []
+    for version in sorted(versions, key=lambda v: -int(v.version)):
+        card = {"name": model_name, "kind": kind, "version": int(version.version),
+                "aliases": sorted(aliases.get(int(version.version), [])),
+                "registered_at": _iso(version.creation_timestamp)}
+        card.update(run_card(version.run_id, kind=kind) if version.run_id else {"metrics": {}, "data": {}})
+        cards.append(card)
+    return cards
+
+
+def model_card(uri: str, version: str, *, kind: str = "churn") -> dict[str, Any]:
+    """The card of the model a scoring run loaded (``uri``, pinned to ``version``), or what is known."""
+    card: dict[str, Any] = {"uri": uri, "version": str(version), "kind": kind, "metrics": {}, "data": {}}
+    run_id = None
+    if uri.startswith("models:/") and str(version).isdigit():
+        rest = uri[len("models:/"):]
+        name = rest.partition("@")[0] if "@" in rest else rest.rpartition("/")[0]
+        card["name"] = name
+        try:
+            run_id = _client().get_model_version(name, str(version)).run_id
+        except Exception as err:
+            raise _registry_error(f"reading {name} version {version}", err) from err
+        card["aliases"] = sorted(a for a, v in registry_state(name).aliases.items() if str(v) == str(version))
+    elif uri.startswith("runs:/"):
+        run_id = uri[len("runs:/"):].split("/", 1)[0]
+    if run_id:
+        card.update(run_card(run_id, kind=kind))
+    return card
+
+
+def run_table(run_id: str, artifact: str) -> pd.DataFrame | None:
+    """A CSV artifact of a run as a frame (e.g. ``evaluation/reliability.csv``), or None when absent."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp)
+            return pd.read_csv(path)
+        except Exception:  # absent or unreadable: the report says so
+            return None
+
+
+def log_files(run_id: str, files: Mapping[str, Path]) -> None:
+    """Add files to a finished run: ``{"report/at_risk.report.html": path, ...}`` (folder taken from the key)."""
+    client = _client()
+    for name, path in files.items():
+        folder = str(Path(name).parent)
+        client.log_artifact(run_id, str(path), artifact_path=None if folder == "." else folder)
+
+
+def tag_run(run_id: str, tags: Mapping[str, str]) -> None:
+    """Set tags on a run (finished or not)."""
+    client = _client()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def run_exists(run_id: str) -> bool:
+    """Whether this store holds run ``run_id`` (False only for MLflow's "does not exist")."""
+    try:
+        _client().get_run(run_id)
+    except Exception as err:
+        if _is_missing(err):
+            return False
+        raise _registry_error(f"reading run {run_id}", err) from err
+    return True
