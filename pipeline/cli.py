@@ -250,6 +250,8 @@ def cmd_train(args, progress: Progress) -> int:
     for reason, rows in outcome.excluded.items():
         print(f"rows left out of churn training: {rows:,} ({reason})")
     _print_response(outcome.response)
+    if outcome.service:
+        print(outcome.service)
     for line in _leaderboard(outcome):
         print(line)
     return 0

@@ -136,6 +136,8 @@ class TrainOutcome:
     #: the one chosen (``"blend"`` for a blend).
     candidates: pd.DataFrame | None = None
     chosen_candidate: str | None = None
+    #: The REST wrapper (``pipeline.serving``): what was registered, or why not.
+    service: str = ""
 
 
 def _champion_metric(champion: int, *, model_name: str, dataset, result, config: Config) -> float | None:
@@ -271,7 +273,9 @@ def train_job(
         tracking.rollback_registration(model_name, registration.version, before)
         tracking.mark_run_failed(run_id)
         raise
+    service = _register_service(config, uri, say)
     return TrainOutcome(
+        service=service,
         run_id=run_id, version=registration.version, promoted=registration.promoted,
         champion_version=registration.champion_version, message=registration.message, metrics=result.metrics,
         family=result.family, calibration=result.calibration, rows=dataset.n_rows,
@@ -281,6 +285,21 @@ def train_job(
         excluded=dict(dataset.excluded), response=response, candidates=result.candidates,
         chosen_candidate=_chosen_candidate(result),
     )
+
+
+def _register_service(config: Config, uri: str, say: Say) -> str:
+    """Register the REST wrapper beside the models (``tracking.register_service``); a failure is reported,
+    not raised: the models are registered and usable either way."""
+    from pipeline import tracking
+
+    name = config.tracking.model_name
+    try:
+        version, new = tracking.register_service(name, response_name=response_model_name(name), config=config, uri=uri)
+    except Exception as err:  # noqa: BLE001 - the models stand; say why REST is not updated
+        say(f"the REST wrapper was not registered: {err}")
+        return f"the REST wrapper {tracking.service_name(name)} was not registered ({type(err).__name__}: {err})"
+    what = "registered" if new else "unchanged:"
+    return f"REST wrapper {tracking.service_name(name)} {what} version {version} (serves the champions)"
 
 
 def _chosen_candidate(result) -> str | None:

@@ -1278,3 +1278,62 @@ def run_exists(run_id: str) -> bool:
             return False
         raise _registry_error(f"reading run {run_id}", err) from err
     return True
+
+
+# --------------------------------------------------------------------------------------
+# The REST wrapper (``pipeline.serving``), registered beside the models
+# --------------------------------------------------------------------------------------
+
+#: Model-version tag with the digest of the wrapper's code and settings (one version per digest).
+SERVICE_TAG = "service_sha256"
+
+
+def service_name(model_name: str) -> str:
+    """The registered name of the REST wrapper of ``model_name``."""
+    return f"{model_name}-service"
+
+
+def register_service(model_name: str, *, response_name: str | None, config, uri: str) -> tuple[int, bool]:
+    """Register the REST wrapper (``pipeline.serving``) of ``model_name`` as ``<model name>-service``.
+
+    The wrapper loads ``models:/<model name>@champion`` (and the response model's champion
+    when ``response_name`` has one) when the server starts.  It is logged as "models from
+    code" (the file ``pipeline/serving.py``, no pickle) with the scoring configuration; a
+    version is registered only when that code or configuration changed since the last one,
+    and holds the ``champion`` alias.  Returns ``(version, newly registered)``.
+    """
+    import hashlib
+
+    import mlflow
+
+    code = Path(__file__).with_name("serving.py")
+    values = json.loads(json.dumps(dataclasses.asdict(config), default=list))
+    response = ""
+    if response_name and registry_state(response_name).aliases.get(CHAMPION) is not None:
+        response = model_uri(response_name)
+    settings = {"churn_model": model_uri(model_name), "response_model": response,
+                "config": json.dumps(values, sort_keys=True)}
+    digest = hashlib.sha256(code.read_bytes() + json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    name = service_name(model_name)
+    client = _client()
+    if registry_state(name).exists:
+        try:
+            found = client.search_model_versions(f"name = '{name}' and tags.{SERVICE_TAG} = '{digest}'")
+        except Exception as err:
+            raise _registry_error(f"listing the versions of {name}", err) from err
+        if found:
+            version = max(int(v.version) for v in found)
+            client.set_registered_model_alias(name, CHAMPION, str(version))
+            return version, False
+    mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
+    with mlflow.start_run(run_name="service") as run:
+        mlflow.set_tags({"stage": "service", "git_commit": git_commit(), SERVICE_TAG: digest})
+        info = mlflow.pyfunc.log_model(name="service", python_model=str(code), model_config=settings,
+                                       code_paths=[str(Path(__file__).parent)], pip_requirements=pip_requirements())
+    try:
+        version = mlflow.register_model(info.model_uri, name, tags={SERVICE_TAG: digest})
+        client.set_registered_model_alias(name, CHAMPION, str(version.version))
+    except Exception as err:
+        raise _registry_error(f"registering {name}", err) from err
+    log.debug("registered %s version %s from run %s", name, version.version, run.info.run_id)
+    return int(version.version), True
