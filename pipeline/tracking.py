@@ -10,7 +10,8 @@ reviewed ``TRUSTED_TYPES``; ``pip_requirements`` are given explicitly.  Every fi
 model is hashed (SHA-256) when it is logged; the digest is a run tag and a model-version tag,
 and ``load_model`` downloads the files, checks them against it and loads only the checked copy.
 Nothing personal is logged: no rows, no ids, no names, no level of a column that looks
-personal; the input example is synthetic.  The registry gate (``register_and_gate``) registers
+personal; the input example is synthetic.  (One exception, asked for: the scoring report
+added to a scoring run names the first subscribers to call by id; ``--no-report`` avoids it.)  The registry gate (``register_and_gate``) registers
 a challenger, moves the aliases and rolls everything back when any step fails.
 """
 

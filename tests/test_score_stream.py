@@ -208,7 +208,9 @@ print(json.dumps([outcome.rows_written, outcome.rows_scored]))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[4000, 4000]"
     assert (tmp_path / "merged.parquet").read_bytes() == (work / "reference.parquet").read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.parquet"]  # no runs left behind
+    # no runs left behind: the list and the files beside it only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.dictionary.csv", "merged.parquet",
+                                                          "merged.report.html", "merged.summary.json"]
 
 
 def test_rules_on_reasons_apply_to_explained_rows_only(trained):
