@@ -100,7 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hold out this share of the targeted subscribers at random as a control group (e.g. 0.1)")
     sc.add_argument("--campaign-id", metavar="ID", help="the campaign's id in the list (default: derived from the inputs)")
     sc.add_argument("--seed", type=int, default=None, help="seed of the control group (default from config: 42)")
+    sc.add_argument("--calls", metavar="PATH",
+                    help="the call list: targeted subscribers in call order (default with --budget or --capacity: "
+                         "NAME.calls.csv beside the list)")
+    sc.add_argument("--no-report", dest="report", action="store_false",
+                    help="do not write the HTML report (the summary and data dictionary are still written)")
     _common(sc)
+
+    rp = commands.add_parser("report", help="write the HTML report of a scored list (from the list and its summary)")
+    rp.add_argument("--scores", required=True, metavar="PATH", help="a list written by `churn score` (.csv or .parquet)")
+    rp.add_argument("--out", metavar="DIR", help="folder for NAME.report.html (default: beside the list)")
+    rp.add_argument("--baseline", metavar="SCORES",
+                    help="a list of the same base scored without the breach (e.g. the no-breach scenario), to compare")
+    rp.add_argument("--no-log", dest="log", action="store_false",
+                    help="do not add the report to the scoring run in MLflow")
+    _common(rp)
+
+    mo = commands.add_parser("models", help="list registered model versions: aliases, hold-out metrics, training data")
+    mo.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _common(mo)
 
     me = commands.add_parser("measure", help="measure what randomised campaigns changed: realised uplift with a 95%% CI")
     me.add_argument("--data", required=True, metavar="PATH",
@@ -128,16 +146,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Progress:
-    """Progress lines on stderr when it is a terminal (or when asked); silent in logs and CI."""
+#: Seconds between progress lines when stderr is not a terminal (logs, ``tee``, CI).
+PROGRESS_SECONDS = 30.0
 
-    def __init__(self, enabled: bool):
+
+class Progress:
+    """Progress lines on stderr: every step on a terminal (or with ``CHURN_PROGRESS=1``); elsewhere
+    (logs, ``tee``, CI) at most one line every ``interval`` seconds, the latest step, so a long
+    command shows it is alive without flooding the log; ``CHURN_PROGRESS=0`` silences it.
+
+    With an ``interval``, a quiet step still gets a line every ``interval`` seconds (a
+    background timer repeats the latest step, marked ``still``), and nothing is printed in
+    the first ``interval`` seconds: quick commands stay quiet.
+    """
+
+    def __init__(self, enabled: bool, *, interval: float = 0.0):
         self.enabled = enabled
+        self.interval = interval
         self.started = time.perf_counter()
+        self.last_print = self.started
+        self.latest: str | None = None
+        self.latest_shown = True
+        self._timer = None
 
     def __call__(self, message: str) -> None:
-        if self.enabled:
-            print(f"[{time.perf_counter() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
+        if not self.enabled:
+            return
+        if not self.interval:
+            self._print(message)
+            return
+        self.latest, self.latest_shown = message, False
+        if time.perf_counter() - self.last_print >= self.interval:
+            self._print(message)
+        self._arm()
+
+    def _print(self, message: str) -> None:
+        now = time.perf_counter()
+        print(f"[{now - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
+        self.last_print = now
+        self.latest_shown = message == self.latest
+
+    def _arm(self) -> None:
+        import threading
+
+        if self._timer is not None:
+            return
+        self._timer = threading.Timer(max(0.5, self.interval - (time.perf_counter() - self.last_print)), self._tick)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.latest is not None and time.perf_counter() - self.last_print >= self.interval - 0.05:
+            self._print(self.latest if not self.latest_shown else f"still: {self.latest}")
+        self._arm()
+
+    def close(self) -> None:
+        """Stop the timer (at the end of a command)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.latest = None
 
 
 def _config(args):
@@ -193,7 +262,29 @@ def cmd_train(args, progress: Progress) -> int:
     for reason, rows in outcome.excluded.items():
         print(f"rows left out of churn training: {rows:,} ({reason})")
     _print_response(outcome.response)
+    if outcome.service:
+        print(outcome.service)
+    for line in _leaderboard(outcome):
+        print(line)
     return 0
+
+
+def _leaderboard(outcome, top: int = 8) -> list[str]:
+    """The candidates selection compared (cross-validated), best first, the chosen one marked."""
+    import pandas as pd
+
+    table = getattr(outcome, "candidates", None)
+    if table is None or not len(table):
+        return []
+    shown = table.head(top).copy()
+    shown.insert(0, "", ["*" if c == outcome.chosen_candidate else "" for c in shown["candidate"]])
+    columns = ["", "candidate", "family", "roc_auc", "pr_auc", "brier", "fit_seconds"]
+    shown = shown[[c for c in columns if c in shown.columns]].rename(
+        columns={"roc_auc": "cv ROC AUC", "pr_auc": "cv PR AUC", "brier": "cv Brier", "fit_seconds": "fit s"})
+    lines = [f"candidates ({len(table)} cross-validated, best {min(top, len(table))} shown; * chosen):"]
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        lines += ["  " + line for line in shown.to_string(index=False, float_format=lambda v: f"{v:.4f}").splitlines()]
+    return lines
 
 
 def _print_response(response) -> None:
@@ -251,7 +342,32 @@ def _print_score(outcome) -> None:
         print(line)
     for line in [*outcome.notes, *outcome.drift_warnings]:
         print(f"warning: {line}", file=sys.stderr)
-    print(f"wrote {outcome.rows_written:,} rows to {outcome.output}")
+    for line in _file_lines(outcome):
+        print(line)
+
+
+def _file_lines(outcome) -> list[str]:
+    """What was written where, with the list's own counts (the terminal says what the file holds)."""
+    tally = outcome.tally
+    if tally is None:
+        return [f"wrote {outcome.rows_written:,} rows to {outcome.output}"]
+    parts = [f"{tally.at_risk:,} at risk (tier medium or high)"]
+    if tally.tiers["low"]:
+        low = tally.targeted_low_risk
+        parts.append(f"{tally.tiers['low']:,} at low risk" + (f" ({low:,} of them targeted for their value)"
+                                                              if low and low < tally.tiers["low"] else
+                                                              " targeted for their value" if low else ""))
+    lines = [f"wrote {tally.rows:,} rows to {outcome.output}: " + " and ".join(parts)
+             + f"; {tally.targeted:,} targeted"]
+    files = outcome.files or {}
+    if "calls" in files:
+        lines.append(f"call list: {tally.targeted - tally.control:,} subscribers to contact, in call order, in "
+                     f"{files['calls']}")
+    if "dictionary" in files:
+        lines.append(f"data dictionary: {files['dictionary']}; scoring summary: {files.get('summary')}")
+    if "report" in files:
+        lines.append(f"report: {files['report']}")
+    return lines
 
 
 def cmd_score(args, progress: Progress) -> int:
@@ -263,9 +379,64 @@ def cmd_score(args, progress: Progress) -> int:
                         write_all=args.write_all, snapshot_date=args.snapshot, disclosure_date=args.disclosure,
                         budget=args.budget, capacity=args.capacity, engine=args.engine,
                         response_model=args.response_model, use_response=args.use_response,
-                        control_share=args.control_share, campaign_id=args.campaign_id, progress=progress)
+                        control_share=args.control_share, campaign_id=args.campaign_id, calls=args.calls,
+                        report=args.report, progress=progress)
     _print_score(outcome)
     return 0
+
+
+def cmd_report(args, progress: Progress) -> int:
+    from pipeline.jobs import report_job
+    from pipeline.tracking import resolve_uri
+
+    config = _config(args)
+    path, logged = report_job(args.scores, config=config, out_dir=args.out, baseline=args.baseline,
+                              uri=resolve_uri(args.tracking_uri) if args.log else None, progress=progress)
+    print(f"report: {path}")
+    if logged:
+        print(f"added to scoring run {logged}")
+    return 0
+
+
+def cmd_models(args, progress: Progress) -> int:
+    import json
+
+    from pipeline.jobs import models_job
+    from pipeline.tracking import resolve_uri
+
+    cards = models_job(config=_config(args), uri=resolve_uri(args.tracking_uri))
+    if args.json:
+        print(json.dumps(cards, indent=1))
+        return 0
+    if not cards:
+        print(f"no registered versions of {_config(args).tracking.model_name} (run `churn train` first)")
+        return 0
+    for line in _models_table(cards):
+        print(line)
+    return 0
+
+
+def _models_table(cards: list[dict]) -> list[str]:
+    """One line per version: name, version, aliases, family, hold-out metrics, training data, date."""
+    import pandas as pd
+
+    rows = []
+    for card in cards:
+        metrics = card.get("metrics") or {}
+        data = card.get("data") or {}
+        shown = ("roc_auc", "pr_auc", "brier", "top_decile_lift", "empc") if card["kind"] == "churn" else \
+            ("qini_coefficient", "ate", "ate_ci_low", "ate_ci_high")
+        rows.append({
+            "model": card["name"], "version": card["version"], "aliases": ",".join(card.get("aliases") or []) or "-",
+            "family": card.get("family") or "-",
+            "hold-out": " ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics) or "-",
+            "data sha256": (data.get("content_sha256") or "-")[:12],
+            "rows": f"{data['rows']:,}" if data.get("rows") else "-",
+            "snapshot": data.get("snapshot_date") or "-",
+            "trained": (card.get("trained_at") or "-")[:16].replace("T", " "),
+        })
+    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 80):
+        return pd.DataFrame(rows).to_string(index=False).splitlines()
 
 
 def cmd_measure(args, progress: Progress) -> int:
@@ -339,6 +510,8 @@ def cmd_demo(args, progress: Progress) -> int:
     print(f"registered {config.tracking.model_name} version {trained.version}; {trained.message}")
     _print_response(trained.response)
     print(f"at risk: {scored.at_risk:,} subscribers; expected value at risk {_fmt_money(scored.expected_loss_at_risk)} KRW")
+    for line in _file_lines(scored)[:1]:
+        print(line)
     t = scored.targeting
     print(f"worth a retention call: {t.targeted:,} subscribers; expected saves {t.expected_saves:,.0f}, "
           f"cost {_fmt_money(t.expected_cost)} KRW, expected net value {_fmt_money(t.expected_net_value)} KRW")
@@ -352,15 +525,23 @@ def cmd_demo(args, progress: Progress) -> int:
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 70):
         print("\ntop 10:")
         print(scored.top[columns].to_string(index=False, float_format=lambda v: f"{v:,.3f}" if v < 1 else f"{v:,.0f}"))
+    for line in _leaderboard(trained):
+        print(line)
     print(f"\nfiles: records {data_dir}; at-risk list {at_risk_path}")
+    for line in _file_lines(scored)[1:]:
+        if not line.startswith("report: "):
+            print(line)
     print(f"MLflow store: {hide_credentials(uri)}")
     print(f"open the MLflow UI: {ui_command(uri)}")
     print(f"done in {time.perf_counter() - started:.0f}s")
+    if "report" in scored.files:
+        print(f"report (open in a browser): {scored.files['report']}")
     return 0
 
 
 COMMANDS = {"generate": cmd_generate, "train": cmd_train, "score": cmd_score, "features": cmd_features,
-            "promote": cmd_promote, "measure": cmd_measure, "demo": cmd_demo}
+            "promote": cmd_promote, "measure": cmd_measure, "demo": cmd_demo, "report": cmd_report,
+            "models": cmd_models}
 
 
 def _interrupt(signum, frame):
@@ -376,6 +557,21 @@ def _stop_cleanly_on_signals() -> None:
 
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _progress() -> Progress:
+    """Every step on a terminal or with ``CHURN_PROGRESS=1``; none with ``CHURN_PROGRESS=0``; else periodic
+    (every ``CHURN_PROGRESS_SECONDS``, default ``PROGRESS_SECONDS``)."""
+    asked = os.environ.get("CHURN_PROGRESS")
+    if asked == "0":
+        return Progress(False)
+    if asked == "1" or sys.stderr.isatty():
+        return Progress(True)
+    try:
+        interval = float(os.environ.get("CHURN_PROGRESS_SECONDS", PROGRESS_SECONDS))
+    except ValueError:
+        interval = PROGRESS_SECONDS
+    return Progress(True, interval=max(interval, 1.0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,8 +596,7 @@ def _main(argv: list[str] | None) -> int:
     # shared (CI, busy servers); passive waiting costs nothing on an idle machine.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    show_progress = sys.stderr.isatty() or os.environ.get("CHURN_PROGRESS") == "1"
-    progress = Progress(show_progress)
+    progress = _progress()
     from pipeline.errors import PipelineError, hide_credentials
 
     try:
@@ -417,6 +612,8 @@ def _main(argv: list[str] | None) -> int:
         text = str(err).splitlines()[0] if str(err) else ""
         print(f"error: {type(err).__name__}: {hide_credentials(text)} (rerun with --debug for details)", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        progress.close()
 
 
 if __name__ == "__main__":

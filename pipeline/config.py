@@ -196,6 +196,17 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """The scoring report (``churn report``) and the files written beside a list."""
+
+    #: Currency of the money columns; empty: ``KRW`` for subscriber records (the Korean
+    #: operator data and the simulator), else "the currency of the value column".
+    currency: str = ""
+    #: Subscribers shown in the report's table of the first calls.
+    first_calls: int = 50
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -205,6 +216,7 @@ class Config:
     response: ResponseConfig = field(default_factory=ResponseConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def flat(self) -> dict[str, Any]:
         """Every setting as ``section.key -> value``, for logging as run parameters."""
@@ -281,6 +293,7 @@ def validate(config: Config) -> Config:
         (0 < config.response.significance < 1, "response.significance must be between 0 and 1"),
         (config.response.n_bins >= 2, "response.n_bins must be at least 2"),
         (0 < config.response.detectable_uplift < 1, "response.detectable_uplift must be between 0 and 1"),
+        (config.report.first_calls >= 1, "report.first_calls must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:

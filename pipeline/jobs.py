@@ -133,6 +133,12 @@ class TrainOutcome:
     excluded: dict[str, int] = field(default_factory=dict)
     #: The response model trained beside it, or why none was.
     response: Any = None
+    #: The candidates selection compared (``train.TrainResult.candidates``), best first, and
+    #: the one chosen (``"blend"`` for a blend).
+    candidates: pd.DataFrame | None = None
+    chosen_candidate: str | None = None
+    #: The REST wrapper (``pipeline.serving``): what was registered, or why not.
+    service: str = ""
 
 
 def _champion_metric(champion: int, *, model_name: str, dataset, result, config: Config) -> float | None:
@@ -248,6 +254,9 @@ def train_job(
         }
         say("logging the run to MLflow")
         run_id = tracking.log_training(result, dataset, config, uri=uri, plots=plots, extra_artifacts=extra)
+    snapshot = data_snapshot(data, snapshot_date, config) if is_records(data) else None
+    if snapshot:
+        tracking.tag_run(run_id, {"data_snapshot_date": str(snapshot)})
     model_name = config.tracking.model_name
     metric = config.train.promotion_metric
     say("registering the model (the gate compares it with the champion first)")
@@ -261,6 +270,8 @@ def train_job(
     try:
         if response_result is not None:
             response = _log_and_register_response(response_result, response_data, config, uri, say)
+            if snapshot:
+                tracking.tag_run(response.run_id, {"data_snapshot_date": str(snapshot)})
         else:
             response = ResponseOutcome(model_name=response_model_name(model_name), skipped=no_response)
     except BaseException:
@@ -268,14 +279,17 @@ def train_job(
         tracking.rollback_registration(model_name, registration.version, before)
         tracking.mark_run_failed(run_id)
         raise
+    service = _register_service(config, uri, say)
     return TrainOutcome(
+        service=service,
         run_id=run_id, version=registration.version, promoted=registration.promoted,
         champion_version=registration.champion_version, message=registration.message, metrics=result.metrics,
         family=result.family, calibration=result.calibration, rows=dataset.n_rows,
         dropped={**dataset.dropped,
                  **dict(zip(result.columns.loc[result.columns["use"] == "dropped", "column"],
                             result.columns.loc[result.columns["use"] == "dropped", "reason"]))},
-        excluded=dict(dataset.excluded), response=response,
+        excluded=dict(dataset.excluded), response=response, candidates=result.candidates,
+        chosen_candidate=_chosen_candidate(result),
     )
 
 
@@ -286,6 +300,32 @@ def _fairness(holdout: pd.DataFrame, y: np.ndarray, result, config: Config) -> p
 
     listed = risk_tiers(result.holdout_proba, result.base_rate, config) != "low"
     return fairness_table(holdout, y, result.holdout_proba, listed, used=set(result.input_columns))
+
+
+def _register_service(config: Config, uri: str, say: Say) -> str:
+    """Register the REST wrapper beside the models (``tracking.register_service``); a failure is reported,
+    not raised: the models are registered and usable either way."""
+    from pipeline import tracking
+
+    name = config.tracking.model_name
+    try:
+        version, new = tracking.register_service(name, response_name=response_model_name(name), config=config, uri=uri)
+    except Exception as err:  # noqa: BLE001 - the models stand; say why REST is not updated
+        say(f"the REST wrapper was not registered: {err}")
+        return f"the REST wrapper {tracking.service_name(name)} was not registered ({type(err).__name__}: {err})"
+    what = "registered" if new else "unchanged:"
+    return f"REST wrapper {tracking.service_name(name)} {what} version {version} (serves the champions)"
+
+
+def _chosen_candidate(result) -> str | None:
+    """The selection row of the model chosen: ``blend``, or the candidate of its family and parameters."""
+    table = result.candidates
+    if result.family == "blend":
+        return "blend"
+    for row in table.itertuples(index=False):
+        if row.family == result.family and dict(row.params) == dict(result.params):
+            return str(row.candidate)
+    return None
 
 
 @dataclass
@@ -423,6 +463,10 @@ class ScoreOutcome:
     response_version: str | None = None
     #: Subscribers whom a retention contact is expected to push out (negative estimated uplift).
     do_not_contact: int = 0
+    #: Counts of the rows written (``score.ListTally``): what the file holds.
+    tally: Any = None
+    #: Files written beside the list: ``summary``, ``dictionary``, ``calls``, ``report`` -> path.
+    files: dict[str, Path] = field(default_factory=dict)
 
 
 class _Rate:
@@ -582,6 +626,8 @@ def score_job(
     control_share: float | None = None,
     campaign_id: str | None = None,
     seed: int | None = None,
+    calls: str | None = None,
+    report: bool = True,
     progress: Say | None = None,
 ) -> ScoreOutcome:
     """Score a base with a registered model; write the ranked at-risk list (or every row).
@@ -597,11 +643,18 @@ def score_job(
     ``control_share`` (default ``scoring.control_share``) holds that share of the targeted
     subscribers out at random (``seed``, default ``train.seed``) as the control group of
     campaign ``campaign_id`` (default: derived from the inputs, so a rerun gives the same id).
+
+    Beside the list (``NAME.csv``) go its scoring summary (``NAME.summary.json``,
+    ``pipeline.summary``), its data dictionary (``NAME.dictionary.csv``), with a budget or a
+    capacity the call list (``calls``, default ``NAME.calls.csv``: the subscribers to contact,
+    in call order), and unless ``report`` is false the report (``NAME.report.html``,
+    ``pipeline.report``); the summary and the report are logged to the scoring run too.
     """
     from pipeline import tracking
     from pipeline.drift import DriftCounter
     from pipeline.errors import ConfigError
     from pipeline.score import ScoreStream, in_order
+    from pipeline.summary import BaseTotals
 
     say = _say(progress)
     output_path = Path(output)
@@ -632,8 +685,10 @@ def score_job(
     input_sha256 = _input_hash(data)
     if share > 0 and not campaign_id:
         campaign_id = _campaign_id(input_sha256, scoring, seed, share, budget, capacity)
+    calls_path = _calls_path(output_path, calls, budget, capacity)
     started = time.perf_counter()
     drift = DriftCounter(scoring.profile)
+    totals = BaseTotals()
     stream = ScoreStream(scoring, config, output=output_path, write_all=write_all)
     try:
         if engine == "spark":
@@ -645,6 +700,7 @@ def score_job(
                     uplift_local, _ = stack.enter_context(tracking.verified_model_files(scoring.response.uri))
                 out, rows, frame = _score_on_spark(data, scoring, model_uri=str(local), config=config, say=say,
                                                    uplift_model_uri=None if uplift_local is None else str(uplift_local))
+            totals.merge(BaseTotals.of(out))
             stream.add_rows(out, rows, frame)
             del out, frame
         else:
@@ -659,8 +715,9 @@ def score_job(
             threads = max(1, config.train.n_threads // workers)
             scored = (partial(_scored, task, scoring, stream, threads) for task in chunks)
             with closing(in_order(scored, workers=workers)) as results:  # an error stops the workers
-                for inputs, prepared in results:
+                for inputs, prepared, chunk_totals in results:
                     drift.add(inputs)
+                    totals.merge(chunk_totals)
                     stream.take(prepared)
                     say(rate.add(len(inputs)))
                     del inputs, prepared
@@ -669,7 +726,7 @@ def score_job(
                 raise DataError(f"{hide_credentials(data)}: no subscribers to score")
         say(f"ranking {stream.rows:,} subscribers and writing {output_path.name}")
         result = stream.finish(budget=budget, capacity=capacity, control_share=share, seed=seed,
-                               campaign_id=campaign_id)
+                               campaign_id=campaign_id, calls=calls_path)
     finally:
         stream.cleanup()
     summary = result["summary"]
@@ -720,6 +777,13 @@ def score_job(
             figure.savefig(artifacts["plots/offer_sweep.png"], dpi=110, metadata={"Software": None})
         run_id = tracking.log_scoring(config=config, uri=uri, model_uri=model_uri, version=scoring.version,
                                       summary=summary_metrics, artifacts=artifacts, tags=tags)
+    say("writing the scoring summary, the data dictionary" + (" and the report" if report else ""))
+    companions = _write_companions(
+        output_path, data=data, input_sha256=input_sha256, config=config, scoring=scoring, model_uri=model_uri,
+        run_id=run_id,
+        totals=totals, tally=result["tally"], targeting=summary, sweep=sweep, psi=psi, warnings=warnings,
+        notes=notes, snapshot_date=snapshot_date, write_all=write_all, calls_path=calls_path, report=report,
+    )
     return ScoreOutcome(
         output=output_path, rows_scored=stream.rows, rows_written=result["rows_written"], at_risk=at_risk_count,
         expected_loss_at_risk=summary_metrics["expected_loss_at_risk"], model_version=scoring.version,
@@ -727,7 +791,153 @@ def score_job(
         seconds=seconds, notes=notes, campaign_id=campaign_id if share > 0 else None,
         do_not_contact=stream.do_not_contact,
         response_version=None if scoring.response is None else str(scoring.response.version),
+        tally=result["tally"], files=companions,
     )
+
+
+def _calls_path(output: Path, calls: str | None, budget, capacity) -> Path | None:
+    """Where the call list goes: ``calls``, else ``NAME.calls<suffix>`` beside the list when a limit is given."""
+    from pipeline.summary import companion
+
+    if calls is not None:
+        path = Path(calls)
+        if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise DataError(f"{calls}: unsupported call list type {path.suffix!r} (expected .csv or .parquet)")
+        if not path.parent.exists():
+            raise DataError(f"{calls}: folder {path.parent} does not exist")
+        if path.resolve() == output.resolve():
+            raise DataError(f"{calls}: the call list cannot replace the list itself")
+        return path
+    if budget is None and capacity is None:
+        return None
+    return companion(output, "calls", output.suffix.lower())
+
+
+def data_snapshot(data: str, snapshot_date: str | None, config: Config) -> str | None:
+    """The snapshot date of a record source (the option, the config, else its manifest); None for tables."""
+    import json
+
+    date = snapshot_date or config.data.snapshot_date
+    if date:
+        return str(date)
+    manifest = Path(str(data)) / "manifest.json"
+    if "://" not in str(data) and manifest.is_file():
+        try:
+            return json.loads(manifest.read_text()).get("snapshot_date")
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def _model_cards(model_uri: str, scoring, config: Config, say: Say) -> dict[str, Any]:
+    """The churn and response models' cards (``tracking.model_card``), with the churn model's reliability table."""
+    from pipeline import tracking
+
+    cards: dict[str, Any] = {}
+    try:
+        churn = tracking.model_card(model_uri, scoring.version, kind="churn")
+        if churn.get("run_id"):
+            table = tracking.run_table(churn["run_id"], "evaluation/reliability.csv")
+            churn["reliability"] = [] if table is None else table.to_dict("records")
+        cards["churn"] = churn
+        if scoring.response is not None:
+            cards["response"] = tracking.model_card(scoring.response.uri, scoring.response.version, kind="response")
+    except PipelineError as err:  # the registry went away mid-run: the report says what is known
+        say(f"model details unavailable for the report: {err}")
+        cards.setdefault("churn", {"uri": model_uri, "version": str(scoring.version), "metrics": {}, "data": {}})
+    return cards
+
+
+def _write_companions(output: Path, *, data: str, input_sha256: str, config: Config, scoring, model_uri: str,
+                      run_id: str, totals, tally, targeting, sweep: pd.DataFrame, psi: pd.Series, warnings: list[str], notes: list[str],
+                      snapshot_date: str | None, write_all: bool, calls_path: Path | None,
+                      report: bool) -> dict[str, Path]:
+    """Write the scoring summary, the data dictionary and the report beside the list; log them to the run."""
+    import datetime as dt
+
+    from pipeline import tracking
+    from pipeline.report import write_report
+    from pipeline.score import CALL_ORDER, OUTPUT_COLUMNS
+    from pipeline.summary import column_dictionary, companion, currency_words, write_json
+    from pipeline.targeting import acceptance_rate, pilot_size
+
+    records = scoring.mode == "records"
+    currency = config.report.currency or ("KRW" if records else currency_words(None, scoring.value_column))
+    measured = scoring.response is not None
+    uplift = config.response.detectable_uplift
+    pilot = pilot_size(scoring.base_rate, uplift) if not measured and 0 < uplift < scoring.base_rate < 1 else None
+    header = _list_header(output)
+    summary = {
+        "run_id": run_id,
+        "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "list": {"file": output.name, "rows": tally.rows, "all": write_all, "columns": header,
+                 "counts": tally.as_dict()},
+        "calls": None if calls_path is None else {"file": calls_path.name, "rows": tally.targeted - tally.control},
+        "data": {"source": hide_credentials(str(data)), "snapshot_date": data_snapshot(data, snapshot_date, config),
+                 "input_sha256": input_sha256},
+        "currency": currency,
+        "valued": bool(totals.valued),
+        "horizon_days": config.data.horizon_days,
+        "base_rate": scoring.base_rate,
+        "tiers": {"medium_multiple": config.scoring.medium_risk_multiple,
+                  "high_multiple": config.scoring.high_risk_multiple, "counts": dict(totals.tiers)},
+        "models": _model_cards(model_uri, scoring, config, lambda message: log.info(message)),
+        "impact": totals.impact(),
+        "segments": totals.segment_table(),
+        "campaign": {"targeting": targeting.as_dict(), "response_measured": measured,
+                     "offer_months": config.campaign.offer_cost_months,
+                     "contact_months": config.campaign.contact_cost_months,
+                     "acceptance_rate": None if measured else acceptance_rate(config.campaign),
+                     "pilot_size": pilot, "detectable_uplift": uplift,
+                     "offer_sweep": sweep.to_dict("records"), "value_curves": totals.value_curves()},
+        "why_not_called": {**{k: v for k, v in totals.reasons.items() if k != "worth_a_call"},
+                           "beyond_limit": max(totals.reasons["worth_a_call"] - targeting.targeted, 0),
+                           "worth_a_call": totals.reasons["worth_a_call"]},
+        "drift": {"threshold": config.scoring.psi_warning, "warnings": list(warnings),
+                  "psi": {str(k): float(v) for k, v in psi.head(20).items()}},
+        "notes": list(notes),
+    }
+    files = {"summary": write_json(summary, companion(output, "summary", ".json"))}
+    dictionary = column_dictionary(
+        [CALL_ORDER, *[c for c in OUTPUT_COLUMNS if c in header]] if calls_path is not None
+        else [c for c in OUTPUT_COLUMNS if c in header],
+        currency=currency, horizon_days=config.data.horizon_days, base_rate=scoring.base_rate,
+        medium=config.scoring.medium_risk_multiple, high=config.scoring.high_risk_multiple)
+    from pipeline.score import write_output
+
+    files["dictionary"] = write_output(dictionary, companion(output, "dictionary", ".csv"))
+    if calls_path is not None:
+        files["calls"] = calls_path
+    if report:
+        files["report"] = write_report(output, summary, first_calls=config.report.first_calls)
+    tracking.log_files(run_id, {f"report/{path.name}": path for key, path in files.items()
+                                if key in ("summary", "dictionary")})
+    if report:
+        _log_report(run_id, output, summary, config)
+    return files
+
+
+def _log_report(run_id: str, list_path: Path | str, summary: dict, config: Config,
+                baseline: dict | None = None) -> None:
+    """Log the report to the scoring run without subscriber ids (MLflow never holds an identifier)."""
+    import tempfile
+
+    from pipeline import tracking
+    from pipeline.report import write_report
+
+    with tempfile.TemporaryDirectory(prefix="churn-report-") as tmp:
+        path = write_report(list_path, summary, out_dir=tmp, baseline=baseline,
+                            first_calls=config.report.first_calls, ids=False)
+        tracking.log_files(run_id, {f"report/{path.name}": path})
+
+
+def _list_header(path: Path) -> list[str]:
+    """The column names of a written list (CSV header or Parquet schema)."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    return list(pd.read_csv(path, nrows=0).columns)
 
 
 def response_model_name(model_name: str) -> str:
@@ -806,12 +1016,15 @@ _LIBC = None
 
 
 def _scored(task, scoring, stream, threads: int):
-    """One chunk's inputs and its scores prepared for ``stream`` (any thread; the model on ``threads`` threads)."""
+    """One chunk's inputs, its scores prepared for ``stream`` and what it adds to the base's totals
+    (``summary.BaseTotals``): any thread, the model on ``threads`` threads."""
     from pipeline.score import score_dataset
+    from pipeline.summary import BaseTotals
 
     chunk = task()
     out = score_dataset(scoring, chunk, stream.config, explain=False, n_threads=threads)
-    return chunk.frame, stream.prepare(out, chunk.frame)
+    totals = BaseTotals.of(out, chunk.frame)
+    return chunk.frame, stream.prepare(out, chunk.frame), totals
 
 
 def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: Say,
@@ -1050,5 +1263,44 @@ def generate_job(subscribers: int, *, seed: int, out: str, scenario: str | None,
     return simulate.generate(subscribers, **kwargs)
 
 
-__all__ = ["PipelineError", "TrainOutcome", "ScoreOutcome", "train_job", "score_job", "promote_job", "generate_job"]
+def report_job(scores: str, *, config: Config, out_dir: str | None = None, baseline: str | None = None,
+               uri: str | None = None, progress: Say | None = None) -> tuple[Path, str | None]:
+    """Write the report of a scored list from the list and its summary (``NAME.summary.json``) alone.
+
+    ``baseline``: a list of the same base scored without the breach, whose summary is
+    compared.  With ``uri``, the report is added to the scoring run named in the summary
+    when that store holds it.  Returns the report's path and the run it was logged to (or None).
+    """
+    from pipeline import tracking
+    from pipeline.report import write_report
+    from pipeline.summary import companion, read_json
+
+    say = _say(progress)
+    summary = read_json(companion(scores, "summary", ".json"))
+    base = read_json(companion(baseline, "summary", ".json")) if baseline else None
+    say(f"writing the report of {scores}")
+    path = write_report(scores, summary, out_dir=out_dir, baseline=base, first_calls=config.report.first_calls)
+    run_id = summary.get("run_id")
+    if uri is None or not run_id:
+        return path, None
+    tracking.connect(uri)
+    if not tracking.run_exists(run_id):
+        say(f"scoring run {run_id} is not in {hide_credentials(uri)}: the report was not logged")
+        return path, None
+    _log_report(run_id, scores, summary, config, baseline=base)
+    return path, run_id
+
+
+def models_job(*, config: Config, uri: str) -> list[dict[str, Any]]:
+    """Every registered version of the churn model and its response model (``tracking.version_cards``)."""
+    from pipeline import tracking
+
+    tracking.connect(uri)
+    name = config.tracking.model_name
+    return tracking.version_cards(name, kind="churn") + tracking.version_cards(response_model_name(name),
+                                                                               kind="response")
+
+
+__all__ = ["PipelineError", "TrainOutcome", "ScoreOutcome", "train_job", "score_job", "promote_job", "generate_job",
+           "report_job", "models_job"]
 

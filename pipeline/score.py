@@ -431,7 +431,7 @@ def finalize(scores: pd.DataFrame, *, budget: float | None = None, capacity: int
     chosen, summary = select(ranked, budget=budget, capacity=capacity)
     ranked["targeted"] = chosen.to_numpy()
     written = ranked if write_all else at_risk(ranked)
-    return _in_list_order(written), summary
+    return _in_list_order(consistent_actions(written)), summary
 
 
 def _in_list_order(frame):
@@ -861,7 +861,8 @@ class ScoreStream:
 
     def __init__(self, scoring: ScoringModel, config: Config, *, output: str | Path, write_all: bool = False):
         from pipeline.errors import ConfigError
-        from pipeline.targeting import CONTROL_ACTION, DEFAULT_ACTION, DEFAULT_ACTIONS, OFFER_SWEEP_MONTHS, parse_rules
+        from pipeline.targeting import (CAMPAIGN_ACTIONS, CONTROL_ACTION, DEFAULT_ACTION, DEFAULT_ACTIONS,
+                                        OFFER_SWEEP_MONTHS, parse_rules)
 
         if config.scoring.explain_rows < 0:
             raise ConfigError("scoring.explain_rows must be 0 or more")
@@ -874,7 +875,7 @@ class ScoreStream:
         rules = parse_rules(config.scoring.actions) if config.scoring.actions else DEFAULT_ACTIONS
         self.categories = {
             "risk_tier": list(TIERS),
-            "action": sorted({rule.action for rule in rules} | {DEFAULT_ACTION, CONTROL_ACTION}),
+            "action": sorted({rule.action for rule in rules} | {DEFAULT_ACTION, CONTROL_ACTION, *CAMPAIGN_ACTIONS}),
             "model_version": [str(scoring.version)],
             "response_model_version": ["" if scoring.response is None else str(scoring.response.version)],
         }
@@ -1040,8 +1041,14 @@ class ScoreStream:
         return pd.concat(found, ignore_index=True).sort_values(_SEQ, ignore_index=True)
 
     def finish(self, *, budget: float | None = None, capacity: int | None = None, control_share: float = 0.0,
-               seed: int = 0, campaign_id: str | None = None) -> dict:
+               seed: int = 0, campaign_id: str | None = None, calls: str | Path | None = None) -> dict:
         """Rank, target, explain and write the list; return what the run's summary needs.
+
+        Each row's action is made consistent with its targeting as it is written
+        (``pipeline.targeting.list_actions``), and the written rows are counted
+        (``ListTally``, in the result as ``tally``), so what is printed is what the file
+        holds.  With ``calls``, the targeted subscribers to contact (the offer group) are
+        also written there in call order (``call_list``).
 
         With ``control_share``, that share of the targeted subscribers (chosen at random by
         ``seed``: ``pipeline.targeting.control_groups``) is held out as the campaign's control
@@ -1056,6 +1063,7 @@ class ScoreStream:
         if not self.rows:
             raise DataError("no subscribers to score")
         explaining = ThreadPoolExecutor(1, thread_name_prefix="churn-explain")
+        self.tally = ListTally(keep_calls=calls is not None)
         try:
             explained = explaining.submit(self.explained)
             if self.write_all:
@@ -1096,8 +1104,10 @@ class ScoreStream:
                 top, written = self._write_listed(listed, explained, design)
         finally:
             explaining.shutdown(wait=False, cancel_futures=True)
+        if calls is not None:
+            write_output(call_list(self.tally.calls()), calls)
         return {"summary": summary, "top": _plain(top.drop(columns=[_SEQ], errors="ignore")),
-                "rows_written": written, "probability_stats": stats}
+                "rows_written": written, "probability_stats": stats, "tally": self.tally}
 
     def _write(self, batches) -> tuple[pd.DataFrame, int]:
         """Write the list's batches (frames or Arrow tables); return its first 10 rows and its length."""
@@ -1106,6 +1116,7 @@ class ScoreStream:
             for batch in batches:
                 if top is None:
                     top = batch.head(10).copy() if isinstance(batch, pd.DataFrame) else batch.slice(0, 10).to_pandas()
+                self.tally.add(batch)
                 writer.write(batch)
         return top, writer.rows
 
@@ -1115,7 +1126,7 @@ class ScoreStream:
             rows = _with_explanations(listed.iloc[start:start + WRITE_BATCH].copy(), explained.result())
             if design is not None:
                 rows = _with_groups(rows, rows.pop("_group").to_numpy(), design[1])
-            return _in_list_order(rows.drop(columns=[_SEQ]))
+            return _in_list_order(consistent_actions(rows.drop(columns=[_SEQ])))
 
         return self._write(batch(start) for start in (range(0, len(listed), WRITE_BATCH) if len(listed) else [0]))
 
@@ -1135,7 +1146,7 @@ class ScoreStream:
                 if design is not None:
                     batch = _with_groups(batch, design[0][seq], design[1])
                 done += rows
-                yield _in_list_order(batch.drop_columns([_SEQ]))
+                yield _in_list_order(consistent_actions(batch.drop_columns([_SEQ])))
 
         return self._write(read_ahead(batches()))
 
@@ -1237,3 +1248,143 @@ def _with_explanations(frame, explained: pd.DataFrame):
         else:
             frame = frame.append_column(column, values)
     return frame
+
+
+# --------------------------------------------------------------------------------------
+# One list that says one thing: consistent actions, the counts of what was written, calls
+# --------------------------------------------------------------------------------------
+
+def _column(frame, name: str, dtype=None) -> np.ndarray:
+    """One column of a frame or an Arrow table as numpy (text as objects, blanks as ``""``)."""
+    import pyarrow as pa
+
+    if isinstance(frame, pa.Table):
+        column = frame.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(pa.string())
+        values = column.to_numpy(zero_copy_only=False)
+    else:
+        values = frame[name].to_numpy(dtype=object if dtype is object else None)
+    if dtype is object:
+        values = np.asarray(values, dtype=object)
+        values[pd.isna(values)] = ""
+        return values.astype(str).astype(object)
+    return np.asarray(values, dtype=dtype) if dtype is not None else values
+
+
+def consistent_actions(frame):
+    """``frame`` (a list's rows, as a frame or an Arrow table) with ``action`` made consistent
+    with ``targeted``, ``do_not_contact``, ``group`` and ``risk_tier`` (``targeting.list_actions``)."""
+    import pyarrow as pa
+
+    from pipeline.targeting import list_actions
+
+    arrow = isinstance(frame, pa.Table)
+    names = frame.column_names if arrow else list(frame.columns)
+    if "targeted" not in names:
+        return frame
+    action = list_actions(
+        _column(frame, "action", object), targeted=_column(frame, "targeted", bool),
+        do_not_contact=_column(frame, "do_not_contact", bool), risk_tier=_column(frame, "risk_tier", object),
+        expected_net_value=_column(frame, "expected_net_value", "float64"),
+        group=_column(frame, "group", object) if "group" in names else None,
+    )
+    if arrow:
+        return frame.set_column(names.index("action"), "action", pa.array(action, type=pa.string()))
+    return frame.assign(action=pd.array(action, dtype="str"))
+
+
+#: Columns the call list holds, in order: the call order, then the list's own columns.
+CALL_ORDER = "call_order"
+
+
+def call_list(rows: pd.DataFrame) -> pd.DataFrame:
+    """The subscribers to contact (targeted, not in the control group), in call order.
+
+    Call order: the largest ``expected_net_value`` first (then the list's ``rank``), so a
+    team that stops early has made the calls worth most; for a capacity this is the exact
+    best selection at every length.  ``call_order`` counts from 1.
+    """
+    if len(rows):
+        keep = rows["targeted"].astype(bool).to_numpy(copy=True)
+        if "group" in rows.columns:
+            keep &= rows["group"].astype("str").to_numpy(dtype=object) != "control"
+        rows = rows[keep]
+    order = np.lexsort((rows["rank"].to_numpy(dtype="int64"),
+                        -rows["expected_net_value"].to_numpy(dtype="float64", na_value=-np.inf)))
+    ordered = rows.take(order).reset_index(drop=True)
+    ordered.insert(0, CALL_ORDER, np.arange(1, len(ordered) + 1, dtype="int64"))
+    return ordered
+
+
+class ListTally:
+    """Counts of the rows a list holds, as they are written (so what is printed is what the file says).
+
+    ``rows``, ``tiers`` (tier -> rows), ``targeted``, ``targeted_by_tier``, ``control``,
+    ``do_not_contact``, ``actions`` (action -> rows); with ``keep_calls``, the targeted rows
+    of the offer group are kept for the call list (``calls``).
+    """
+
+    def __init__(self, *, keep_calls: bool = False):
+        self.rows = 0
+        self.tiers = dict.fromkeys(TIERS, 0)
+        self.targeted = 0
+        self.targeted_by_tier = dict.fromkeys(TIERS, 0)
+        self.control = 0
+        self.do_not_contact = 0
+        self.actions: dict[str, int] = {}
+        self.keep_calls = keep_calls
+        self.columns: list[str] = []
+        self._calls: list[pd.DataFrame] = []
+
+    def add(self, batch) -> None:
+        """Count one written batch (a frame or an Arrow table with the list's columns)."""
+        import pyarrow as pa
+
+        n = batch.num_rows if isinstance(batch, pa.Table) else len(batch)
+        if not n:
+            return
+        names = batch.column_names if isinstance(batch, pa.Table) else list(batch.columns)
+        self.columns = self.columns or list(names)
+        self.rows += n
+        tier = _column(batch, "risk_tier", object)
+        targeted = _column(batch, "targeted", bool)
+        for name in TIERS:
+            at = tier == name
+            self.tiers[name] += int(np.count_nonzero(at))
+            self.targeted_by_tier[name] += int(np.count_nonzero(at & targeted))
+        self.targeted += int(np.count_nonzero(targeted))
+        self.do_not_contact += int(np.count_nonzero(_column(batch, "do_not_contact", bool)))
+        if "group" in names:
+            self.control += int(np.count_nonzero(_column(batch, "group", object) == "control"))
+        actions, counts = np.unique(_column(batch, "action", object).astype(str), return_counts=True)
+        for action, count in zip(actions, counts):
+            self.actions[str(action)] = self.actions.get(str(action), 0) + int(count)
+        if self.keep_calls and targeted.any():
+            where = np.flatnonzero(targeted)
+            rows = batch.take(pa.array(where)).to_pandas() if isinstance(batch, pa.Table) else batch.iloc[where]
+            self._calls.append(_plain(rows.reset_index(drop=True)))
+
+    @property
+    def at_risk(self) -> int:
+        """Rows of tier ``medium`` or ``high``."""
+        return self.tiers["medium"] + self.tiers["high"]
+
+    @property
+    def targeted_low_risk(self) -> int:
+        """Targeted rows of tier ``low`` (in the list for their value, not their risk)."""
+        return self.targeted_by_tier["low"]
+
+    def calls(self) -> pd.DataFrame:
+        """The targeted rows kept (``keep_calls``), in list order."""
+        if not self._calls:
+            return pd.DataFrame(columns=self.columns or list(OUTPUT_COLUMNS)).astype(
+                {"rank": "int64", "targeted": "bool", "expected_net_value": "float64"})
+        return pd.concat(self._calls, ignore_index=True)
+
+    def as_dict(self) -> dict:
+        """The counts as plain data (for the scoring summary)."""
+        return {"rows": self.rows, "tiers": dict(self.tiers), "at_risk": self.at_risk, "targeted": self.targeted,
+                "targeted_by_tier": dict(self.targeted_by_tier), "targeted_low_risk": self.targeted_low_risk,
+                "control": self.control, "do_not_contact": self.do_not_contact,
+                "actions": dict(sorted(self.actions.items(), key=lambda item: (-item[1], item[0])))}

@@ -782,3 +782,82 @@ def recommend_actions(frame: pd.DataFrame, rules: Iterable[ActionRule | Mapping[
         actions.append(rule.action)
     chosen = np.select(masks, actions, default=default) if masks else np.full(len(frame), default)
     return pd.Series(chosen.astype(object), index=frame.index, name="action")
+
+
+# --------------------------------------------------------------------------------------
+# One list that says one thing: the action follows the campaign's decision
+# --------------------------------------------------------------------------------------
+#
+# The rule table says *how* to reach a subscriber; whether to reach them is the campaign's
+# decision (``targeted``, ``do_not_contact``, the control ``group``).  ``list_actions`` makes
+# the two agree, row by row, after targeting:
+#
+#   control group                         -> CONTROL_ACTION
+#   do_not_contact (never targeted)       -> DO_NOT_CONTACT
+#   targeted (the offer group)            -> the rule table's action when it is a contact,
+#                                            else TARGETED_ACTION (never "No outreach")
+#   not targeted, expected net value > 0  -> BEYOND_LIMIT_ACTION (the budget or capacity)
+#   not targeted, tier high               -> LOST_CAUSE_ACTION
+#   not targeted, tier medium             -> NOT_WORTH_ACTION
+#   not targeted, tier low                -> DEFAULT_ACTION
+#
+# So a row never says "call" without being targeted, never says "No outreach" while targeted,
+# and the untargeted rows say why they are not called.
+
+#: For a targeted subscriber whom no rule of the table gives a contact action (e.g. a valuable
+#: line at low risk).
+TARGETED_ACTION = "Retention call: a contact is expected to pay back its cost"
+#: For a subscriber worth a contact whom the budget or capacity left out.
+BEYOND_LIMIT_ACTION = "No outreach in this campaign: worth a call, but beyond the budget or capacity"
+#: For a high-risk subscriber a call is not expected to pay back: a lost cause (Ascarza 2018).
+LOST_CAUSE_ACTION = "No outreach: high risk, but a call is not expected to pay back (lost cause)"
+#: For an at-risk subscriber a call is not expected to pay back.
+NOT_WORTH_ACTION = "No outreach: a call is not expected to pay back its cost"
+
+#: Actions that contact nobody: a targeted row never gets one of these from the rule table.
+NO_CONTACT_ACTIONS = (DEFAULT_ACTION, DO_NOT_CONTACT, CONTROL_ACTION, BEYOND_LIMIT_ACTION, LOST_CAUSE_ACTION,
+                      NOT_WORTH_ACTION)
+#: Every action ``list_actions`` can give besides the rule table's.
+CAMPAIGN_ACTIONS = (TARGETED_ACTION, *NO_CONTACT_ACTIONS)
+
+
+def is_contact(action) -> np.ndarray:
+    """True where an action reaches the subscriber (anything but ``NO_CONTACT_ACTIONS``)."""
+    values = np.asarray(action, dtype=object)
+    return ~np.isin(values, np.asarray(NO_CONTACT_ACTIONS, dtype=object))
+
+
+def list_actions(action, *, targeted, do_not_contact, risk_tier, expected_net_value, group=None) -> np.ndarray:
+    """Each row's action made consistent with its targeting (the table above this function).
+
+    Parameters
+    ----------
+    action : array-like of str
+        The rule table's action per row (``recommend_actions``), or ``DEFAULT_ACTION``.
+    targeted, do_not_contact : array-like of bool
+        The campaign's selection and the rows a contact is expected to push out.
+    risk_tier : array-like of str
+        ``low``, ``medium`` or ``high``.
+    expected_net_value : array-like of float
+        Expected net value of a contact (positive: worth one).
+    group : array-like of str, optional
+        ``offer`` / ``control`` / blank (``--control-share``).
+
+    Returns
+    -------
+    ndarray of object (str), one action per row.
+    """
+    rule = np.asarray(action, dtype=object)
+    targeted = np.asarray(targeted, dtype=bool)
+    harmful = np.asarray(do_not_contact, dtype=bool)
+    tier = np.asarray(risk_tier, dtype=object)
+    worth = np.nan_to_num(np.asarray(expected_net_value, dtype="float64"), nan=0.0) > 0
+    control = np.zeros(len(rule), dtype=bool) if group is None else np.asarray(group, dtype=object) == "control"
+    offered = targeted & ~control & ~harmful
+    conditions = [control, harmful, offered & is_contact(rule), offered, worth, tier == "high", tier == "medium"]
+    choices = [CONTROL_ACTION, DO_NOT_CONTACT, "", TARGETED_ACTION, BEYOND_LIMIT_ACTION, LOST_CAUSE_ACTION,
+               NOT_WORTH_ACTION]
+    out = np.select(conditions, choices, default=DEFAULT_ACTION).astype(object)
+    keep = offered & is_contact(rule)
+    out[keep] = rule[keep]
+    return out

@@ -10,7 +10,8 @@ reviewed ``TRUSTED_TYPES``; ``pip_requirements`` are given explicitly.  Every fi
 model is hashed (SHA-256) when it is logged; the digest is a run tag and a model-version tag,
 and ``load_model`` downloads the files, checks them against it and loads only the checked copy.
 Nothing personal is logged: no rows, no ids, no names, no level of a column that looks
-personal; the input example is synthetic.  The registry gate (``register_and_gate``) registers
+personal; the input example is synthetic; the report logged to a scoring run is the copy
+without subscriber ids (``pipeline.report``).  The registry gate (``register_and_gate``) registers
 a challenger, moves the aliases and rolls everything back when any step fails.
 """
 
@@ -1178,3 +1179,205 @@ def log_response(result, dataset, config, *, uri: str, plots: dict[str, Path], e
         )
         record_model_hash(mlflow.get_logged_model(logged.model_id).artifact_location)
         return run.info.run_id
+
+
+# --------------------------------------------------------------------------------------
+# What the registry knows about its versions (``churn models``, the scoring summary)
+# --------------------------------------------------------------------------------------
+
+#: Hold-out metrics shown for each kind of model, in order.
+CARD_METRICS = {
+    "churn": ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "empc"),
+    "response": ("qini_coefficient", "qini_coefficient_risk", "auuc", "ate", "ate_ci_low", "ate_ci_high"),
+}
+
+
+def _iso(milliseconds: int | None) -> str | None:
+    if not milliseconds:
+        return None
+    return dt.datetime.fromtimestamp(milliseconds / 1000, tz=dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_card(run_id: str, *, kind: str = "churn") -> dict[str, Any]:
+    """What a training run says about its model: family, hold-out metrics, training data, when.
+
+    ``data``: the content hash (SHA-256), rows and churn rate of the training data (its
+    ``mlflow.log_input`` lineage) and its snapshot date (run tag ``data_snapshot_date``).
+    """
+    try:
+        run = _client().get_run(run_id)
+    except Exception as err:
+        raise _registry_error(f"reading run {run_id}", err) from err
+    tags, metrics = run.data.tags, run.data.metrics
+    data: dict[str, Any] = {"snapshot_date": tags.get("data_snapshot_date")}
+    for entry in (run.inputs.dataset_inputs if run.inputs else []) or []:
+        found = {t.key: t.value for t in entry.tags}
+        if found.get("mlflow.data.context") in ("training", "training-response") or "content_sha256" in found:
+            data.update({"content_sha256": found.get("content_sha256"), "rows": _int(found.get("rows")),
+                         "label_rate": _float(found.get("label_rate")), "source": entry.dataset.name})
+            break
+    return {
+        "run_id": run_id,
+        "trained_at": _iso(run.info.start_time),
+        "family": tags.get("model_family") or (f"{tags.get('learner')} ({tags.get('base_family')})"
+                                              if tags.get("learner") else None),
+        "calibration": tags.get("calibration"),
+        "metrics": {k: float(metrics[k]) for k in CARD_METRICS.get(kind, ()) if k in metrics},
+        "data": data,
+    }
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def version_cards(model_name: str, *, kind: str = "churn") -> list[dict[str, Any]]:
+    """Every registered version of ``model_name``, newest first, with aliases and ``run_card``.
+
+    An empty list when the model is not registered.
+    """
+    state = registry_state(model_name)
+    if not state.exists:
+        return []
+    try:
+        versions = _client().search_model_versions(f"name = '{model_name}'")
+    except Exception as err:
+        raise _registry_error(f"listing the versions of {model_name}", err) from err
+    aliases: dict[int, list[str]] = {}
+    for alias, number in state.aliases.items():
+        aliases.setdefault(int(number), []).append(alias)
+    cards = []
+    for version in sorted(versions, key=lambda v: -int(v.version)):
+        card = {"name": model_name, "kind": kind, "version": int(version.version),
+                "aliases": sorted(aliases.get(int(version.version), [])),
+                "registered_at": _iso(version.creation_timestamp)}
+        card.update(run_card(version.run_id, kind=kind) if version.run_id else {"metrics": {}, "data": {}})
+        cards.append(card)
+    return cards
+
+
+def model_card(uri: str, version: str, *, kind: str = "churn") -> dict[str, Any]:
+    """The card of the model a scoring run loaded (``uri``, pinned to ``version``), or what is known."""
+    card: dict[str, Any] = {"uri": uri, "version": str(version), "kind": kind, "metrics": {}, "data": {}}
+    run_id = None
+    if uri.startswith("models:/") and str(version).isdigit():
+        rest = uri[len("models:/"):]
+        name = rest.partition("@")[0] if "@" in rest else rest.rpartition("/")[0]
+        card["name"] = name
+        try:
+            run_id = _client().get_model_version(name, str(version)).run_id
+        except Exception as err:
+            raise _registry_error(f"reading {name} version {version}", err) from err
+        card["aliases"] = sorted(a for a, v in registry_state(name).aliases.items() if str(v) == str(version))
+    elif uri.startswith("runs:/"):
+        run_id = uri[len("runs:/"):].split("/", 1)[0]
+    if run_id:
+        card.update(run_card(run_id, kind=kind))
+    return card
+
+
+def run_table(run_id: str, artifact: str) -> pd.DataFrame | None:
+    """A CSV artifact of a run as a frame (e.g. ``evaluation/reliability.csv``), or None when absent."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp)
+            return pd.read_csv(path)
+        except Exception:  # absent or unreadable: the report says so
+            return None
+
+
+def log_files(run_id: str, files: Mapping[str, Path]) -> None:
+    """Add files to a finished run: ``{"report/at_risk.report.html": path, ...}`` (folder taken from the key)."""
+    client = _client()
+    for name, path in files.items():
+        folder = str(Path(name).parent)
+        client.log_artifact(run_id, str(path), artifact_path=None if folder == "." else folder)
+
+
+def tag_run(run_id: str, tags: Mapping[str, str]) -> None:
+    """Set tags on a run (finished or not)."""
+    client = _client()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def run_exists(run_id: str) -> bool:
+    """Whether this store holds run ``run_id`` (False only for MLflow's "does not exist")."""
+    try:
+        _client().get_run(run_id)
+    except Exception as err:
+        if _is_missing(err):
+            return False
+        raise _registry_error(f"reading run {run_id}", err) from err
+    return True
+
+
+# --------------------------------------------------------------------------------------
+# The REST wrapper (``pipeline.serving``), registered beside the models
+# --------------------------------------------------------------------------------------
+
+#: Model-version tag with the digest of the wrapper's code and settings (one version per digest).
+SERVICE_TAG = "service_sha256"
+
+
+def service_name(model_name: str) -> str:
+    """The registered name of the REST wrapper of ``model_name``."""
+    return f"{model_name}-service"
+
+
+def register_service(model_name: str, *, response_name: str | None, config, uri: str) -> tuple[int, bool]:
+    """Register the REST wrapper (``pipeline.serving``) of ``model_name`` as ``<model name>-service``.
+
+    The wrapper loads ``models:/<model name>@champion`` (and the response model's champion
+    when ``response_name`` has one) when the server starts.  It is logged as "models from
+    code" (the file ``pipeline/serving.py``, no pickle) with the scoring configuration; a
+    version is registered only when that code or configuration changed since the last one,
+    and holds the ``champion`` alias.  Returns ``(version, newly registered)``.
+    """
+    import hashlib
+
+    import mlflow
+
+    code = Path(__file__).with_name("serving.py")
+    values = json.loads(json.dumps(dataclasses.asdict(config), default=list))
+    response = ""
+    if response_name and registry_state(response_name).aliases.get(CHAMPION) is not None:
+        response = model_uri(response_name)
+    settings = {"churn_model": model_uri(model_name), "response_model": response,
+                "config": json.dumps(values, sort_keys=True)}
+    digest = hashlib.sha256(code.read_bytes() + json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    name = service_name(model_name)
+    client = _client()
+    if registry_state(name).exists:
+        try:
+            found = client.search_model_versions(f"name = '{name}' and tags.{SERVICE_TAG} = '{digest}'")
+        except Exception as err:
+            raise _registry_error(f"listing the versions of {name}", err) from err
+        if found:
+            version = max(int(v.version) for v in found)
+            client.set_registered_model_alias(name, CHAMPION, str(version))
+            return version, False
+    mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
+    with mlflow.start_run(run_name="service") as run:
+        mlflow.set_tags({"stage": "service", "git_commit": git_commit(), SERVICE_TAG: digest})
+        info = mlflow.pyfunc.log_model(name="service", python_model=str(code), model_config=settings,
+                                       code_paths=[str(Path(__file__).parent)], pip_requirements=pip_requirements())
+    try:
+        version = mlflow.register_model(info.model_uri, name, tags={SERVICE_TAG: digest})
+        client.set_registered_model_alias(name, CHAMPION, str(version.version))
+    except Exception as err:
+        raise _registry_error(f"registering {name}", err) from err
+    log.debug("registered %s version %s from run %s", name, version.version, run.info.run_id)
+    return int(version.version), True

@@ -29,6 +29,7 @@ from pipeline.score import (
 )
 
 FAST = "[train]\nsearch_iterations = 1\ncv_folds = 3\nblend = false\n"
+CHEAP_OFFER = "[campaign]\noffer_cost_months = 0.05\ncontact_cost_months = 0.005\n"
 
 
 def _tied_scores(n=5000, seed=3) -> pd.DataFrame:
@@ -207,28 +208,31 @@ print(json.dumps([outcome.rows_written, outcome.rows_scored]))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[4000, 4000]"
     assert (tmp_path / "merged.parquet").read_bytes() == (work / "reference.parquet").read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.parquet"]  # no runs left behind
+    # no runs left behind: the list and the files beside it only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.dictionary.csv", "merged.parquet",
+                                                          "merged.report.html", "merged.summary.json"]
 
 
 def test_rules_on_reasons_apply_to_explained_rows_only(trained):
     work = trained
+    # a cheap offer with the response assumed: the at-risk subscribers are worth a call, so
+    # targeted, and their action is the rule table's (an untargeted row says why it is not called)
     (work / "rules.toml").write_text(
-        "[scoring]\nexplain_rows = 20\n\n"
+        CHEAP_OFFER + "\n[scoring]\nexplain_rows = 20\n\n"
         "[[scoring.actions]]\nwhen = { reason_1_feature = [\"!=\", \"\"], risk_tier = [\"in\", [\"high\", \"medium\"]] }\n"
         "action = \"Call about the first reason\"\n\n"
         "[[scoring.actions]]\nwhen = { risk_tier = [\"in\", [\"high\", \"medium\"]] }\naction = \"Message\"\n"
     )
-    churn("score", "--data", "base", "--output", "rules.csv", "--config", "rules.toml", cwd=work)
+    churn("score", "--data", "base", "--output", "rules.csv", "--config", "rules.toml", "--no-response", cwd=work)
     listed = pd.read_csv(work / "rules.csv", keep_default_na=False)
-    at_risk = listed[listed["risk_tier"].isin(["high", "medium"])]
+    at_risk = listed[listed["risk_tier"].isin(["high", "medium"]) & listed["targeted"]]
+    assert at_risk["rank"].iloc[:10].tolist() == list(range(1, 11))
     explained = at_risk["reason_1"] != ""
     assert explained.sum() <= 20 and explained.iloc[:10].all()
     assert (at_risk.loc[explained, "action"] == "Call about the first reason").all()
     # beyond the explained rows the reason column is blank but present, so the rule never matches
     assert (at_risk.loc[~explained, "action"] == "Message").all() and (~explained).sum() > 100
 
-
-CHEAP_OFFER = "[campaign]\noffer_cost_months = 0.05\ncontact_cost_months = 0.005\n"
 
 
 def test_control_groups_are_random_reproducible_and_the_same_whatever_the_chunks(trained):

@@ -13,7 +13,7 @@ registered or moved.  ``docs/robustness.md`` lists the same cases with the line 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
