@@ -93,7 +93,7 @@ def _found(planted: dict[str, list], blobs: dict[str, bytes]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_planted_personal_data_never_reaches_the_store_or_the_terminal(tmp_path):
+def test_planted_personal_data_never_reaches_the_store_the_list_the_report_or_the_terminal(tmp_path):
     n = 800
     planted = _planted(n)
     table = churn_table(n).drop(columns=["customer_name"]).assign(**planted)
@@ -113,6 +113,9 @@ def test_planted_personal_data_never_reaches_the_store_or_the_terminal(tmp_path)
              "stderr": "\n".join([trained.stderr, scored.stderr]).encode().lower()}
     files = [tmp_path / "mlflow.db", *sorted(p for p in (tmp_path / "mlruns").rglob("*") if p.is_file())]
     assert len(files) > 40
+    written = sorted(p.name for p in out.iterdir())  # the list and what is written beside it
+    assert written == ["all.csv", "all.dictionary.csv", "all.report.html", "all.summary.json"]
+    files += [out / name for name in written]
     for path in files:
         blobs[str(path.relative_to(tmp_path))] = path.read_bytes().lower()
         if path.suffix in (".skops", ".zip"):  # compressed: look inside too
