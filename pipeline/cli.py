@@ -484,9 +484,10 @@ def cmd_demo(args, progress: Progress) -> int:
     from pipeline.errors import hide_credentials
     from pipeline.tracking import resolve_uri, ui_command
 
-    # The demo's selection is lighter than a real run's (fewer random-search draws and folds,
-    # CatBoost only on bases up to 50,000 subscribers) so the whole job stays within a few
-    # minutes on two cores; --config can change it.
+    # The demo's selection is lighter than a real run's (one random-search draw per family,
+    # three folds, selection on a 20,000-row sample, CatBoost only when its training rows are at
+    # most 40,000, so not on the demo's default base) so the whole job stays within a few minutes
+    # on two cores; README.md says so; --config replaces it with the given file.
     config = _config(args)
     if args.config is None:
         config = with_overrides(config, train={"search_iterations": 1, "cv_folds": 3, "selection_max_rows": 20_000,
