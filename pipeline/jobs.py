@@ -236,9 +236,9 @@ def train_job(
     importances = evaluate.permutation_importance_table(
         result.holdout_model, holdout[result.input_columns], y_holdout, seed=config.train.seed, n_repeats=3, max_rows=5000
     )
-    from pipeline.dataset import segments
+    from pipeline.segments import segment_columns
 
-    segment_table = evaluate.segment_metrics(y_holdout, result.holdout_proba, segments(holdout))
+    segment_table = evaluate.segment_metrics(y_holdout, result.holdout_proba, segment_columns(holdout))
     fairness = _fairness(holdout, y_holdout, result, config)
     with tempfile.TemporaryDirectory() as tmp:
         plots = evaluate.save_plots(
