@@ -171,12 +171,11 @@ def column_kinds(frame: pd.DataFrame) -> dict[str, str]:
         elif column.dtype.kind in "mM":
             kinds[str(name)] = "other"
         else:
-            text = column.astype("string").str.strip()
-            text = text[text.notna() & (text != "")]
-            from pipeline.prepare import to_numbers
+            from pipeline.prepare import text_numbers
 
-            parsed = to_numbers(text)  # "1,234.5" is a number, as the model's typing step reads it
-            kinds[str(name)] = "number" if len(text) == 0 or parsed.notna().mean() >= 0.95 else "text"
+            # "1,234.5" is a number, as the model's typing step reads it; an all-blank column may be one
+            blank = column.astype("string").str.strip().fillna("").eq("").all()
+            kinds[str(name)] = "number" if blank or text_numbers(column) is not None else "text"
     return kinds
 
 

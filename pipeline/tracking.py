@@ -256,10 +256,10 @@ def example_row(frame: pd.DataFrame, id_column: str | None, *,
             if len(known):
                 value = str(known.index[0])
             else:
-                from pipeline.prepare import to_numbers
+                from pipeline.prepare import text_numbers
 
-                numbers = to_numbers(column)  # the typing step's own parser ("1,234.5" is a number)
-                if numbers.notna().any() and numbers.notna().mean() >= 0.95:
+                numbers = text_numbers(column)  # the typing step's own rule ("1,234.5" is a number)
+                if numbers is not None:
                     value = f"{float(numbers.median()):.2g}"
         row[name] = [value if value is not None else ("example" if not personal else None)]
     return pd.DataFrame({k: pd.Series(v) for k, v in row.items()})
