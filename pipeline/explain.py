@@ -87,7 +87,7 @@ def contributions(model, X: pd.DataFrame, *, background: pd.DataFrame | None = N
     Parameters
     ----------
     model
-        A fitted model: ``CalibratedClassifierCV`` (its inner estimator is explained), a
+        A fitted model: ``pipeline.model.CalibratedModel`` (its inner estimator is explained), a
         candidate pipeline of ``pipeline.model``, or a soft ``VotingClassifier`` of them.
     X : DataFrame
         Raw rows, as the model takes them.
