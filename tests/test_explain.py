@@ -145,7 +145,7 @@ def test_boosted_contributions_add_up_to_the_raw_prediction(data, boosted):
     _, _, scored = data
     got, baseline = contributions(boosted, scored, with_baseline=True)
     classifier = boosted.named_steps["classifier"]
-    raw = classifier._raw_predict(boosted[:-1].transform(scored)).ravel()
+    raw = classifier.decision_function(boosted[:-1].transform(scored))
     np.testing.assert_allclose(baseline + got.sum(axis=1), raw, atol=ATOL, rtol=0)
     assert list(got.columns) == ["tenure", "Contract", "charges", "Partner"]
     assert got.index.equals(scored.index)
