@@ -59,7 +59,8 @@ class TrainConfig:
     #: Candidate model families tried by selection: ``logistic``, ``hist_gradient_boosting``,
     #: ``catboost`` (tried at its defaults, and only up to ``catboost_max_rows`` training rows).
     candidates: tuple[str, ...] = ("logistic", "hist_gradient_boosting", "catboost")
-    #: CatBoost is skipped above this many training rows: its fit time grows fastest with
+    #: CatBoost is skipped above this many training rows (the rows left after the hold-out,
+    #: before selection's subsample): its fit time grows fastest with
     #: rows (15 to 30 times HistGradientBoosting's CPU time on 32,000 rows); ``0``: no limit.
     catboost_max_rows: int = 100_000
     #: Random-search draws per candidate family (besides its default; CatBoost has none).
@@ -76,8 +77,9 @@ class TrainConfig:
     #: Selection's cross-validation runs on at most this many (stratified) training rows;
     #: the final model is fit on all of them.
     selection_max_rows: int = 40_000
-    #: Try a weighted blend of the best model of each family, kept only when its
-    #: cross-validated ROC AUC beats the best single family by ``blend_min_gain``.
+    #: Try a weighted soft-voting blend of the chosen candidate and the best candidate of the
+    #: best other family, kept only when its cross-validated ROC AUC beats the chosen
+    #: candidate's by at least ``blend_min_gain``.
     blend: bool = True
     blend_min_gain: float = 0.002
     #: After the hold-out evaluation, refit the chosen model on every row (hold-out included)

@@ -16,7 +16,7 @@ from pipeline import evaluate
 from pipeline.config import CampaignConfig
 from pipeline.errors import ModelError
 
-# The reference case of breach-facts.md (reproduced there with empulse 0.13.1).
+# The EMPC reference case of docs/training.md (values reproduced with empulse 0.13.1).
 REFERENCE_LABELS = [0, 1, 0, 1, 0, 1, 0, 1]
 REFERENCE_SCORES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.8, 0.9]
 
