@@ -2,8 +2,9 @@
 
 Reasons for a histogram gradient boosting model (path attribution, ``pipeline.explain``) need
 its trees, and the one-hot layout of a linear model needs the encoder's output count per
-column; scikit-learn offers neither publicly.  Each function below reads one private
-attribute or calls one private method, and nothing else in the project does, so a
+column; scikit-learn offers neither publicly.  Each function below (but the public
+``is_hist_gradient_boosting``) reads one private attribute or calls one private method, and
+nothing else in the project does, so a
 scikit-learn release that changes them breaks here, in one module, and
 ``tests/test_sklearn_internals.py`` says which function: it exercises every function against
 the installed scikit-learn and checks its result against a public-API computation (the trees
@@ -11,17 +12,19 @@ summed equal ``decision_function``; the layout matches ``get_feature_names_out``
 
 Versions: tested with scikit-learn 1.9.1, the only version installed where this was written;
 ``pyproject.toml`` allows only 1.9.x for that reason.  Widening the range needs that test
-file run against each added version.  (Model files name one private class too: skops's
-trusted type ``sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor`` in
-``pipeline.tracking.TRUSTED_TYPES``; that is persistence, not computation.)
+file run against each added version.  (Model files also name classes by their private
+module paths, such as ``sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor``,
+in skops's trusted types, ``pipeline.tracking.TRUSTED_TYPES``: that is persistence, checked
+by ``tests/test_tracking.py``, not computation.)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: The scikit-learn versions this module was tested with (``tests/test_sklearn_internals.py``).
-TESTED_VERSIONS = ("1.9.1",)
+#: The scikit-learn releases (major.minor) this module was tested with, by
+#: ``tests/test_sklearn_internals.py``: 1.9.1.
+TESTED_VERSIONS = ("1.9",)
 
 
 def is_hist_gradient_boosting(classifier) -> bool:

@@ -43,7 +43,7 @@ def fitted():
 
 
 def test_the_installed_version_is_one_tested():
-    assert sklearn.__version__ in internals.TESTED_VERSIONS
+    assert ".".join(sklearn.__version__.split(".")[:2]) in internals.TESTED_VERSIONS
 
 
 def test_is_hist_gradient_boosting(fitted):
