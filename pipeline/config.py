@@ -2,13 +2,17 @@
 
 The configuration is a tree of frozen dataclasses.  ``load_config(path)`` reads a TOML
 file whose tables mirror the dataclasses; unknown tables or keys are errors, so a typo
-never silently falls back to a default.  Nothing here reads the environment.
+never silently falls back to a default, and every value is checked against its key's
+annotated type (optional keys such as ``data.snapshot_date`` included).  Nothing here
+reads the environment.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +59,8 @@ class TrainConfig:
     #: Candidate model families tried by selection: ``logistic``, ``hist_gradient_boosting``,
     #: ``catboost`` (tried at its defaults, and only up to ``catboost_max_rows`` training rows).
     candidates: tuple[str, ...] = ("logistic", "hist_gradient_boosting", "catboost")
-    #: CatBoost is skipped above this many training rows: its fit time grows fastest with
+    #: CatBoost is skipped above this many training rows (the rows left after the hold-out,
+    #: before selection's subsample): its fit time grows fastest with
     #: rows (15 to 30 times HistGradientBoosting's CPU time on 32,000 rows); ``0``: no limit.
     catboost_max_rows: int = 100_000
     #: Random-search draws per candidate family (besides its default; CatBoost has none).
@@ -72,8 +77,9 @@ class TrainConfig:
     #: Selection's cross-validation runs on at most this many (stratified) training rows;
     #: the final model is fit on all of them.
     selection_max_rows: int = 40_000
-    #: Try a weighted blend of the best model of each family, kept only when its
-    #: cross-validated ROC AUC beats the best single family by ``blend_min_gain``.
+    #: Try a weighted soft-voting blend of the chosen candidate and the best candidate of the
+    #: best other family, kept only when its cross-validated ROC AUC beats the chosen
+    #: candidate's by at least ``blend_min_gain``.
     blend: bool = True
     blend_min_gain: float = 0.002
     #: After the hold-out evaluation, refit the chosen model on every row (hold-out included)
@@ -227,33 +233,51 @@ class Config:
         return out
 
 
+def _is(value: Any, kind: type) -> bool:
+    """Whether a TOML value has a config type (``bool`` is no number; an integer is a float)."""
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "str", bool: "bool"}
+
+
+def _typed(value: Any, annotation: Any, what: str) -> Any:
+    """``value`` checked against a key's annotation (``int``, ``str | None``, ``tuple[str, ...]``...)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        # ``X | None``: TOML has no null, so a value given is an X
+        (annotation,) = [member for member in typing.get_args(annotation) if member is not type(None)]
+    if (typing.get_origin(annotation) or annotation) is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{what} must be a list, got {value!r}")
+        items = typing.get_args(annotation)[:1]
+        if items and not all(_is(item, items[0]) for item in value):
+            raise ConfigError(f"{what} must be a list of {items[0].__name__}, got {value!r}")
+        return tuple(value)
+    if not _is(value, annotation):
+        raise ConfigError(f"{what} must be {_KIND_NAMES.get(annotation, annotation.__name__)}, got {value!r}")
+    return value
+
+
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected one of {', '.join(known)}")
+    annotations = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default):
+        if dataclasses.is_dataclass(annotations[name]):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [{name}] must be a table")
-            kwargs[name] = _build(type(default), value, f"{where} [{name}]")
+            kwargs[name] = _build(annotations[name], value, f"{where} [{name}]")
             continue
-        if isinstance(default, tuple):
-            if not isinstance(value, list):
-                raise ConfigError(f"{where}: {name} must be a list, got {value!r}")
-            value = tuple(value)
-        elif isinstance(default, bool) or (default is not None and not isinstance(default, (int, float))):
-            if default is not None and not isinstance(value, type(default)):
-                raise ConfigError(f"{where}: {name} must be {type(default).__name__}, got {value!r}")
-        elif isinstance(default, (int, float)):
-            kind = "an integer" if isinstance(default, int) else "a number"
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{where}: {name} must be {kind}, got {value!r}")
-            if isinstance(default, int) and not isinstance(value, int):
-                raise ConfigError(f"{where}: {name} must be {kind}, got {value!r}")
-        kwargs[name] = value
+        kwargs[name] = _typed(value, annotations[name], f"{where}: {name}")
     return dataclasses.replace(cls(), **kwargs)
 
 

@@ -803,29 +803,3 @@ def response_rows(dataset: Dataset) -> Dataset:
             f"control group (expected at least {MIN_GROUP_ROWS} in each{outside})"
         )
     return dataset.subset(treatment.notna().to_numpy(), reason=EXCLUDED_NO_EXPERIMENT)
-
-
-def segments(frame: pd.DataFrame) -> pd.DataFrame:
-    """Segment columns for per-segment metrics: contract type, tenure band, exposure level."""
-    from pipeline.prepare import to_numbers
-
-    out = {}
-    lowered = {str(c).lower(): c for c in frame.columns}
-    for name in ("contract_type", "contract"):
-        if name in lowered:
-            out["contract_type"] = frame[lowered[name]].astype("string").fillna("unknown")
-            break
-    for name in ("tenure_months", "tenure"):
-        if name in lowered:
-            months = to_numbers(frame[lowered[name]])
-            bands = pd.cut(months, [-np.inf, 6, 12, 24, 60, np.inf], labels=["0-6m", "6-12m", "1-2y", "2-5y", "5y+"])
-            out["tenure_band"] = bands.astype("string").fillna("unknown")
-            break
-    if "exposure_severity" in lowered:
-        severity = to_numbers(frame[lowered["exposure_severity"]]).fillna(0)
-        level = np.select([severity <= 0, severity < 3], ["not exposed", "low"], "high")
-        if "fraud_loss_amount" in lowered:
-            harmed = to_numbers(frame[lowered["fraud_loss_amount"]]).fillna(0) > 0
-            level = np.where(harmed, "harmed", level)
-        out["exposure_level"] = pd.Series(level, index=frame.index)
-    return pd.DataFrame(out, index=frame.index)

@@ -20,12 +20,9 @@ _FLOOR = 1e-4  # share given to an empty bin, so that the logarithm stays finite
 def _numeric(column: pd.Series) -> pd.Series | None:
     if column.dtype.kind in "biuf":
         return column.astype("float64")
-    from pipeline.prepare import to_numbers
+    from pipeline.prepare import text_numbers
 
-    values = to_numbers(column)
-    if values.notna().sum() >= 0.95 * column.notna().sum() and values.notna().any():
-        return values.astype("float64")
-    return None
+    return text_numbers(column)
 
 
 def profile(frame: pd.DataFrame, *, bins: int = 10, max_levels: int = 20, skip: tuple[str, ...] = ()) -> dict:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import CampaignConfig
-from pipeline.errors import DataError, ModelError, first_rows
+from pipeline.errors import ModelError, first_rows
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.figure import Figure
@@ -41,12 +41,6 @@ logger = logging.getLogger(__name__)
 
 #: Fractions of the base at which lift and gains are reported (``lift_5`` is the top 5%).
 REPORTED_FRACTIONS = (0.05, 0.10, 0.20)
-
-#: Tenure bands used for segment metrics: (label, lower bound in months, upper bound).
-TENURE_BANDS = (("0-6m", 0, 6), ("6-12m", 6, 12), ("1-2y", 12, 24), ("2-5y", 24, 60), ("5y+", 60, math.inf))
-
-#: Exposure levels, from least to most affected.
-EXPOSURE_LEVELS = ("not_exposed", "exposed", "directly_harmed")
 
 #: Tolerance when turning ``fraction * n`` into a row count, so that 0.07 * 100 is 7, not 8.
 _ROW_COUNT_TOLERANCE = 1e-9
@@ -582,60 +576,6 @@ def classification_metrics(
     return metrics
 
 
-def tenure_band(tenure_months: Any) -> pd.Series:
-    """Tenure in months as ordered bands ``0-6m``, ``6-12m``, ``1-2y``, ``2-5y``, ``5y+``.
-
-    Lower bounds are inclusive (12 months is ``1-2y``); blanks stay blank.
-
-    Examples
-    --------
-    >>> tenure_band([0, 5.9, 6, 12, 59, 60]).tolist()
-    ['0-6m', '0-6m', '6-12m', '1-2y', '2-5y', '5y+']
-    """
-    months = pd.Series(tenure_months) if not isinstance(tenure_months, pd.Series) else tenure_months
-    numeric = pd.to_numeric(months, errors="coerce")
-    bad = np.flatnonzero((numeric.isna() & months.notna()).to_numpy() | (numeric < 0).to_numpy())
-    if bad.size:
-        raise DataError(
-            f"tenure_band: tenure in months must be a non-negative number; got {_plain(months.iloc[bad[0]])!r} "
-            f"in {first_rows(months.index[bad])}"
-        )
-    labels = [label for label, _, _ in TENURE_BANDS]
-    edges = [low for _, low, _ in TENURE_BANDS] + [math.inf]
-    bands = pd.cut(numeric, bins=edges, right=False, labels=labels, ordered=True)
-    return bands.rename("tenure_band")
-
-
-def exposure_level(exposure: pd.Series, fraud_loss: pd.Series | None = None) -> pd.Series:
-    """How hard the breach hit each subscriber: ``not_exposed``, ``exposed`` or ``directly_harmed``.
-
-    Parameters
-    ----------
-    exposure
-        Either a boolean ``is_exposed`` flag or a numeric ``exposure_severity`` (exposed when
-        above 0); blanks count as not exposed.
-    fraud_loss
-        Optional fraud loss per subscriber (same index); a loss above 0 makes the subscriber
-        ``directly_harmed`` whatever their exposure.
-    """
-    flags = pd.to_numeric(exposure.astype("float64") if exposure.dtype == bool else exposure, errors="coerce")
-    bad = np.flatnonzero((flags.isna() & exposure.notna()).to_numpy())
-    if bad.size:
-        raise DataError(
-            "exposure_level: exposure must be a boolean flag or a numeric severity; "
-            f"got {_plain(exposure.iloc[bad[0]])!r} in {first_rows(exposure.index[bad])}"
-        )
-    level = np.where(flags.fillna(0).to_numpy() > 0, "exposed", "not_exposed").astype(object)
-    if fraud_loss is not None:
-        if len(fraud_loss) != len(exposure):
-            raise DataError(f"exposure_level: fraud_loss has {len(fraud_loss)} rows but exposure has {len(exposure)}")
-        harmed = pd.to_numeric(fraud_loss, errors="coerce").fillna(0).to_numpy() > 0
-        level[harmed] = "directly_harmed"
-    return pd.Series(
-        pd.Categorical(level, categories=EXPOSURE_LEVELS, ordered=True), index=exposure.index, name="exposure_level"
-    )
-
-
 def segment_metrics(y_true: Any, proba: Any, segments: pd.DataFrame) -> pd.DataFrame:
     """Metrics within each level of each segment column.
 
@@ -1060,7 +1000,6 @@ __all__ = [
     "Reliability",
     "classification_metrics",
     "empc",
-    "exposure_level",
     "gains_at",
     "lift_at",
     "mpc",
@@ -1076,7 +1015,6 @@ __all__ = [
     "reliability_table",
     "save_plots",
     "segment_metrics",
-    "tenure_band",
     "top_decile_lift",
     "value_captured_at",
 ]

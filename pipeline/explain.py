@@ -16,11 +16,13 @@ additive contribution per raw input column:
   node's value is the count-weighted mean of the leaf values below it; walking a row from
   the root to its leaf, each split credits ``value(child) - value(node)`` to the raw column
   it splits on.  Per tree these telescope to ``leaf - root``, so ``baseline + sum`` equals
-  the model's raw prediction exactly, with ``baseline = _baseline_prediction + sum of root
-  values``.  Rows are routed to leaves by scikit-learn's own compiled predictor (so missing
-  values and unseen categories go exactly where prediction sends them), and the per-leaf
-  path sums are applied with sparse products: the whole costs about two to three times the
-  model's own ``predict_proba``.
+  the model's raw prediction (``decision_function``) exactly, with ``baseline`` the model's
+  baseline prediction plus the sum of root values.  Rows are routed to leaves by
+  scikit-learn's own compiled predictor (so missing values and unseen categories go exactly
+  where prediction sends them), and the per-leaf path sums are applied with sparse products:
+  the whole costs about two to three times the model's own ``predict_proba``.  The trees are
+  read through ``pipeline._sklearn_internals``, the one module that touches scikit-learn's
+  private parts.
 * **CatBoost**: exact TreeSHAP values of its log-odds, computed by CatBoost itself;
   ``baseline + sum`` equals the raw prediction.
 * **A soft-voting blend** of such pipelines: the weighted average of its members'
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline import _sklearn_internals as internals
 from pipeline.errors import DataError, ModelError
 from pipeline.protected import protected_trait
 
@@ -87,7 +90,7 @@ def contributions(model, X: pd.DataFrame, *, background: pd.DataFrame | None = N
     Parameters
     ----------
     model
-        A fitted model: ``CalibratedClassifierCV`` (its inner estimator is explained), a
+        A fitted model: ``pipeline.model.CalibratedModel`` (its inner estimator is explained), a
         candidate pipeline of ``pipeline.model``, or a soft ``VotingClassifier`` of them.
     X : DataFrame
         Raw rows, as the model takes them.
@@ -127,8 +130,7 @@ def _explain_blend(blend, X, *, background, n_threads, sides) -> _Attribution:
     if blend.voting != "soft":
         raise ModelError(f"cannot explain a VotingClassifier with voting={blend.voting!r}; expected soft voting")
     members = blend.estimators_
-    weights = blend._weights_not_none or [1.0] * len(members)
-    weights = np.asarray(weights, dtype="float64") / float(np.sum(weights))
+    weights = _blend_weights(blend)
     parts = [_explain_pipeline(member, X, background=background, n_threads=n_threads, sides=sides)
              for member in members]
     columns: list[str] = []
@@ -147,6 +149,20 @@ def _explain_blend(blend, X, *, background, n_threads, sides) -> _Attribution:
     return _Attribution(columns, values, high, low, baseline)
 
 
+def _blend_weights(blend) -> np.ndarray:
+    """The weights of a fitted soft ``VotingClassifier``'s members (``estimators_``), summing to 1.
+
+    ``weights`` lists one weight per entry of ``estimators``, those set to ``"drop"`` included
+    (they have no fitted member); no weights: equal weights.
+    """
+    if blend.weights is None:
+        weights = [1.0] * len(blend.estimators_)
+    else:
+        weights = [w for (_, member), w in zip(blend.estimators, blend.weights) if member != "drop"]
+    weights = np.asarray(weights, dtype="float64")
+    return weights / float(np.sum(weights))
+
+
 def _split_pipeline(estimator):
     """(preparation steps as a Pipeline or None, classifier)."""
     steps = getattr(estimator, "steps", None)
@@ -160,7 +176,7 @@ def _explain_pipeline(estimator, X, *, background, n_threads, sides) -> _Attribu
     classes = getattr(classifier, "classes_", None)
     if classes is not None and len(classes) != 2:
         raise ModelError(f"cannot explain a model with {len(classes)} classes; expected a binary churn model")
-    if hasattr(classifier, "_predictors") and hasattr(classifier, "_baseline_prediction"):
+    if internals.is_hist_gradient_boosting(classifier):
         typed = prepare.transform(X) if prepare is not None else X
         return _explain_hist_gradient_boosting(classifier, typed, n_threads=n_threads, sides=sides)
     if hasattr(classifier, "coef_") and hasattr(classifier, "intercept_"):
@@ -205,7 +221,7 @@ def _encoded_layout(prepare, raw_columns: list[str]):
         inputs = [str(c) for c in transformer.feature_names_in_]
         last = _last_step(transformer)
         if hasattr(last, "categories_"):
-            counts = getattr(last, "_n_features_outs", None) or [len(c) for c in last.categories_]
+            counts = internals.onehot_output_counts(last)
             for column, count in zip(inputs, counts):
                 sources += [column] * int(count)
                 kinds += ["level"] * int(count)
@@ -329,7 +345,7 @@ def _hgb_feature_names(classifier) -> list[str]:
     names = getattr(classifier, "feature_names_in_", None)
     n = classifier.n_features_in_
     names = [str(c) for c in names] if names is not None else [f"x{i}" for i in range(n)]
-    preprocessor = getattr(classifier, "_preprocessor", None)
+    preprocessor = internals.hgb_preprocessor(classifier)
     if preprocessor is None:
         return names
     order = np.empty(n, dtype=np.intp)
@@ -390,22 +406,21 @@ def _explain_hist_gradient_boosting(classifier, typed, *, n_threads, sides: bool
     import os
 
     from scipy import sparse
-    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 
     if getattr(classifier, "n_trees_per_iteration_", 1) != 1:
         raise ModelError("cannot explain a multi-class gradient boosting model; expected a binary churn model")
-    matrix = np.ascontiguousarray(classifier._preprocess_X(typed, reset=False), dtype="float64")
+    matrix = internals.hgb_matrix(classifier, typed)
     names = getattr(classifier, "feature_names_in_", None)
     columns = [str(c) for c in names] if names is not None else [f"x{i}" for i in range(classifier.n_features_in_)]
     position = {c: i for i, c in enumerate(columns)}
     feature_of = np.asarray([position[c] for c in _hgb_feature_names(classifier)], dtype=np.intp)
-    known_bitsets, f_idx_map = classifier._bin_mapper.make_known_categories_bitsets()
+    bitsets = internals.hgb_category_bitsets(classifier)
     threads = int(n_threads or os.cpu_count() or 1)
     n_rows, n_columns = matrix.shape[0], len(columns)
     total = np.zeros((n_rows, n_columns))
     high = np.zeros((n_rows, n_columns))
-    baseline = float(np.ravel(classifier._baseline_prediction)[0])
-    trees = [predictors[0] for predictors in classifier._predictors]
+    baseline = internals.hgb_baseline(classifier)
+    trees = internals.hgb_trees(classifier)
     for start in range(0, len(trees), TREE_BATCH):
         batch = trees[start:start + TREE_BATCH]
         leaves = np.empty((n_rows, len(batch)), dtype=np.int64)
@@ -416,11 +431,7 @@ def _explain_hist_gradient_boosting(classifier, typed, *, n_threads, sides: bool
             means, tree_entries = _leaf_paths(nodes, feature_of)
             baseline += float(means[0])
             entries.extend((node + offset, *rest) for node, *rest in tree_entries)
-            # Route rows with scikit-learn's own predictor, whose "value" is the node number.
-            numbered = nodes.copy()
-            numbered["value"] = np.arange(len(nodes), dtype="float64")
-            router = TreePredictor(numbered, tree.binned_left_cat_bitsets, tree.raw_left_cat_bitsets)
-            leaves[:, t] = router.predict(matrix, known_bitsets, f_idx_map, threads).astype(np.int64) + offset
+            leaves[:, t] = internals.hgb_leaves(tree, matrix, bitsets, threads) + offset
             offset += len(nodes)
         routing = sparse.csr_matrix(
             (np.ones(leaves.size), leaves.ravel(), np.arange(0, leaves.size + 1, len(batch))),
@@ -457,14 +468,10 @@ def raw_log_odds(model, X: pd.DataFrame) -> np.ndarray:
 
     estimator = final_estimator(model)
     if hasattr(estimator, "estimators_") and hasattr(estimator, "voting"):
-        weights = np.asarray(estimator._weights_not_none or [1.0] * len(estimator.estimators_), dtype="float64")
-        weights = weights / weights.sum()
-        return sum(w * raw_log_odds(m, X) for w, m in zip(weights, estimator.estimators_))
+        return sum(w * raw_log_odds(m, X) for w, m in zip(_blend_weights(estimator), estimator.estimators_))
     prepare, classifier = _split_pipeline(estimator)
     typed = prepare.transform(X) if prepare is not None else X
-    if hasattr(classifier, "_raw_predict"):
-        return np.ravel(classifier._raw_predict(typed))
-    return np.ravel(classifier.decision_function(typed))
+    return np.ravel(classifier.decision_function(typed))  # HistGradientBoosting's: its raw prediction
 
 
 # --------------------------------------------------------------------------------------

@@ -141,37 +141,6 @@ class TrainOutcome:
     service: str = ""
 
 
-def _champion_metric(champion: int, *, model_name: str, dataset, result, config: Config) -> float | None:
-    """The champion's promotion metric on this run's hold-out, or None if it takes other inputs.
-
-    A champion refit on all rows of this very data (same content, seed and hold-out share)
-    has seen this hold-out; its recorded hold-out metric, measured on the same rows by its
-    model fit without them, is used instead.  The champion is loaded through
-    ``tracking.load_model``, so its files are checked against their recorded hash first.
-    """
-    from pipeline import evaluate, tracking
-    from pipeline.score import predict
-    from pipeline.targeting import clv
-
-    loaded = tracking.load_model(f"models:/{model_name}/{champion}")
-    recorded = loaded.metadata.get("holdout") or {}
-    if (recorded.get("refit_all_rows") and recorded.get("data_sha256") == dataset.content_hash()
-            and recorded.get("seed") == config.train.seed and recorded.get("fraction") == config.train.holdout_fraction
-            and config.train.promotion_metric in recorded.get("metrics", {})):
-        return float(recorded["metrics"][config.train.promotion_metric])
-    columns = loaded.metadata.get("input_columns") or [c for c, _ in loaded.signature_columns]
-    holdout = dataset.frame.iloc[result.holdout_index].reset_index(drop=True)
-    if any(c not in holdout.columns for c in columns):
-        return None
-    proba = predict(loaded.model, holdout, columns, n_threads=config.train.n_threads)
-    y = dataset.label.to_numpy()[result.holdout_index]
-    value = None
-    if dataset.monthly_value is not None:
-        value = clv(dataset.monthly_value.to_numpy()[result.holdout_index], config.campaign)
-    metrics = evaluate.classification_metrics(y, proba, value=value, campaign=config.campaign)
-    return float(metrics[config.train.promotion_metric])
-
-
 def train_job(
     data: str,
     *,
@@ -236,9 +205,9 @@ def train_job(
     importances = evaluate.permutation_importance_table(
         result.holdout_model, holdout[result.input_columns], y_holdout, seed=config.train.seed, n_repeats=3, max_rows=5000
     )
-    from pipeline.dataset import segments
+    from pipeline.segments import segment_columns
 
-    segment_table = evaluate.segment_metrics(y_holdout, result.holdout_proba, segments(holdout))
+    segment_table = evaluate.segment_metrics(y_holdout, result.holdout_proba, segment_columns(holdout))
     fairness = _fairness(holdout, y_holdout, result, config)
     with tempfile.TemporaryDirectory() as tmp:
         plots = evaluate.save_plots(
@@ -258,15 +227,9 @@ def train_job(
     if snapshot:
         tracking.tag_run(run_id, {"data_snapshot_date": str(snapshot)})
     model_name = config.tracking.model_name
-    metric = config.train.promotion_metric
     say("registering the model (the gate compares it with the champion first)")
     before = tracking.registry_state(model_name)
-    registration = tracking.register_and_gate(
-        run_id, model_name, metric=metric, challenger_score=float(result.metrics[metric]),
-        champion_score=partial(_champion_metric, model_name=model_name, dataset=dataset, result=result,
-                               config=config),
-        metrics=result.metrics,
-    )
+    registration = tracking.gate_churn_model(run_id, result, dataset, config)
     try:
         if response_result is not None:
             response = _log_and_register_response(response_result, response_data, config, uri, say)
@@ -387,26 +350,6 @@ def _train_response_model(data, churn, config: Config, say: Say):
                           drop_columns=drop)
 
 
-def _response_champion_metric(name: str, champion: int, *, data, result, config: Config) -> float | None:
-    """The champion response model's Qini coefficient on this run's hold-out (None when incomparable)."""
-    from pipeline import evaluate, tracking
-
-    loaded = tracking.load_model(f"models:/{name}/{champion}")
-    recorded = loaded.metadata.get("holdout") or {}
-    if (recorded.get("refit_all_rows") and recorded.get("data_sha256") == data.content_hash()
-            and recorded.get("seed") == config.train.seed
-            and recorded.get("fraction") == config.response.holdout_fraction and "qini_coefficient" in recorded.get("metrics", {})):
-        return float(recorded["metrics"]["qini_coefficient"])
-    columns = list(loaded.metadata.get("input_columns") or [])
-    holdout = data.frame.iloc[result.holdout_index].reset_index(drop=True)
-    if not columns or any(c not in holdout.columns for c in columns):
-        return None
-    uplift = loaded.model.predict(holdout[columns])
-    y = data.label.to_numpy()[result.holdout_index]
-    t = data.treatment.to_numpy()[result.holdout_index]
-    return float(evaluate.qini_coefficient(y, t, uplift))
-
-
 def _log_and_register_response(result, data, config: Config, uri: str, say: Say) -> ResponseOutcome:
     """Log the response model's run, register it under ``<model name>-response``, and apply the gate."""
     from pipeline import evaluate, tracking
@@ -422,11 +365,7 @@ def _log_and_register_response(result, data, config: Config, uri: str, say: Say)
                  "evaluation/uplift_by_decile.csv": result.deciles}
         say("logging the response model's run to MLflow")
         run_id = tracking.log_response(result, data, config, uri=uri, plots=plots, extra_artifacts=extra)
-    registration = tracking.register_and_gate(
-        run_id, name, metric="qini_coefficient", challenger_score=float(result.metrics["qini_coefficient"]),
-        champion_score=partial(_response_champion_metric, name, data=data, result=result, config=config),
-        metrics=result.metrics, promote_command=f"churn promote {{version}} --model-name {name}",
-    )
+    registration = tracking.gate_response_model(run_id, name, result, data, config)
     version, promoted, message = registration.version, registration.promoted, registration.message
     return ResponseOutcome(
         model_name=name, run_id=run_id, version=version, promoted=promoted, message=message,
@@ -653,7 +592,7 @@ def score_job(
     from pipeline import tracking
     from pipeline.drift import DriftCounter
     from pipeline.errors import ConfigError
-    from pipeline.score import ScoreStream, in_order
+    from pipeline.score import ScoreStream, in_order, release_memory
     from pipeline.summary import BaseTotals
 
     say = _say(progress)
@@ -721,7 +660,7 @@ def score_job(
                     stream.take(prepared)
                     say(rate.add(len(inputs)))
                     del inputs, prepared
-                    _release_memory(pa)
+                    release_memory(pa)
             if not stream.rows:
                 raise DataError(f"{hide_credentials(data)}: no subscribers to score")
         say(f"ranking {stream.rows:,} subscribers and writing {output_path.name}")
@@ -990,29 +929,6 @@ def _campaign_id(input_sha256: str, scoring, seed: int, share: float, budget, ca
                                           None if scoring.response is None else scoring.response.version,
                                           seed, share, budget, capacity))
     return "c" + hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-def _release_memory(pa) -> None:
-    """Hand freed memory back to the system between chunks (Arrow's pool, and glibc's heap on Linux).
-
-    Without it the resident size creeps up chunk after chunk on long runs (freed but kept).
-    """
-    import ctypes
-    import ctypes.util
-
-    pa.default_memory_pool().release_unused()
-    global _LIBC
-    if _LIBC is None:
-        name = ctypes.util.find_library("c")
-        try:
-            _LIBC = ctypes.CDLL(name) if name else False
-        except OSError:
-            _LIBC = False
-    if _LIBC and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
-
-
-_LIBC = None
 
 
 def _scored(task, scoring, stream, threads: int):

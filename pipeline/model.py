@@ -25,15 +25,6 @@ DEFAULTS_ONLY = ("catboost",)
 MISSING_CATEGORY = "__missing__"
 
 
-def family_available(family: str) -> bool:
-    """Whether the package a family needs is installed (CatBoost is optional)."""
-    if family != "catboost":
-        return True
-    import importlib.util
-
-    return importlib.util.find_spec("catboost") is not None
-
-
 
 _PREDICT_LIMIT = threading.local()
 
@@ -210,8 +201,6 @@ def make_candidate(family: str, *, drop_columns: tuple[str, ...] = (), seed: int
         )
         steps = [("typer", typer), ("classifier", classifier)]
     elif family == "catboost":
-        if not family_available("catboost"):
-            raise ConfigError("model family 'catboost' needs the catboost package: pip install catboost")
         steps = [("typer", typer), ("classifier", CatBoostModel(random_seed=seed, thread_count=n_threads))]
     else:
         raise ConfigError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
@@ -246,13 +235,8 @@ def search_space(family: str) -> dict[str, Any]:
 
 
 def final_estimator(model):
-    """The fitted (uncalibrated) pipeline inside a calibrated model, or the model itself."""
-    if isinstance(model, CalibratedModel):
-        return model.estimator_
-    calibrated = getattr(model, "calibrated_classifiers_", None)
-    if calibrated:
-        return calibrated[0].estimator
-    return model
+    """The fitted (uncalibrated) pipeline inside a ``CalibratedModel``, or the model itself."""
+    return model.estimator_ if isinstance(model, CalibratedModel) else model
 
 
 class CalibratedModel(ClassifierMixin, BaseEstimator):

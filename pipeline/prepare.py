@@ -77,6 +77,32 @@ def to_numbers(values: pd.Series) -> pd.Series:
     return pd.Series(np.asarray(numbers, dtype="float64"), index=values.index, name=values.name)
 
 
+#: A text column holds numbers when at least this share of its non-blank values are numbers
+#: (``to_numbers``).  The one rule of every stage that asks: the typing step, the personal
+#: data checks, the scoring input check (pandas and Spark), drift and the input example.
+NUMERIC_SHARE = 0.95
+
+
+def holds_numbers(numbers: int, filled: int, share: float = NUMERIC_SHARE) -> bool:
+    """Whether ``numbers`` numbers among ``filled`` non-blank values make a column of numbers.
+
+    At least ``share`` of them (95%: 19 of 20 is enough, 18 of 19 is not); never when no value
+    is filled in.  For counts made elsewhere (Spark); ``text_numbers`` counts a pandas column.
+    """
+    return filled > 0 and numbers / filled >= share
+
+
+def text_numbers(values: pd.Series, share: float = NUMERIC_SHARE) -> pd.Series | None:
+    """The numbers a text column holds (``to_numbers``, same index), or None when it does not hold numbers.
+
+    Blank values (missing, empty or spaces) are not counted; the column holds numbers when
+    at least ``share`` of the others are numbers (``holds_numbers``).
+    """
+    filled = int(_as_text(values).notna().sum())
+    numbers = to_numbers(values)
+    return numbers if holds_numbers(int(numbers.notna().sum()), filled, share) else None
+
+
 def _normalise_name(name: object) -> str:
     text = re.sub(r"([a-z])([A-Z])", r"\1_\2", str(name))
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
@@ -124,7 +150,7 @@ def _personal_text(sample: pd.Series) -> str | None:
     names = sample.str.match(_LATIN_NAME) | sample.str.match(_HANGUL_NAME)
     if names.mean() >= _SHARE and distinct >= 20 and distinct >= 0.3 * len(sample):
         return "personal data (person names)"
-    numeric = to_numbers(sample).notna().mean() >= 0.95
+    numeric = text_numbers(sample) is not None
     if not numeric and distinct >= _MIN_DISTINCT and distinct >= _DISTINCT_SHARE * len(sample):
         return "identifier or free text (mostly distinct values)"
     return None
@@ -165,9 +191,8 @@ def looks_personal(name: object, values: pd.Series) -> str | None:
     if sample.empty:
         return None
     reason = _personal_text(sample)
-    if reason is None and to_numbers(sample).notna().mean() >= 0.95:
-        return _personal_numbers(to_numbers(sample))
-    return reason
+    numbers = text_numbers(sample) if reason is None else None
+    return _personal_numbers(numbers) if numbers is not None else reason
 
 
 def yes_no_levels(values: pd.Series) -> list[str]:
@@ -213,7 +238,7 @@ class TableTyper(TransformerMixin, BaseEstimator):
         max_levels: int = 60,
         min_level_count: int = 5,
         max_unique_ratio: float = 0.5,
-        numeric_text_share: float = 0.95,
+        numeric_text_share: float = NUMERIC_SHARE,
     ):
         self.drop_columns = drop_columns
         self.max_levels = max_levels
@@ -270,8 +295,8 @@ class TableTyper(TransformerMixin, BaseEstimator):
         lowered = {str(v).lower() for v in distinct}
         if len(distinct) == 2 and lowered <= _TRUE | _FALSE and lowered & _TRUE and lowered & _FALSE:
             return "boolean", None
-        numbers = to_numbers(observed)
-        if numbers.notna().mean() >= self.numeric_text_share:
+        numbers = text_numbers(observed, self.numeric_text_share)
+        if numbers is not None:
             return ("numeric", None) if numbers.nunique() > 1 else ("drop", "constant")
         if len(distinct) / len(observed) > self.max_unique_ratio and len(distinct) > self.max_levels:
             return "drop", "identifier or free text (mostly distinct values)"

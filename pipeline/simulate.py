@@ -116,8 +116,9 @@ _CHANNEL_CUMULATIVE = np.cumsum(_CHANNEL_BY_REASON, axis=1)
 class Scenario:
     """Every parameter of one simulated post-breach world.
 
-    Each field's comment names the figure in ``breach-facts.md`` it comes from, or says it
-    is a modelling assumption; ``docs/simulator.md`` tabulates them.  Multipliers act on
+    Each field's comment names the public figure it comes from ("facts": sources listed in
+    ``docs/simulator.md``, *Sources*), or says it is a modelling assumption;
+    ``docs/simulator.md`` tabulates them.  Multipliers act on
     the daily hazard; an "excess" is ``multiplier - 1``, which damping factors scale.
     Dates are ISO ``YYYY-MM-DD`` strings.
     """

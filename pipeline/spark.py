@@ -395,7 +395,8 @@ def check_input(frame, input_columns: Sequence[str], signature: Mapping[str, str
     """Before any work: every column present, numbers where the model takes numbers; the casts to apply.
 
     A text column (every CSV column) where the signature has a number is mistyped when
-    fewer than 95% of the non-blank values among its first ``SAMPLE_ROWS`` rows are numbers,
+    fewer than 95% of the non-blank values among its first ``SAMPLE_ROWS`` rows are numbers
+    (``pipeline.prepare.holds_numbers``),
     as the pandas engine judges it; a date, array or other non-numeric type always is.
 
     Parameters
@@ -448,9 +449,11 @@ def check_input(frame, input_columns: Sequence[str], signature: Mapping[str, str
             number = F.expr(f"try_cast(trim({_quote(name)}) AS double)").isNotNull()
             counts += [F.sum(filled.cast("int")).alias(f"filled_{i}"), F.sum(number.cast("int")).alias(f"numbers_{i}")]
         row = _run(lambda: sample.agg(*counts).collect()[0], model_uri=model_uri)
+        from pipeline.prepare import holds_numbers
+
         for i, name in enumerate(text_numbers):
             filled, numbers = row[f"filled_{i}"] or 0, row[f"numbers_{i}"] or 0
-            if filled and numbers / filled < 0.95:
+            if filled and not holds_numbers(numbers, filled):
                 mistyped.append(f"{name} (text, expected number)")
     from pipeline.score import raise_column_problems
 

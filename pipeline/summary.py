@@ -105,11 +105,11 @@ SEGMENT_FIELDS = ("subscribers", "expected_defections", "variance", "third", "ex
 
 def segment_frame(inputs: pd.DataFrame | None) -> pd.DataFrame:
     """The segment columns of scored rows' inputs: contract, tenure band, exposure, plan (those present)."""
-    from pipeline.dataset import segments
+    from pipeline.segments import segment_columns
 
     if inputs is None or not len(inputs.columns):
         return pd.DataFrame(index=range(0 if inputs is None else len(inputs)))
-    frame = segments(inputs.reset_index(drop=True))
+    frame = segment_columns(inputs.reset_index(drop=True))
     for name in PLAN_COLUMNS:
         if name in inputs.columns:
             frame["plan"] = inputs[name].reset_index(drop=True).astype("string").fillna("unknown")

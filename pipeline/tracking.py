@@ -256,10 +256,10 @@ def example_row(frame: pd.DataFrame, id_column: str | None, *,
             if len(known):
                 value = str(known.index[0])
             else:
-                from pipeline.prepare import to_numbers
+                from pipeline.prepare import text_numbers
 
-                numbers = to_numbers(column)  # the typing step's own parser ("1,234.5" is a number)
-                if numbers.notna().any() and numbers.notna().mean() >= 0.95:
+                numbers = text_numbers(column)  # the typing step's own rule ("1,234.5" is a number)
+                if numbers is not None:
                     value = f"{float(numbers.median()):.2g}"
         row[name] = [value if value is not None else ("example" if not personal else None)]
     return pd.DataFrame({k: pd.Series(v) for k, v in row.items()})
@@ -832,6 +832,86 @@ def register_and_gate(
     return Registration(run_id=run_id, version=version, promoted=promoted,
                         champion_version=version if promoted else champion, message=message,
                         previous_champion=champion, champion_score=champion_value)
+
+
+def gate_churn_model(run_id: str, result, dataset, config) -> Registration:
+    """``register_and_gate`` for the churn model: on ``train.promotion_metric`` (EMPC or ROC AUC).
+
+    The challenger's score is its hold-out metric (``result.metrics``); the champion's is
+    ``churn_champion_score`` on the same hold-out rows.
+    """
+    from functools import partial
+
+    model_name = config.tracking.model_name
+    metric = config.train.promotion_metric
+    return register_and_gate(
+        run_id, model_name, metric=metric, challenger_score=float(result.metrics[metric]),
+        champion_score=partial(churn_champion_score, model_name=model_name, dataset=dataset, result=result,
+                               config=config),
+        metrics=result.metrics,
+    )
+
+
+def churn_champion_score(champion: int, *, model_name: str, dataset, result, config) -> float | None:
+    """The champion's promotion metric on this run's hold-out, or None if it takes other inputs.
+
+    A champion refit on all rows of this very data (same content, seed and hold-out share)
+    has seen this hold-out; its recorded hold-out metric, measured on the same rows by its
+    model fit without them, is used instead.  The champion is loaded through
+    ``load_model``, so its files are checked against their recorded hash first.
+    """
+    from pipeline import evaluate
+    from pipeline.score import predict
+    from pipeline.targeting import clv
+
+    loaded = load_model(f"models:/{model_name}/{champion}")
+    recorded = loaded.metadata.get("holdout") or {}
+    if (recorded.get("refit_all_rows") and recorded.get("data_sha256") == dataset.content_hash()
+            and recorded.get("seed") == config.train.seed and recorded.get("fraction") == config.train.holdout_fraction
+            and config.train.promotion_metric in recorded.get("metrics", {})):
+        return float(recorded["metrics"][config.train.promotion_metric])
+    columns = loaded.metadata.get("input_columns") or [c for c, _ in loaded.signature_columns]
+    holdout = dataset.frame.iloc[result.holdout_index].reset_index(drop=True)
+    if any(c not in holdout.columns for c in columns):
+        return None
+    proba = predict(loaded.model, holdout, columns, n_threads=config.train.n_threads)
+    y = dataset.label.to_numpy()[result.holdout_index]
+    value = None
+    if dataset.monthly_value is not None:
+        value = clv(dataset.monthly_value.to_numpy()[result.holdout_index], config.campaign)
+    metrics = evaluate.classification_metrics(y, proba, value=value, campaign=config.campaign)
+    return float(metrics[config.train.promotion_metric])
+
+
+def gate_response_model(run_id: str, name: str, result, data, config) -> Registration:
+    """``register_and_gate`` for a response model (registered as ``name``): on the Qini coefficient."""
+    from functools import partial
+
+    return register_and_gate(
+        run_id, name, metric="qini_coefficient", challenger_score=float(result.metrics["qini_coefficient"]),
+        champion_score=partial(response_champion_score, name, data=data, result=result, config=config),
+        metrics=result.metrics, promote_command=f"churn promote {{version}} --model-name {name}",
+    )
+
+
+def response_champion_score(name: str, champion: int, *, data, result, config) -> float | None:
+    """The champion response model's Qini coefficient on this run's hold-out (None when incomparable)."""
+    from pipeline import evaluate
+
+    loaded = load_model(f"models:/{name}/{champion}")
+    recorded = loaded.metadata.get("holdout") or {}
+    if (recorded.get("refit_all_rows") and recorded.get("data_sha256") == data.content_hash()
+            and recorded.get("seed") == config.train.seed
+            and recorded.get("fraction") == config.response.holdout_fraction and "qini_coefficient" in recorded.get("metrics", {})):
+        return float(recorded["metrics"]["qini_coefficient"])
+    columns = list(loaded.metadata.get("input_columns") or [])
+    holdout = data.frame.iloc[result.holdout_index].reset_index(drop=True)
+    if not columns or any(c not in holdout.columns for c in columns):
+        return None
+    uplift = loaded.model.predict(holdout[columns])
+    y = data.label.to_numpy()[result.holdout_index]
+    t = data.treatment.to_numpy()[result.holdout_index]
+    return float(evaluate.qini_coefficient(y, t, uplift))
 
 
 def model_uri(model_name: str, alias: str = CHAMPION) -> str:

@@ -30,6 +30,11 @@ def test_toml_overrides_only_what_it_names(tmp_path):
         ('[train]\npromotion_metric = "accuracy"\n', "promotion_metric must be 'empc' or 'roc_auc'"),
         ("[scoring]\nworkers = 0\n", "scoring.workers must be at least 1"),
         ("[train\n", "not valid TOML"),
+        ("[data]\nsnapshot_date = 5\n", r"\[data\]: snapshot_date must be str, got 5$"),
+        ("[train]\ncandidates = [1]\n", r"\[train\]: candidates must be a list of str, got \[1\]$"),
+        ('[train]\ncandidates = "logistic"\n', r"candidates must be a list, got 'logistic'$"),
+        ("[train]\nblend = 1\n", r"blend must be bool, got 1$"),
+        ("[train]\nholdout_fraction = true\n", r"holdout_fraction must be a number, got True$"),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path, text, message):

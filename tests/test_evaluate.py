@@ -14,9 +14,9 @@ from pandas.testing import assert_frame_equal, assert_series_equal
 
 from pipeline import evaluate
 from pipeline.config import CampaignConfig
-from pipeline.errors import DataError, ModelError
+from pipeline.errors import ModelError
 
-# The reference case of breach-facts.md (reproduced there with empulse 0.13.1).
+# The EMPC reference case of docs/training.md (values reproduced with empulse 0.13.1).
 REFERENCE_LABELS = [0, 1, 0, 1, 0, 1, 0, 1]
 REFERENCE_SCORES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.8, 0.9]
 
@@ -375,37 +375,6 @@ def test_segment_metrics_on_a_tiny_case():
 def test_segment_metrics_reject_misaligned_segments():
     with pytest.raises(ModelError, match="segments has 1 rows but y_true has 2"):
         evaluate.segment_metrics([0, 1], [0.1, 0.2], pd.DataFrame({"a": ["x"]}))
-
-
-def test_tenure_band_labels():
-    bands = evaluate.tenure_band(pd.Series([0, 5.9, 6, 11, 12, 23, 24, 59.5, 60, 200, None]))
-    assert bands.tolist()[:-1] == ["0-6m", "0-6m", "6-12m", "6-12m", "1-2y", "1-2y", "2-5y", "2-5y", "5y+", "5y+"]
-    assert pd.isna(bands.iloc[-1])
-    assert bands.cat.ordered and list(bands.cat.categories) == ["0-6m", "6-12m", "1-2y", "2-5y", "5y+"]
-
-
-def test_tenure_band_rejects_negative_tenure():
-    with pytest.raises(DataError, match="tenure in months must be a non-negative number; got -3 in row 1$"):
-        evaluate.tenure_band(pd.Series([4, -3]))
-
-
-def test_exposure_level_from_severity_flags_and_fraud():
-    severity = pd.Series([0.0, 2.0, 1.0, None], index=[10, 11, 12, 13])
-    fraud = pd.Series([0.0, 0.0, 5000.0, 0.0], index=[10, 11, 12, 13])
-    levels = evaluate.exposure_level(severity, fraud)
-    assert levels.tolist() == ["not_exposed", "exposed", "directly_harmed", "not_exposed"]
-    assert list(levels.index) == [10, 11, 12, 13]
-    assert evaluate.exposure_level(pd.Series([True, False])).tolist() == ["exposed", "not_exposed"]
-
-
-def test_exposure_level_rejects_text():
-    with pytest.raises(DataError, match="exposure must be a boolean flag or a numeric severity; got 'high' in row 1$"):
-        evaluate.exposure_level(pd.Series(["1", "high"]))
-
-
-# --------------------------------------------------------------------------------------
-# Calibration
-# --------------------------------------------------------------------------------------
 
 
 def test_reliability_table_on_a_tiny_case():

@@ -145,7 +145,7 @@ def test_boosted_contributions_add_up_to_the_raw_prediction(data, boosted):
     _, _, scored = data
     got, baseline = contributions(boosted, scored, with_baseline=True)
     classifier = boosted.named_steps["classifier"]
-    raw = classifier._raw_predict(boosted[:-1].transform(scored)).ravel()
+    raw = classifier.decision_function(boosted[:-1].transform(scored))
     np.testing.assert_allclose(baseline + got.sum(axis=1), raw, atol=ATOL, rtol=0)
     assert list(got.columns) == ["tenure", "Contract", "charges", "Partner"]
     assert got.index.equals(scored.index)
@@ -154,16 +154,15 @@ def test_boosted_contributions_add_up_to_the_raw_prediction(data, boosted):
 
 
 def test_calibrated_model_explains_its_inner_estimator(data):
-    from sklearn.calibration import CalibratedClassifierCV
+    from pipeline.model import CalibratedModel
 
     train, y, scored = data
     inner = make_candidate("hist_gradient_boosting", drop_columns=("customer_id",), classifier__max_iter=10,
                            classifier__early_stopping=False)
-    model = CalibratedClassifierCV(inner, method="sigmoid", cv=3, ensemble=False).fit(train, y)
+    model = CalibratedModel(inner, method="sigmoid", cv=3).fit(train, y)
     got, baseline = contributions(model, scored, with_baseline=True)
     np.testing.assert_allclose(baseline + got.sum(axis=1), raw_log_odds(model, scored), atol=ATOL, rtol=0)
-    fitted_inner = model.calibrated_classifiers_[0].estimator
-    pd.testing.assert_frame_equal(got, contributions(fitted_inner, scored))
+    pd.testing.assert_frame_equal(got, contributions(model.estimator_, scored))
 
 
 def test_blend_is_the_weighted_sum_of_its_members(data, logistic, boosted):

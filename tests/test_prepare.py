@@ -153,3 +153,18 @@ def test_the_typer_drops_personal_columns_with_innocuous_names():
     assert typer.dropped_ == {"contact": "personal data (person names)",
                               "col7": "personal data (phone or identity numbers stored as numbers)",
                               "ref": "personal data (identity numbers)"}
+
+
+def test_one_numeric_share_rule_at_its_boundary():
+    from pipeline.prepare import NUMERIC_SHARE, holds_numbers, text_numbers
+
+    assert NUMERIC_SHARE == 0.95
+    assert holds_numbers(19, 20) and not holds_numbers(18, 19) and not holds_numbers(0, 0)
+    # 19 numbers and 1 word among 20 filled-in values, blanks not counted: numbers
+    nineteen = pd.Series([*(str(i) for i in range(18)), "1,234.5", "word", None, "", "  "])
+    numbers = text_numbers(nineteen)
+    assert numbers is not None and list(numbers.index) == list(nineteen.index)
+    assert numbers.iloc[18] == 1234.5 and numbers.iloc[19:].isna().all()
+    # 18 numbers and 1 word: text
+    assert text_numbers(pd.Series([*(str(i) for i in range(18)), "word"])) is None
+    assert text_numbers(pd.Series([None, " "], dtype="object")) is None

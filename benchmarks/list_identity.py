@@ -1,0 +1,141 @@
+"""Byte-identity check of the lists: same code behaviour, same list bytes.
+
+Runs the whole pipeline on small inputs, from a clean store, and writes the SHA-256 of every
+list and call list to ``OUT/hashes.json``; with ``--compare REF.json`` it then compares them
+with an earlier run's and exits 1 on any difference.  Use it around a refactoring that must
+not change behaviour: run it once before (the reference), then after each step::
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/list_identity.py /tmp/ident-ref
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/list_identity.py /tmp/ident-new --compare /tmp/ident-ref/hashes.json
+
+Inputs (all made here, nothing downloaded):
+
+- a record base from the simulator (``churn generate``, 5,000 subscribers, seed 7; it holds a
+  pilot campaign, so the response model is trained and used too), trained with a fast config
+  into a temporary SQLite MLflow store, then scored with ``--all``, as the default at-risk CSV,
+  and with ``--budget`` (list and call list) and ``--capacity``;
+- a flat churn table (``tests/test_cli_table.py``'s ``churn_table``, 3,000 rows; and, when
+  ``--telco PATH`` names the IBM Telco customer churn CSV, that table too, read in place),
+  trained and scored with ``--all`` and ``--capacity``.
+
+Run ids, timestamps and paths differ between runs, so summaries, reports and data dictionaries
+are hashed for information only (``other``); the lists (``*.csv``, ``*.parquet``, call lists)
+are what is compared.  The ``churn`` command is run as ``python -c 'from pipeline.cli import
+main'`` with this repository first on ``PYTHONPATH``, so the working copy is what runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = """
+[train]
+search_iterations = 1
+cv_folds = 3
+blend = false
+candidates = {candidates}
+"""
+LIST_SUFFIXES = (".csv", ".parquet")
+
+
+def churn(args: list[str], cwd: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    code = "import sys; from pipeline.cli import main; sys.argv[0] = 'churn'; sys.exit(main())"
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    print(f"  churn {' '.join(args)}  ({time.perf_counter() - started:.0f} s)", flush=True)
+    if result.returncode != 0:
+        sys.exit(f"churn {' '.join(args)} failed:\n{result.stderr[-4000:]}")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_records(work: Path, subscribers: int, seed: int) -> None:
+    (work / "fast.toml").write_text(FAST.format(candidates='["logistic", "hist_gradient_boosting"]'))
+    uri = ["--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"]
+    churn(["generate", "--subscribers", str(subscribers), "--seed", str(seed), "--out", "base"], work)
+    churn(["train", "--data", "base", "--config", "fast.toml", *uri], work)
+    out = work / "lists"
+    out.mkdir()
+    churn(["score", "--data", "base", "--output", "lists/records_all.parquet", "--all", *uri], work)
+    churn(["score", "--data", "base", "--output", "lists/records_at_risk.csv", *uri], work)
+    churn(["score", "--data", "base", "--output", "lists/records_budget.csv", "--budget", "2000", *uri], work)
+    churn(
+        ["score", "--data", "base", "--output", "lists/records_capacity.parquet", "--capacity", "150",
+         "--control-share", "0.1", "--campaign-id", "ident", *uri],
+        work,
+    )
+
+
+def run_table(work: Path, name: str, table: Path, train_args: list[str], candidates: str) -> None:
+    (work / f"{name}.toml").write_text(FAST.format(candidates=candidates))
+    uri = ["--tracking-uri", f"sqlite:///{work / (name + '.db')}"]
+    churn(["train", "--data", str(table), *train_args, "--config", f"{name}.toml", *uri], work)
+    churn(["score", "--data", str(table), "--output", f"lists/{name}_all.csv", "--all", *uri], work)
+    churn(["score", "--data", str(table), "--output", f"lists/{name}_capacity.parquet", "--capacity", "100", *uri], work)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("out", type=Path, help="empty folder (created) for the runs and hashes.json")
+    parser.add_argument("--subscribers", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--telco", type=Path, help="the IBM Telco customer churn CSV, read in place")
+    parser.add_argument("--compare", type=Path, help="an earlier hashes.json: exit 1 when any list differs")
+    args = parser.parse_args()
+    work = args.out.resolve()
+    work.mkdir(parents=True, exist_ok=False)
+
+    print("records:", flush=True)
+    run_records(work, args.subscribers, args.seed)
+
+    sys.path.insert(0, str(ROOT))
+    from tests.test_cli_table import churn_table
+
+    churn_table(n=3000, seed=3).to_csv(work / "table.csv", index=False)
+    print("table:", flush=True)
+    run_table(
+        work, "table", work / "table.csv",
+        ["--id", "customer", "--target", "Churn", "--positive", "Yes", "--value", "monthly"],
+        '["logistic", "hist_gradient_boosting"]',
+    )
+    if args.telco:
+        print("telco:", flush=True)
+        run_table(
+            work, "telco", args.telco.resolve(),
+            ["--id", "customerID", "--target", "Churn", "--positive", "Yes", "--value", "MonthlyCharges"],
+            '["logistic", "hist_gradient_boosting"]',
+        )
+
+    lists, other = {}, {}
+    for path in sorted((work / "lists").iterdir()):
+        name = path.name
+        is_list = name.endswith(LIST_SUFFIXES) and not name.endswith((".dictionary.csv",))
+        (lists if is_list else other)[name] = sha256(path)
+    hashes = {"lists": lists, "other": other}
+    (work / "hashes.json").write_text(json.dumps(hashes, indent=2) + "\n")
+    print(f"{len(lists)} lists hashed: {work / 'hashes.json'}")
+
+    if args.compare:
+        reference = json.loads(args.compare.read_text())["lists"]
+        differ = sorted(n for n in set(reference) | set(lists) if reference.get(n) != lists.get(n))
+        for name in differ:
+            print(f"DIFFERS: {name}  {reference.get(name, 'missing')[:12]} -> {lists.get(name, 'missing')[:12]}")
+        print("identical" if not differ else f"{len(differ)} of {len(reference)} lists differ")
+        return 1 if differ else 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
