@@ -148,7 +148,7 @@ def test_promotion_gate_and_manual_promote(workdir):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "--data", "missing.csv", "--target", "Churn"], "error: missing.csv: file not found"),
+        (["train", "--data", "missing.csv", "--target", "Churn"], "error: missing.csv: not found (expected a record folder, a database URL or a CSV or Parquet table)"),
         (["train", "--data", "table.csv", "--target", "Nope"], "error: table.csv: missing column(s) Nope"),
         (["train", "--data", "table.csv", "--target", "Churn", "--positive", "Gone"],
          "no row has the positive label 'Gone'"),
