@@ -171,6 +171,9 @@ def fit_pipeline(data: BenchData, rows: np.ndarray, config) -> tuple[dict[str, A
     clock, cpu = time.perf_counter(), time.process_time()
     result = train(pipeline_dataset(data, rows), config)
     trained = {"pipeline": (result.model, time.perf_counter() - clock, time.process_time() - cpu)}
+    # The model takes its input columns only: protected traits (gender, senior citizen, partner),
+    # left out of features by default since issue 12, are not among them.
+    inputs = list(result.input_columns)
     candidates = result.candidates
     chosen = {
         "family": result.family,
@@ -183,6 +186,9 @@ def fit_pipeline(data: BenchData, rows: np.ndarray, config) -> tuple[dict[str, A
                          if (candidates["family"] == "blend").any() else None),
         "calibration_brier": {k: float(v) for k, v in result.calibration_scores.items()},
         "internal_holdout_auc": float(result.metrics["roc_auc"]),
+        "input_columns": inputs,
+        "raced_out": len(result.raced_out),
+        "skipped": len(result.skipped),
     }
     return trained, chosen
 
@@ -343,7 +349,9 @@ def run_dataset(
             trained, chosen = fit_pipeline(data, train_rows, config)
             for name in wanted_pipeline:
                 model, wall, used = trained[name]
-                fitted[name] = (lambda frame, model=model: model.predict_proba(frame)[:, 1], wall, used)
+                columns = [c for c in chosen["input_columns"] if c != data.target]
+                fitted[name] = (lambda frame, model=model, columns=columns: model.predict_proba(frame[columns])[:, 1],
+                                wall, used)
         for name in baselines:
             fitted[name] = fit_baseline(name, data, train_rows, seed, threads)
         for name in models:

@@ -157,7 +157,6 @@ def _lift(y, score, share=0.1):
 
 def difficulty(n: int, seed: int, scenario: str) -> dict:
     """Hold-out AUC and top-decile lift of two models on a quick feature table."""
-    import numpy as np
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer

@@ -50,7 +50,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def base_of(n_subscribers: int, seed: int):
     """Features, labels, true p and u, and per-subscriber value and costs of a simulated base."""
-    import numpy as np
     import pandas as pd
 
     from pipeline import simulate
@@ -135,7 +134,6 @@ def main() -> None:
     import numpy as np
     import pandas as pd
     from scipy.stats import spearmanr
-    from sklearn.base import clone
     from threadpoolctl import threadpool_limits
 
     import sklearn.ensemble  # noqa: F401  (loads OpenMP so that the limit applies)

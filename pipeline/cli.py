@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--exclude", nargs="+", default=[], metavar="COL",
                     help="columns never used as features (added to data.exclude_columns)")
     tr.add_argument("--seed", type=int, default=None, help="random seed (default from config: 42)")
+    tr.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                    help="seconds model selection and fitting may take; candidates that would not fit are "
+                         "skipped and named (train.time_budget_seconds)")
     _common(tr)
 
     sc = commands.add_parser("score", help="score a subscriber base and write the ranked at-risk list")
@@ -218,6 +221,8 @@ def _config(args):
         overrides["tracking"] = {"model_name": args.model_name}
     if getattr(args, "seed", None) is not None and args.command in ("train", "demo", "score"):
         overrides["train"] = {"seed": args.seed}
+    if getattr(args, "time_budget", None) is not None:
+        overrides["train"] = {**overrides.get("train", {}), "time_budget_seconds": args.time_budget}
     if getattr(args, "exclude", None):
         overrides["data"] = {"exclude_columns": tuple(dict.fromkeys([*config.data.exclude_columns, *args.exclude]))}
     return with_overrides(config, **overrides) if overrides else config
@@ -284,6 +289,12 @@ def _leaderboard(outcome, top: int = 8) -> list[str]:
     lines = [f"candidates ({len(table)} cross-validated, best {min(top, len(table))} shown; * chosen):"]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         lines += ["  " + line for line in shown.to_string(index=False, float_format=lambda v: f"{v:.4f}").splitlines()]
+    raced, skipped = getattr(outcome, "raced_out", []), getattr(outcome, "skipped", [])
+    if raced:
+        lines.append(f"  {len(raced)} search draw(s) stopped early, clearly behind the leader: "
+                     + ", ".join(f"{r['candidate']} after {r['folds']} folds" for r in raced))
+    if skipped:
+        lines.append(f"  {len(skipped)} candidate(s) skipped to stay within the time budget: {'; '.join(skipped)}")
     return lines
 
 

@@ -65,8 +65,11 @@ class TrainConfig:
     catboost_max_rows: int = 100_000
     #: Random-search draws per candidate family (besides its default; CatBoost has none).
     search_iterations: int = 3
-    #: Stop starting new search candidates after this many seconds (``0``: no limit).
+    #: Seconds model selection and the final fits may take (``0``: no limit): a candidate is
+    #: skipped when its fits and those after selection would not fit (``train.SelectionClock``).
     time_budget_seconds: float = 0.0
+    #: Stop a search draw once it trails the leader on the folds it has seen (``train.race_out``).
+    racing: bool = True
     #: Calibration methods chosen between by cross-validated Brier score, along with none
     #: (kept when no method lowers it): ``sigmoid`` keeps the ranking, ``isotonic`` may tie scores.
     calibration_methods: tuple[str, ...] = ("sigmoid",)
@@ -292,6 +295,7 @@ def validate(config: Config) -> Config:
          "train.calibration_methods may only list 'sigmoid' and 'isotonic'"),
         (config.train.n_threads >= 1, "train.n_threads must be at least 1"),
         (config.train.catboost_max_rows >= 0, "train.catboost_max_rows must be 0 or more"),
+        (config.train.time_budget_seconds >= 0, "train.time_budget_seconds must be 0 (no limit) or more"),
         (config.data.horizon_days > 0, "data.horizon_days must be positive"),
         (0 < config.campaign.monthly_retention < 1, "campaign.monthly_retention must be between 0 and 1"),
         (config.campaign.acceptance_alpha > 0 and config.campaign.acceptance_beta > 0,

@@ -137,6 +137,9 @@ class TrainOutcome:
     #: the one chosen (``"blend"`` for a blend).
     candidates: pd.DataFrame | None = None
     chosen_candidate: str | None = None
+    #: Search draws stopped early (``train.TrainResult.raced_out``) and candidates skipped for the time budget.
+    raced_out: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
     #: The REST wrapper (``pipeline.serving``): what was registered, or why not.
     service: str = ""
 
@@ -221,6 +224,12 @@ def train_job(
             "evaluation/reliability.csv": evaluate.reliability_table(y_holdout, result.holdout_proba).table,
             "evaluation/fairness.csv": fairness,
         }
+        if result.raced_out or result.skipped:
+            # What selection did not finish (racing) or did not start (time budget), and why.
+            extra["selection/not_finished.csv"] = pd.DataFrame(
+                [{"candidate": r["candidate"], "family": r["family"], "why": "raced out", "folds": r["folds"],
+                  "mean_fold_auc": r["mean_fold_auc"], "leader": r["leader"]} for r in result.raced_out]
+                + [{"candidate": c, "why": "time budget"} for c in result.skipped])
         say("logging the run to MLflow")
         run_id = tracking.log_training(result, dataset, config, uri=uri, plots=plots, extra_artifacts=extra)
     snapshot = data_snapshot(data, snapshot_date, config) if is_records(data) else None
@@ -252,7 +261,7 @@ def train_job(
                  **dict(zip(result.columns.loc[result.columns["use"] == "dropped", "column"],
                             result.columns.loc[result.columns["use"] == "dropped", "reason"]))},
         excluded=dict(dataset.excluded), response=response, candidates=result.candidates,
-        chosen_candidate=_chosen_candidate(result),
+        chosen_candidate=_chosen_candidate(result), raced_out=list(result.raced_out), skipped=list(result.skipped),
     )
 
 

@@ -54,6 +54,10 @@ class TrainResult:
     #: ``"stratified"`` or ``"time"`` (rows from several snapshots).
     folds: str = "stratified"
     timings: dict[str, float] = field(default_factory=dict)
+    #: Search draws stopped before their last fold (``race_out``): candidate, folds, their AUC, leader.
+    raced_out: list[dict[str, Any]] = field(default_factory=list)
+    #: Candidates not tried to stay within ``train.time_budget_seconds``.
+    skipped: list[str] = field(default_factory=list)
 
 
 def _folds(config: Config):
@@ -109,23 +113,109 @@ def _splits(X: pd.DataFrame, y: np.ndarray, config: Config, periods: np.ndarray 
     return folds
 
 
+@dataclass
+class SelectionClock:
+    """Keeps selection within ``train.time_budget_seconds``: before each candidate it estimates
+    what the candidate and the fits after selection will take, from the fits seen so far.
+
+    A candidate's cost is its family's mean seconds per fold so far times the folds (a family
+    not fit yet: ``UNSEEN_FACTOR`` times the costliest family seen).  The fits after selection
+    (out-of-fold scores for calibration when selection ran on a sample, the fit on the
+    training part and the refit on every row) are reserved for the two costliest families
+    (a blend fits both), scaled from a fold's rows to the rows they take.  The first
+    candidate always runs: a model is needed whatever the budget.
+    """
+
+    budget: float
+    started: float
+    folds: int
+    #: Rows of one selection fold's fit, and of the fits after selection.
+    fold_rows: int
+    train_rows: int
+    all_rows: int
+    calibration_folds: int = 0
+    per_fold: dict[str, list[float]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    UNSEEN_FACTOR = 3.0
+
+    def record(self, family: str, seconds_per_fold: float) -> None:
+        self.per_fold.setdefault(family, []).append(seconds_per_fold)
+
+    def _family_cost(self, family: str) -> float:
+        if family in self.per_fold:
+            return float(np.mean(self.per_fold[family]))
+        return self.UNSEEN_FACTOR * max((float(np.mean(v)) for v in self.per_fold.values()), default=0.0)
+
+    def reserve(self, extra: str | None = None) -> float:
+        """Seconds the fits after selection are expected to take (with family ``extra`` tried too)."""
+        families = set(self.per_fold) | ({extra} if extra else set())
+        costs = sorted((self._family_cost(f) for f in families), reverse=True)[:2]
+        scale = lambda rows: rows / max(self.fold_rows, 1)  # noqa: E731 - fit time grows about linearly with rows
+        return sum(costs) * (self.calibration_folds * scale(self.train_rows * (self.folds - 1) / self.folds)
+                             + scale(self.train_rows) + scale(self.all_rows))
+
+    def allows(self, family: str) -> bool:
+        """Whether a candidate of ``family`` and the fits after selection still fit in the budget."""
+        if not self.budget or not self.per_fold:
+            return True
+        elapsed = time.perf_counter() - self.started
+        return elapsed + self.folds * self._family_cost(family) + self.reserve(family) <= self.budget
+
+
+class RacedOut(Exception):
+    """A candidate stopped before its last fold: it can no longer win (``race_out``)."""
+
+    def __init__(self, folds_done: int, fold_auc: np.ndarray):
+        super().__init__(f"stopped after {folds_done} folds")
+        self.folds_done = folds_done
+        self.fold_auc = fold_auc
+
+
+#: Racing: a tuned draw stops once it trails the leader by more than this much ROC AUC on the
+#: folds both have seen (and by more than twice the standard error of the paired difference).
+RACE_MARGIN = 0.005
+#: Racing starts after this many folds.
+RACE_MIN_FOLDS = 2
+
+
+def race_out(fold_auc: np.ndarray, leader_auc: np.ndarray | None) -> bool:
+    """Whether a candidate with these fold AUCs so far can stop: it trails the leader's AUC on
+    the same folds by more than ``RACE_MARGIN`` and by more than twice the standard error of
+    the paired differences.  A tuned draw is kept only when it beats the family's defaults by a
+    standard error (``_select``), so one this far behind after ``RACE_MIN_FOLDS`` folds is not
+    worth its remaining fits."""
+    k = len(fold_auc)
+    if leader_auc is None or k < RACE_MIN_FOLDS or len(leader_auc) < k:
+        return False
+    diff = np.asarray(fold_auc) - np.asarray(leader_auc)[:k]
+    se = float(diff.std(ddof=1) / np.sqrt(k))
+    return float(diff.mean()) < -max(RACE_MARGIN, 2 * se)
+
+
 def _oof_proba(estimator, X: pd.DataFrame, y: np.ndarray, config: Config,
-               periods: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               periods: np.ndarray | None = None, *,
+               stop: Callable[[np.ndarray], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold churn probabilities of an unfitted estimator, and its ROC AUC on each fold.
 
     Stratified folds, or folds by time when ``periods`` (each row's snapshot date) is given;
     then rows of the earliest dates are never validated and their probabilities are NaN.
+    ``stop`` is asked after each fold with the fold AUCs so far; when it says so, ``RacedOut``
+    is raised and the remaining folds are not fit.
     """
     from sklearn.base import clone
     from sklearn.metrics import roc_auc_score
 
     proba = np.full(len(y), np.nan, dtype="float64")
     fold_auc = []
-    for train_idx, test_idx in _splits(X, y, config, periods):
+    splits = _splits(X, y, config, periods)
+    for number, (train_idx, test_idx) in enumerate(splits, start=1):
         fitted = clone(estimator).fit(X.iloc[train_idx], y[train_idx])
         proba[test_idx] = fitted.predict_proba(X.iloc[test_idx])[:, 1]
         if len(np.unique(y[test_idx])) == 2:
             fold_auc.append(roc_auc_score(y[test_idx], proba[test_idx]))
+        if stop is not None and number < len(splits) and stop(np.asarray(fold_auc)):
+            raise RacedOut(number, np.asarray(fold_auc))
     return proba, np.asarray(fold_auc)
 
 
@@ -399,25 +489,42 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
     X_sel, y_sel = X_train.iloc[kept].reset_index(drop=True), y_train[kept]
     periods_sel = None if periods_train is None else periods_train[kept]
     families = _families(config, len(y_train), say)
-    rows, oof_by_key, estimators = [], {}, {}
+    rows, oof_by_key, estimators, fold_aucs, raced = [], {}, {}, {}, []
     grid = _candidate_grid(config, families)
-    budget = config.train.time_budget_seconds
+    folds = len(_splits(X_sel, y_sel, config, periods_sel))
+    clock = SelectionClock(
+        budget=config.train.time_budget_seconds, started=started, folds=folds,
+        fold_rows=int(len(y_sel) * (folds - 1) / folds), train_rows=len(y_train),
+        all_rows=len(y_all) if config.train.refit_all_rows else 0,
+        calibration_folds=config.train.cv_folds if len(y_sel) < len(y_train) else 0)
     for number, (family, params) in enumerate(grid, start=1):
-        if budget and time.perf_counter() - started > budget and number > len(families):
-            say(f"time budget of {budget:.0f}s reached after {number - 1} candidates")
-            break
         shown = ", ".join(f"{k.split('__', 1)[1]}={v:.3g}" if isinstance(v, float) else f"{k.split('__', 1)[1]}={v}"
                           for k, v in params.items())
+        if not clock.allows(family):
+            clock.skipped.append(f"{family} ({shown or 'defaults'})")
+            continue
         say(f"candidate {number}/{len(grid)}: {family} ({shown or 'defaults'})")
         t0 = time.perf_counter()
         estimator = make_candidate(family, drop_columns=drop, seed=seed, n_threads=threads, **params)
+        leader = max(rows, key=lambda row: row["roc_auc"])["candidate"] if rows else None
+        stop = ((lambda aucs, leader=leader: race_out(aucs, fold_aucs[leader]))
+                if params and leader is not None and config.train.racing else None)
         try:
-            oof, fold_auc = _oof_proba(estimator, X_sel, y_sel, config, periods_sel)
+            oof, fold_auc = _oof_proba(estimator, X_sel, y_sel, config, periods_sel, stop=stop)
+        except RacedOut as out:
+            clock.record(family, (time.perf_counter() - t0) / out.folds_done)
+            raced.append({"candidate": f"{family}#{number}", "family": family, "folds": out.folds_done,
+                          "mean_fold_auc": float(out.fold_auc.mean()), "leader": leader})
+            say(f"  stopped after {out.folds_done} folds: {float(out.fold_auc.mean()):.4f} ROC AUC on them, "
+                f"{float(fold_aucs[leader][:len(out.fold_auc)].mean()):.4f} for {leader}")
+            continue
         except (ValueError, TypeError) as err:
             raise ModelError(f"{family} could not be fit on {dataset.source}: {str(err).splitlines()[0]}") from err
         key = f"{family}#{number}"
         oof_by_key[key] = oof
         estimators[key] = estimator
+        fold_aucs[key] = fold_auc
+        clock.record(family, (time.perf_counter() - t0) / folds)
         rows.append(
             {
                 "candidate": key,
@@ -429,6 +536,12 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
                 "fit_seconds": (time.perf_counter() - t0) / config.train.cv_folds,
             }
         )
+    if clock.skipped:
+        say(f"time budget of {clock.budget:g}s (train.time_budget_seconds): skipped {len(clock.skipped)} "
+            f"candidate(s) whose fits would not fit in it: {'; '.join(clock.skipped)}")
+    if raced:
+        say(f"{len(raced)} search draw(s) stopped early, behind {raced[0]['leader']} on the folds they ran "
+            "(train.racing)")
     candidates = pd.DataFrame(rows).sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
     timings["selection_seconds"] = time.perf_counter() - started
 
@@ -524,4 +637,6 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
         threads=threads,
         folds="time" if by_time else "stratified",
         timings=timings,
+        raced_out=raced,
+        skipped=list(clock.skipped),
     )

@@ -348,3 +348,96 @@ def test_columns_the_typer_drops_are_never_model_inputs():
     for column in ("x", "z", "fee"):  # medians rounded to two significant digits: no row's value
         value = float(example.iloc[0][column])
         assert value == float(f"{value:.2g}") and value not in set(frame[column].round(6))
+
+
+# ---- speed: racing, the time budget, CatBoost's early stopping (issue 14) ----
+
+
+def test_race_out_stops_a_draw_only_when_it_clearly_trails_the_leader():
+    from pipeline.train import race_out
+
+    leader = np.array([0.85, 0.84, 0.86, 0.85, 0.84])
+    assert not race_out(np.array([0.80]), leader)  # one fold is too few to judge
+    assert race_out(np.array([0.83, 0.83]), leader)  # 0.015 behind on both folds
+    assert not race_out(np.array([0.846, 0.836]), leader)  # 0.004 behind: within the margin
+    assert not race_out(np.array([0.80, 0.88]), leader)  # behind on average, but the folds disagree
+    assert not race_out(np.array([0.86, 0.85]), leader)  # ahead
+    assert not race_out(np.array([0.80, 0.80]), None)  # no leader yet
+
+
+def test_racing_stops_hopeless_draws_and_keeps_the_choice():
+    dataset = table_dataset(_table(), id_column="id", target="churn")
+    config = with_overrides(FAST, train={"candidates": ("logistic", "hist_gradient_boosting"), "search_iterations": 4,
+                                         "cv_folds": 4, "n_threads": 1})
+    raced, full = train(dataset, config), train(dataset, with_overrides(config, train={"racing": False}))
+    assert raced.raced_out and not full.raced_out
+    assert all(r["folds"] < 4 and r["mean_fold_auc"] < 0.8 for r in raced.raced_out)
+    kept = set(raced.candidates["candidate"])
+    assert kept | {r["candidate"] for r in raced.raced_out} == set(full.candidates["candidate"])
+    assert raced.family == full.family and raced.params == full.params
+    np.testing.assert_array_equal(raced.holdout_proba, full.holdout_proba)
+
+
+def test_the_selection_clock_estimates_from_what_it_has_seen():
+    from pipeline.train import SelectionClock
+
+    clock = SelectionClock(budget=10.0, started=__import__("time").perf_counter(), folds=5, fold_rows=800,
+                           train_rows=1000, all_rows=1250)
+    assert clock.allows("catboost")  # nothing seen yet: the first candidate always runs
+    clock.record("logistic", 0.1)
+    # a fit on 1,000 rows and one on 1,250 cost 1.25 and 1.5625 folds' worth
+    assert clock.reserve() == pytest.approx(0.1 * (1000 / 800 + 1250 / 800))
+    assert clock.reserve("catboost") == pytest.approx((0.3 + 0.1) * (1000 / 800 + 1250 / 800))
+    assert clock.allows("logistic")  # 0.5 s of folds and 0.28 s of final fits
+    clock.record("catboost", 1.5)
+    assert not clock.allows("catboost")  # 7.5 s of folds and 4.5 s of final fits
+
+
+def test_the_time_budget_is_honoured_and_says_what_it_skipped():
+    import time
+
+    dataset = table_dataset(_table(6000), id_column="id", target="churn")
+    config = with_overrides(FAST, train={"candidates": ("logistic", "hist_gradient_boosting", "catboost"),
+                                         "search_iterations": 4, "cv_folds": 5, "n_threads": 1})
+    unlimited = train(dataset, config)
+    budget = unlimited.timings["total_seconds"] / 3
+    messages = []
+    started = time.perf_counter()
+    limited = train(dataset, with_overrides(config, train={"time_budget_seconds": budget}), progress=messages.append)
+    took = time.perf_counter() - started
+    assert took <= 1.1 * budget, (took, budget)
+    assert limited.skipped and len(limited.candidates) < len(unlimited.candidates)
+    assert any(m.startswith(f"time budget of {budget:g}s") and "skipped" in m for m in messages)
+    # the same seed and data choose the same model
+    again = train(dataset, config)
+    assert (again.family, again.params, again.calibration) == (unlimited.family, unlimited.params,
+                                                                unlimited.calibration)
+    np.testing.assert_array_equal(again.holdout_proba, unlimited.holdout_proba)
+
+
+def test_catboost_stops_early_on_held_out_rows_and_is_reproducible():
+    from pipeline.model import CatBoostModel
+
+    frame = _table(2000)
+    X, y = frame[["x", "z"]], frame["churn"].to_numpy()
+    early = CatBoostModel(iterations=400, early_stopping_rounds=20, random_seed=3).fit(X, y)
+    assert early.tree_count_ < 400
+    again = CatBoostModel(iterations=400, early_stopping_rounds=20, random_seed=3).fit(X, y)
+    np.testing.assert_array_equal(early.predict_proba(X), again.predict_proba(X))
+    assert CatBoostModel(iterations=60, random_seed=3).fit(X, y).tree_count_ == 60  # no early stopping: every tree
+    few = CatBoostModel(iterations=60, early_stopping_rounds=5, random_seed=3).fit(X[:150], y[:150])
+    assert few.tree_count_ == 60  # under 10 held-out churners: early stopping is skipped
+
+
+def test_openmp_threads_wait_passively_unless_the_user_says_otherwise():
+    import subprocess
+    import sys
+
+    import os
+
+    code = "import pipeline, os; print(os.environ['OMP_WAIT_POLICY'])"
+    unset = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=unset).stdout.strip() == "PASSIVE"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**unset, "OMP_WAIT_POLICY": "ACTIVE"}).stdout.strip() == "ACTIVE"
