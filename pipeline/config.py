@@ -88,6 +88,10 @@ class TrainConfig:
     #: After the hold-out evaluation, refit the chosen model on every row (hold-out included)
     #: for the registered model; the reported metrics stay those of the model fit without it.
     refit_all_rows: bool = True
+    #: ... only when the training part has at most this many rows (``0``: whatever the size):
+    #: the hold-out's extra rows pay on small tables, while on a large base they add little
+    #: and cost one more fit of the chosen model on every row.
+    refit_max_rows: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,7 @@ def validate(config: Config) -> Config:
          "train.calibration_methods may only list 'sigmoid' and 'isotonic'"),
         (config.train.n_threads >= 1, "train.n_threads must be at least 1"),
         (config.train.catboost_max_rows >= 0, "train.catboost_max_rows must be 0 or more"),
+        (config.train.refit_max_rows >= 0, "train.refit_max_rows must be 0 (no limit) or more"),
         (config.train.time_budget_seconds >= 0, "train.time_budget_seconds must be 0 (no limit) or more"),
         (config.data.horizon_days > 0, "data.horizon_days must be positive"),
         (0 < config.campaign.monthly_retention < 1, "campaign.monthly_retention must be between 0 and 1"),

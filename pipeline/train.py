@@ -120,8 +120,7 @@ class SelectionClock:
 
     A candidate's cost is its family's mean seconds per fold so far times the folds (a family
     not fit yet: ``UNSEEN_FACTOR`` times the costliest family seen).  The fits after selection
-    (out-of-fold scores for calibration when selection ran on a sample, the fit on the
-    training part and the refit on every row) are reserved for the two costliest families
+    (the fit on the training part and the refit on every row) are reserved for the two costliest families
     (a blend fits both), scaled from a fold's rows to the rows they take.  The first
     candidate always runs: a model is needed whatever the budget.
     """
@@ -133,7 +132,6 @@ class SelectionClock:
     fold_rows: int
     train_rows: int
     all_rows: int
-    calibration_folds: int = 0
     per_fold: dict[str, list[float]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
@@ -152,8 +150,7 @@ class SelectionClock:
         families = set(self.per_fold) | ({extra} if extra else set())
         costs = sorted((self._family_cost(f) for f in families), reverse=True)[:2]
         scale = lambda rows: rows / max(self.fold_rows, 1)  # noqa: E731 - fit time grows about linearly with rows
-        return sum(costs) * (self.calibration_folds * scale(self.train_rows * (self.folds - 1) / self.folds)
-                             + scale(self.train_rows) + scale(self.all_rows))
+        return sum(costs) * (scale(self.train_rows) + scale(self.all_rows))
 
     def allows(self, family: str) -> bool:
         """Whether a candidate of ``family`` and the fits after selection still fit in the budget."""
@@ -495,8 +492,8 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
     clock = SelectionClock(
         budget=config.train.time_budget_seconds, started=started, folds=folds,
         fold_rows=int(len(y_sel) * (folds - 1) / folds), train_rows=len(y_train),
-        all_rows=len(y_all) if config.train.refit_all_rows else 0,
-        calibration_folds=config.train.cv_folds if len(y_sel) < len(y_train) else 0)
+        all_rows=len(y_all) if config.train.refit_all_rows and (
+            not config.train.refit_max_rows or len(y_train) <= config.train.refit_max_rows) else 0)
     for number, (family, params) in enumerate(grid, start=1):
         shown = ", ".join(f"{k.split('__', 1)[1]}={v:.3g}" if isinstance(v, float) else f"{k.split('__', 1)[1]}={v}"
                           for k, v in params.items())
@@ -572,15 +569,11 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
             say(f"blend of {' and '.join(keys)} (weights {weight:.2f}/{1 - weight:.2f}) beats the best single model")
     candidates = candidates.sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
 
-    # Calibration: learned on out-of-fold scores of the training rows.  Selection's are reused
-    # when it saw every training row; otherwise they are computed on all of them.
+    # Calibration: learned on selection's out-of-fold scores (of at most selection_max_rows
+    # rows: a two-parameter map needs no more, and recomputing them on every training row
+    # cost five more fits of the chosen model on large bases).
     t0 = time.perf_counter()
-    if len(y_sel) < len(y_train):
-        say(f"out-of-fold scores of {family} on all {len(y_train):,} training rows, for calibration")
-        chosen_oof, _ = _oof_proba(chosen, X_train, y_train, config, periods_train)
-        y_cal = y_train
-    else:
-        y_cal = y_sel
+    y_cal = y_sel
     validated = ~np.isnan(chosen_oof)  # by time, the earliest dates are never validated
     chosen_oof, y_cal = chosen_oof[validated], y_cal[validated]
     method, calibration_scores = _choose_calibration(y_cal, chosen_oof, config)
@@ -609,7 +602,12 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
     # The registered model: the same choice, refit on every row (the hold-out included), with
     # the calibration map learned above.  The hold-out metrics stay those of ``holdout_model``.
     holdout_model = model
-    if config.train.refit_all_rows:
+    refit = config.train.refit_all_rows and (not config.train.refit_max_rows
+                                             or len(y_train) <= config.train.refit_max_rows)
+    if config.train.refit_all_rows and not refit:
+        say(f"no refit on all rows: {len(y_train):,} training rows is more than train.refit_max_rows "
+            f"({config.train.refit_max_rows:,}); the registered model is the one evaluated on the hold-out")
+    if refit:
         say(f"refit on all {len(y_all):,} rows")
         t0 = time.perf_counter()
         model = calibrated(clone(chosen).fit(frame, y_all))
@@ -630,7 +628,7 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
         holdout_proba=proba,
         metrics=metrics,
         train_rows=len(y_train),
-        fit_rows=len(y_all) if config.train.refit_all_rows else len(y_train),
+        fit_rows=len(y_all) if refit else len(y_train),
         base_rate=float(y_train.mean()),
         columns=_columns_report(typer, screen),
         input_columns=list(screen.input_columns),
