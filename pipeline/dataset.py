@@ -140,10 +140,7 @@ def read_table(path: str | Path, *, columns: list[str] | None = None) -> pd.Data
     if path.is_dir():
         raise DataError(f"{path}: a folder that is not a record folder (no subscribers table) and not a table "
                         "file (CSV or Parquet)")
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
-        raise DataError(f"{path}: unsupported file type {suffix!r} (expected .csv or .parquet)")
-    check_header(path)
+    suffix = _table_suffix(path)
     try:
         if suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path, columns=columns)
@@ -188,10 +185,7 @@ def check_source(data: str, *, records_only: bool = False) -> None:
         return
     if records_only:
         raise DataError(f"{path}: not a record folder or database URL")
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
-        raise DataError(f"{path}: unsupported file type {suffix!r} (expected .csv or .parquet)")
-    check_header(path)
+    suffix = _table_suffix(path)
     try:
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
@@ -227,6 +221,15 @@ def refuse_infinite(frame: pd.DataFrame, source: str) -> None:
             verb = "is" if infinite.sum() == 1 else "are"
             raise DataError(f"{source}: column {name}: {first_rows(frame.index[infinite])} {verb} infinite "
                             "(expected a finite number or a blank)")
+
+
+def _table_suffix(path: Path) -> str:
+    """The suffix of a table file (``.csv``, ``.parquet``...), after checking its type and header."""
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
+        raise DataError(f"{path}: unsupported file type {suffix!r} (expected .csv or .parquet)")
+    check_header(path)
+    return suffix
 
 
 def check_header(path: str | Path) -> None:

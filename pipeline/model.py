@@ -62,9 +62,13 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
         training rows (stratified, seeded) has not improved for this many rounds, and keep
         the best number of trees; ``None`` fits every tree on every row.  As
         HistGradientBoosting's own early stopping, the trees are then fit on the other rows.
-        It is skipped when the held-out part would have fewer than 10 rows of a class.
+        It is skipped when the held-out part would have fewer than 10 rows of a class, and
+        on fits of fewer than ``early_stopping_min_rows`` rows, where every row counts (on
+        the 3,328-row BigML table, holding out 10% cost 0.004 PR AUC).
     validation_fraction : float
         The share of rows held out for early stopping.
+    early_stopping_min_rows : int
+        Fits with fewer rows use every tree on every row.
 
     Attributes
     ----------
@@ -75,9 +79,11 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
     #: Class-level defaults, so models saved before these parameters existed still load and print.
     early_stopping_rounds = None
     validation_fraction = 0.1
+    early_stopping_min_rows = 0
 
     def __init__(self, iterations=None, learning_rate=None, depth=None, l2_leaf_reg=None,
-                 random_seed=0, thread_count=1, early_stopping_rounds=None, validation_fraction=0.1):
+                 random_seed=0, thread_count=1, early_stopping_rounds=None, validation_fraction=0.1,
+                 early_stopping_min_rows=0):
         self.iterations = iterations
         self.learning_rate = learning_rate
         self.depth = depth
@@ -86,6 +92,7 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
         self.thread_count = thread_count
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_fraction = validation_fraction
+        self.early_stopping_min_rows = early_stopping_min_rows
 
     def _as_catboost(self, X):
         categorical = [c for c in self.categorical_columns_ if c in X.columns]
@@ -127,7 +134,7 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
 
     def _early_stopping_split(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """``(fit rows, held-out rows)`` for early stopping, or None when it is off or too few rows."""
-        if not self.early_stopping_rounds:
+        if not self.early_stopping_rounds or len(y) < self.early_stopping_min_rows:
             return None
         counts = np.bincount(y.astype(int), minlength=2)
         if (counts * self.validation_fraction).min() < 10:
@@ -242,9 +249,10 @@ def make_candidate(family: str, *, drop_columns: tuple[str, ...] = (), seed: int
         )
         steps = [("typer", typer), ("classifier", classifier)]
     elif family == "catboost":
-        # At most 500 trees (CatBoost then picks a larger learning rate than for its default
-        # 1,000), stopped 30 rounds after the held-out log-loss last improved.
-        catboost = CatBoostModel(iterations=500, random_seed=seed, thread_count=n_threads, early_stopping_rounds=30)
+        # At most 300 trees (CatBoost then picks a larger learning rate than for its default
+        # 1,000); from 20,000 rows on, stopped 30 rounds after the held-out log-loss last improved.
+        catboost = CatBoostModel(iterations=300, random_seed=seed, thread_count=n_threads, early_stopping_rounds=30,
+                                 early_stopping_min_rows=20_000)
         steps = [("typer", typer), ("classifier", catboost)]
     else:
         raise ConfigError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
