@@ -257,7 +257,9 @@ _KIND_NAMES = {int: "an integer", float: "a number", str: "str", bool: "bool"}
 def _typed(value: Any, annotation: Any, what: str) -> Any:
     """``value`` checked against a key's annotation (``int``, ``str | None``, ``tuple[str, ...]``...)."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        # ``X | None``: TOML has no null, so a value given is an X
+        # ``X | None``: TOML has no null, but a configuration saved as JSON (the REST wrapper's) has
+        if value is None:
+            return None
         (annotation,) = [member for member in typing.get_args(annotation) if member is not type(None)]
     if (typing.get_origin(annotation) or annotation) is tuple:
         if not isinstance(value, list):

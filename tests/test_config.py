@@ -68,3 +68,14 @@ def test_documented_example_loads_and_every_key_is_documented(tmp_path):
     for section in dataclasses.fields(Config):
         for key in dataclasses.fields(type(getattr(Config(), section.name))):
             assert f"| `{key.name}` |" in doc, f"{section.name}.{key.name} is not documented"
+
+
+def test_a_configuration_saved_as_json_builds_again_with_its_unset_keys():
+    import dataclasses
+    import json
+
+    from pipeline.config import Config, _build
+
+    saved = json.loads(json.dumps(dataclasses.asdict(Config())))  # None for unset optional keys, lists for tuples
+    assert saved["data"]["snapshot_date"] is None
+    assert _build(Config, saved, "the service's configuration") == Config()
