@@ -427,8 +427,12 @@ def test_catboost_stops_early_on_held_out_rows_and_is_reproducible():
     assert CatBoostModel(iterations=60, random_seed=3).fit(X, y).tree_count_ == 60  # no early stopping: every tree
     few = CatBoostModel(iterations=60, early_stopping_rounds=5, random_seed=3).fit(X[:150], y[:150])
     assert few.tree_count_ == 60  # under 10 held-out churners: early stopping is skipped
-    small = CatBoostModel(iterations=400, early_stopping_rounds=20, early_stopping_min_rows=2001, random_seed=3)
+    small = CatBoostModel(iterations=400, early_stopping_rounds=20, early_stopping_min_rows=2001, random_seed=3,
+                          large_fit_iterations=50)
     assert small.fit(X, y).tree_count_ == 400  # fewer rows than early_stopping_min_rows: every tree on every row
+    large = CatBoostModel(iterations=400, early_stopping_rounds=20, early_stopping_min_rows=2000, random_seed=3,
+                          large_fit_iterations=50)
+    assert large.fit(X, y).tree_count_ <= 50  # a large fit: at most large_fit_iterations trees, stopped early
 
 
 def test_openmp_threads_wait_passively_unless_the_user_says_otherwise():
