@@ -12,9 +12,9 @@ inside the functions that need them.
 import os
 
 # OpenMP threads (scikit-learn's HistGradientBoosting, BLAS) sleep instead of spinning while
-# they wait for work: on a shared machine a spinning pool cost 15 times the CPU and 11 times
-# the wall time of the same fit (docs/BENCHMARKS.md, "Training speed").  Set before any
-# OpenMP runtime loads; a value the user set is kept.
+# they wait for work: on a shared two-core machine a spinning pool cost 4 to 15 times the CPU
+# of the same fits (docs/BENCHMARKS.md, "Training speed"; benchmarks/omp_wait.py).  Set before
+# any OpenMP runtime loads; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
