@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from servers import running_server
+from servers import apt_install, running_server
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
@@ -47,16 +45,9 @@ def find_chromium() -> tuple[str, str] | None:
 
 def install_chromium() -> tuple[str, str]:
     """Install Debian's ``chromium`` and ``chromium-driver`` with apt-get (root only); return their paths."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise BrowserUnavailable("Chromium is not installed and apt-get as root is not available to install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True)
-        result = subprocess.run(install, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
-            raise BrowserUnavailable(f"apt-get install chromium chromium-driver failed: {' '.join(tail)}")
+    failed = apt_install(["chromium", "chromium-driver"], "Chromium")
+    if failed:
+        raise BrowserUnavailable(failed)
     found = find_chromium()
     if found is None:
         raise BrowserUnavailable("apt-get installed chromium but chromium or chromedriver was not found")

@@ -58,16 +58,11 @@ def _version_key(directory: str) -> tuple:
 
 def install_postgres() -> Path:
     """Install PostgreSQL with apt-get (root on Debian/Ubuntu only) and return its bin dir."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise PostgresUnavailable("PostgreSQL is not installed and apt-get as root is not available to install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True)
-        result = subprocess.run(install, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
-            raise PostgresUnavailable(f"apt-get install postgresql failed: {' '.join(tail)}")
+    from servers import apt_install
+
+    failed = apt_install(["postgresql"], "PostgreSQL")
+    if failed:
+        raise PostgresUnavailable(failed)
     bin_dir = find_bin_dir()
     if bin_dir is None:
         raise PostgresUnavailable("apt-get installed postgresql but initdb/pg_ctl were not found")

@@ -237,3 +237,22 @@ def _tail(path: Path, chars: int) -> str:
     except OSError:
         return "(no log)"
     return text[-chars:]
+
+
+def apt_install(packages: list[str], what: str) -> str | None:
+    """Install Debian packages with apt-get (retrying once after ``apt-get update``).
+
+    Returns None when they are installed, or why not in one line (``what`` names them)."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return f"{what} is not installed and apt-get as root is not available to install it"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+        result = subprocess.run(install, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
+            return f"apt-get install {' '.join(packages)} failed: {' '.join(tail)}"
+    return None
