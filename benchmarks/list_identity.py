@@ -89,13 +89,16 @@ from pipeline import jobs, tracking
 from pipeline.config import load_config
 from pipeline.dataset import records_dataset
 from pipeline.records import load_records
-from pipeline.score import finalize, score_dataset, write_output
+from pipeline.score import score_dataset
 
-try:  # where the refactoring put them, else where they were
-    from pipeline.score import scoring_model, response_scorer
+try:  # where the list stage put them (issue 15), else where they were before
+    from pipeline.lists import finalize
+    from pipeline.output import write_output
+    response_scorer = lambda config, say: jobs.response_scorer(config, None, True, say)
 except ImportError:
-    scoring_model = jobs.scoring_model
+    from pipeline.score import finalize, write_output
     response_scorer = lambda config, say: jobs._response_scorer(config, None, True, say)
+scoring_model = jobs.scoring_model
 
 config = load_config(None)
 tracking.connect(sys.argv[1])
@@ -176,7 +179,10 @@ def main() -> int:
 
     if args.compare:
         reference = json.loads(args.compare.read_text())["lists"]
-        differ = sorted(n for n in set(reference) | set(lists) if reference.get(n) != lists.get(n))
+        new = sorted(set(lists) - set(reference))  # lists the reference's code could not make
+        for name in new:
+            print(f"new (not in the reference): {name}")
+        differ = sorted(n for n in reference if reference.get(n) != lists.get(n))
         for name in differ:
             print(f"DIFFERS: {name}  {reference.get(name, 'missing')[:12]} -> {lists.get(name, 'missing')[:12]}")
         print("identical" if not differ else f"{len(differ)} of {len(reference)} lists differ")

@@ -23,6 +23,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.errors import DataError, PipelineError, hide_credentials
+from pipeline.inputs import WAIVER_COLUMN, check_paths, data_snapshot, input_chunks, input_hash, is_records, load_dataset
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -32,78 +33,6 @@ def _say(progress: Say | None) -> Say:
     """A progress callback that never shows a URL's password."""
     out = progress or (lambda message: log.info(message))
     return lambda message: out(hide_credentials(message))
-
-
-def is_records(path: str) -> bool:
-    """True when ``path`` is a record folder or a database URL (not a single churn table)."""
-    from pipeline.records import is_record_source
-
-    return is_record_source(path)
-
-
-def load_dataset(
-    data: str,
-    *,
-    config: Config,
-    id_column: str | None = None,
-    target: str | None = None,
-    positive: str | None = None,
-    value_column: str | None = None,
-    snapshot_date: str | None = None,
-    disclosure_date: str | None = None,
-    require_label: bool = True,
-    time_column: str | None = None,
-    treatment_column: str | None = None,
-    response: bool = False,
-):
-    """A ``Dataset`` from a record folder, a database URL or one churn table.
-
-    For training (``require_label``), records are stacked over ``data.training_snapshots``
-    and a table's ``time_column`` (or ``data.time_column``) gives each row's snapshot date.
-
-    With ``response``, returns ``(churn dataset, response dataset or None, why none)``: the
-    response dataset holds the rows of randomised campaigns (the records' ``campaigns``
-    table, or the rows of a table whose ``treatment_column`` says offer or control), and the
-    churn dataset leaves out the subscribers whose outcome an offer changed.
-    """
-    from pipeline.dataset import (NoCampaignError, campaign_dataset, check_source, churn_rows, read_table,
-                                  records_dataset, response_rows, table_dataset)
-
-    check_source(data)
-    if is_records(data):
-        from pipeline.records import load_records
-
-        snapshot = snapshot_date or config.data.snapshot_date
-        records = load_records(data, snapshot_date=snapshot, disclosure_date=disclosure_date)
-        if not require_label:
-            records = records.without("outcomes")
-        churn = records_dataset(
-            records,
-            snapshot_date=snapshot,
-            horizon_days=config.data.horizon_days,
-            require_label=require_label,
-            earlier_snapshots=config.data.training_snapshots if require_label else (),
-        )
-        if not response:
-            return churn
-        try:
-            return churn, campaign_dataset(records, horizon_days=config.data.horizon_days, snapshot_date=snapshot), None
-        except NoCampaignError as err:
-            return churn, None, str(err).split(": ", 1)[-1]
-    if require_label and target is None:
-        raise DataError(f"{hide_credentials(data)}: a single table needs --target (the churn label column) and usually --id")
-    frame = read_table(data)
-    dataset = table_dataset(
-        frame, id_column=id_column, target=target, positive=positive, value_column=value_column,
-        source=str(data), require_label=require_label,
-        time_column=(time_column or config.data.time_column) if require_label else None,
-        treatment_column=treatment_column,
-    )
-    if not response:
-        return dataset
-    if treatment_column is None:
-        return dataset, None, "a single table needs --treatment COL (its randomised offer/control column)"
-    return churn_rows(dataset), response_rows(dataset), None
 
 
 def _columns_report(result, dataset) -> pd.DataFrame:
@@ -438,29 +367,6 @@ class _Rate:
         return text
 
 
-def _record_total(data: str) -> int | None:
-    import json
-
-    manifest = Path(data) / "manifest.json"
-    if manifest.is_file():
-        try:
-            return int(json.loads(manifest.read_text()).get("subscribers"))
-        except (ValueError, TypeError):
-            return None
-    return None
-
-
-def _table_total(data: str) -> int | None:
-    if Path(data).suffix.lower() in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        try:
-            return pq.ParquetFile(data).metadata.num_rows
-        except (OSError, ValueError):
-            return None
-    return None
-
-
 def scoring_model(loaded):
     """What scoring needs from a loaded model, from its MLflow metadata and signature."""
     from pipeline.score import ScoringModel
@@ -489,71 +395,6 @@ def scoring_model(loaded):
         signature=dict(loaded.signature_columns),
         profile=meta.get("profile") or {},
     )
-
-
-def input_chunks(data: str, scoring, *, config: Config, snapshot_date: str | None = None,
-                 disclosure_date: str | None = None):
-    """Check the input against the model, then stream it as modelling-table chunks.
-
-    Returns ``(tasks, total rows or None)``: each task is a function of no arguments that
-    gives the next chunk's modelling table (``Dataset``), and may run on any thread (record
-    parts are read only then).  The check happens before any scoring work.
-    """
-    from pipeline.records import deferred
-    from pipeline.score import check_signature, column_kinds, table_chunks, table_sample
-
-    if scoring.mode == "records" and is_records(data):
-        from pipeline.records import iter_record_chunks
-        from pipeline.schema import TABLES
-
-        tables = [name for name in TABLES if name != "outcomes"]
-        readers = iter_record_chunks(
-            data, chunk_subscribers=min(config.data.chunk_subscribers, config.scoring.chunk_rows), tables=tables,
-            snapshot_date=snapshot_date or config.data.snapshot_date, disclosure_date=disclosure_date,
-            for_features=True, lazy=True,
-        )
-        build = partial(_features_of, snapshot_date=snapshot_date or config.data.snapshot_date,
-                        horizon_days=config.data.horizon_days)
-        return (partial(build, reader) for reader in readers), _record_total(data)
-    if is_records(data):
-        raise DataError(f"{hide_credentials(data)}: the model was trained on a single table; give a CSV or Parquet file")
-    check_signature(column_kinds(table_sample(data)), scoring, source=str(data))
-    columns = _table_roles(scoring)
-    chunks = table_chunks(data, rows=config.scoring.chunk_rows, id_column=columns["id"],
-                          value_column=columns["value"], label_column=scoring.label_column)
-    if scoring.mode == "records":  # a feature table written by `churn features`
-        chunks = (_with_waiver(chunk) for chunk in chunks)
-    return deferred(chunks), _table_total(data)
-
-
-def _features_of(read, *, snapshot_date: str | None, horizon_days: int):
-    """The modelling table of one record chunk (``read()`` gives its records)."""
-    from pipeline.dataset import records_dataset
-
-    return records_dataset(read(), snapshot_date=snapshot_date, horizon_days=horizon_days, require_label=False)
-
-
-def _table_roles(scoring) -> dict[str, str | None]:
-    """The id and value columns of a table scored by this model (a feature table for record models)."""
-    from pipeline.features import ID_COLUMN
-
-    if scoring.mode == "records":
-        return {"id": ID_COLUMN, "value": "monthly_fee", "waiver": WAIVER_COLUMN, "etf": "early_termination_fee"}
-    return {"id": scoring.id_column, "value": scoring.value_column, "waiver": None, "etf": None}
-
-
-#: The column of a feature table (``churn features``) with what a fee waiver would forgive
-#: each subscriber (``features.waiver_forgives``: money for the value of a save, not a
-#: feature); a feature table without it falls back on the feature ``etf_waivable_amount``.
-WAIVER_COLUMN = "etf_waiver_forgives"
-
-
-def _with_waiver(chunk):
-    for column in (WAIVER_COLUMN, "etf_waivable_amount"):
-        if column in chunk.frame.columns:
-            chunk.extra["etf_waivable"] = chunk.frame[column].astype("float64").reset_index(drop=True)
-            break
-    return chunk
 
 
 def score_job(
@@ -600,37 +441,24 @@ def score_job(
     """
     from pipeline import tracking
     from pipeline.drift import DriftCounter
-    from pipeline.errors import ConfigError
-    from pipeline.score import ScoreStream, in_order, release_memory
+    from pipeline.output import check_destination
+    from pipeline.score import ScoreStream
     from pipeline.summary import BaseTotals
 
     say = _say(progress)
     output_path = Path(output)
-    if output_path.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise DataError(f"{output}: unsupported output type {output_path.suffix!r} (expected .csv or .parquet)")
-    if not output_path.parent.exists():
-        raise DataError(f"{output}: folder {output_path.parent} does not exist")
-    _check_paths(data, output)
-    if budget is not None and budget < 0 or capacity is not None and capacity < 0:
-        raise ConfigError("--budget and --capacity must not be negative")
-    if engine not in ("pandas", "spark"):
-        raise ConfigError(f"unknown engine {engine!r}; expected pandas or spark")
+    check_destination(output_path)
+    check_paths(data, output)
     share = config.scoring.control_share if control_share is None else control_share
-    if not 0 <= share < 1:
-        raise ConfigError(f"--control-share must be at least 0 and below 1, got {share}")
-    if campaign_id is not None:
-        import re
-
-        if not re.fullmatch(r"[\w.:-]{1,100}", campaign_id):
-            raise ConfigError("--campaign-id may hold letters, digits, '_', '.', ':' and '-' only (at most 100)")
+    _check_score_options(budget=budget, capacity=capacity, engine=engine, share=share, campaign_id=campaign_id)
     tracking.connect(uri)
     model_uri = model or tracking.model_uri(config.tracking.model_name)
     say(f"loading model {model_uri}")
     scoring = scoring_model(tracking.load_model(model_uri))
-    scoring.response = _response_scorer(config, response_model, use_response, say) if use_response else None
+    scoring.response = response_scorer(config, response_model, use_response, say) if use_response else None
     notes = [] if scoring.response is not None else [_no_response_warning(scoring.base_rate, config)]
     seed = config.train.seed if seed is None else seed
-    input_sha256 = _input_hash(data)
+    input_sha256 = input_hash(data)
     if share > 0 and not campaign_id:
         campaign_id = _campaign_id(input_sha256, scoring, seed, share, budget, capacity)
     calls_path = _calls_path(output_path, calls, budget, capacity)
@@ -640,38 +468,10 @@ def score_job(
     stream = ScoreStream(scoring, config, output=output_path, write_all=write_all)
     try:
         if engine == "spark":
-            # Spark loads the models itself: give it verified copies of their files, not the URIs.
-            with contextlib.ExitStack() as stack:
-                local, _ = stack.enter_context(tracking.verified_model_files(model_uri))
-                uplift_local = None
-                if scoring.response is not None:
-                    uplift_local, _ = stack.enter_context(tracking.verified_model_files(scoring.response.uri))
-                out, rows, frame = _score_on_spark(data, scoring, model_uri=str(local), config=config, say=say,
-                                                   uplift_model_uri=None if uplift_local is None else str(uplift_local))
-            totals.merge(BaseTotals.of(out))
-            stream.add_rows(out, rows, frame)
-            del out, frame
+            _feed_from_spark(data, scoring, stream, totals, model_uri=model_uri, config=config, say=say)
         else:
-            chunks, total = input_chunks(data, scoring, config=config, snapshot_date=snapshot_date,
-                                         disclosure_date=disclosure_date)
-            import pyarrow as pa
-
-            rate = _Rate(total)
-            # Chunks are read, featurised and predicted on `workers` threads at once (most of
-            # that work releases the GIL); this thread takes them in order.
-            workers = config.scoring.workers
-            threads = max(1, config.train.n_threads // workers)
-            scored = (partial(_scored, task, scoring, stream, threads) for task in chunks)
-            with closing(in_order(scored, workers=workers)) as results:  # an error stops the workers
-                for inputs, prepared, chunk_totals in results:
-                    drift.add(inputs)
-                    totals.merge(chunk_totals)
-                    stream.take(prepared)
-                    say(rate.add(len(inputs)))
-                    del inputs, prepared
-                    release_memory(pa)
-            if not stream.rows:
-                raise DataError(f"{hide_credentials(data)}: no subscribers to score")
+            _feed_chunks(data, scoring, stream, drift, totals, config=config, say=say, snapshot_date=snapshot_date,
+                         disclosure_date=disclosure_date)
         say(f"ranking {stream.rows:,} subscribers and writing {output_path.name}")
         result = stream.finish(budget=budget, capacity=capacity, control_share=share, seed=seed,
                                campaign_id=campaign_id, calls=calls_path)
@@ -684,8 +484,99 @@ def score_job(
         f"input drift: {name} has population stability index {value:.2f} (above {config.scoring.psi_warning})"
         for name, value in psi.items() if value > config.scoring.psi_warning
     ]
+    metrics = _score_metrics(stream, result, scoring, seconds=seconds, psi=psi, warnings=warnings,
+                             output_path=output_path, input_sha256=input_sha256)
+    sweep = stream.offer_sweep()
+    run_id = _log_score_run(config, uri, model_uri, scoring, metrics, psi=psi, summary=summary, sweep=sweep,
+                            tags={"campaign_id": campaign_id} if share > 0 else {})
+    say("writing the scoring summary, the data dictionary" + (" and the report" if report else ""))
+    companions = _write_companions(
+        output_path, data=data, input_sha256=input_sha256, config=config, scoring=scoring, model_uri=model_uri,
+        run_id=run_id,
+        totals=totals, tally=result["tally"], targeting=summary, sweep=sweep, psi=psi, warnings=warnings,
+        notes=notes, snapshot_date=snapshot_date, write_all=write_all, calls_path=calls_path, report=report,
+    )
+    return ScoreOutcome(
+        output=output_path, rows_scored=stream.rows, rows_written=result["rows_written"], at_risk=metrics["at_risk"],
+        expected_loss_at_risk=metrics["expected_loss_at_risk"], model_version=scoring.version,
+        top=result["top"], run_id=run_id, targeting=summary, drift=psi, drift_warnings=warnings,
+        seconds=seconds, notes=notes, campaign_id=campaign_id if share > 0 else None,
+        do_not_contact=stream.do_not_contact,
+        response_version=None if scoring.response is None else str(scoring.response.version),
+        tally=result["tally"], files=companions,
+    )
+
+
+def _check_score_options(*, budget, capacity, engine: str, share: float, campaign_id: str | None) -> None:
+    """Before any work: the limits, the engine, the control share and the campaign id are usable."""
+    import re
+
+    from pipeline.errors import ConfigError
+
+    if budget is not None and budget < 0 or capacity is not None and capacity < 0:
+        raise ConfigError("--budget and --capacity must not be negative")
+    if engine not in ("pandas", "spark"):
+        raise ConfigError(f"unknown engine {engine!r}; expected pandas or spark")
+    if not 0 <= share < 1:
+        raise ConfigError(f"--control-share must be at least 0 and below 1, got {share}")
+    if campaign_id is not None and not re.fullmatch(r"[\w.:-]{1,100}", campaign_id):
+        raise ConfigError("--campaign-id may hold letters, digits, '_', '.', ':' and '-' only (at most 100)")
+
+
+def _feed_chunks(data: str, scoring, stream, drift, totals, *, config: Config, say: Say,
+                 snapshot_date: str | None, disclosure_date: str | None) -> None:
+    """The pandas engine: stream the input's chunks through the model into ``stream``.
+
+    Chunks are read, featurised and predicted on ``scoring.workers`` threads at once (most of
+    that work releases the GIL); this thread takes them in order, counting drift and totals.
+    """
+    import pyarrow as pa
+
+    from pipeline._engine import in_order, release_memory
+
+    chunks, total = input_chunks(data, scoring, config=config, snapshot_date=snapshot_date,
+                                 disclosure_date=disclosure_date)
+    rate = _Rate(total)
+    workers = config.scoring.workers
+    threads = max(1, config.train.n_threads // workers)
+    scored = (partial(_scored, task, scoring, stream, threads) for task in chunks)
+    with closing(in_order(scored, workers=workers)) as results:  # an error stops the workers
+        for inputs, prepared, chunk_totals in results:
+            drift.add(inputs)
+            totals.merge(chunk_totals)
+            stream.take(prepared)
+            say(rate.add(len(inputs)))
+            del inputs, prepared
+            release_memory(pa)
+    if not stream.rows:
+        raise DataError(f"{hide_credentials(data)}: no subscribers to score")
+
+
+def _feed_from_spark(data: str, scoring, stream, totals, *, model_uri: str, config: Config, say: Say) -> None:
+    """The Spark engine: probabilities (and uplift) from Spark, fed into ``stream`` as one scored chunk.
+
+    Spark loads the models itself: it is given verified copies of their files, not the URIs.
+    """
+    from pipeline import tracking
+    from pipeline.summary import BaseTotals
+
+    with contextlib.ExitStack() as stack:
+        local, _ = stack.enter_context(tracking.verified_model_files(model_uri))
+        uplift_local = None
+        if scoring.response is not None:
+            uplift_local, _ = stack.enter_context(tracking.verified_model_files(scoring.response.uri))
+        out, rows, frame = _score_on_spark(data, scoring, model_uri=str(local), config=config, say=say,
+                                           uplift_model_uri=None if uplift_local is None else str(uplift_local))
+    totals.merge(BaseTotals.of(out))
+    stream.add_rows(out, rows, frame)
+
+
+def _score_metrics(stream, result: dict, scoring, *, seconds: float, psi: pd.Series, warnings: list[str],
+                   output_path: Path, input_sha256: str) -> dict[str, Any]:
+    """The scoring run's metrics (``tracking.log_scoring``): counts, money, targeting, drift, speed."""
+    summary = result["summary"]
     at_risk_count = stream.tiers["medium"] + stream.tiers["high"]
-    summary_metrics = {
+    metrics = {
         "rows_scored": stream.rows,
         "rows_written": result["rows_written"],
         "at_risk": at_risk_count,
@@ -706,13 +597,19 @@ def score_job(
         "response_model_version": "none" if scoring.response is None else str(scoring.response.version),
         "input_sha256": input_sha256,
     }
-    summary_metrics.update({k: v for k, v in result["probability_stats"].items() if k.startswith("probability_p")})
+    metrics.update({k: v for k, v in result["probability_stats"].items() if k.startswith("probability_p")})
     for tier in ("low", "medium", "high"):
-        summary_metrics[f"tier_{tier}"] = stream.tiers[tier]
+        metrics[f"tier_{tier}"] = stream.tiers[tier]
     if len(psi):
-        summary_metrics["psi_max"] = float(psi.max())
-    tags = {"campaign_id": campaign_id} if share > 0 else {}
-    sweep = stream.offer_sweep()
+        metrics["psi_max"] = float(psi.max())
+    return metrics
+
+
+def _log_score_run(config: Config, uri: str, model_uri: str, scoring, metrics: dict[str, Any], *, psi: pd.Series,
+                   summary, sweep: pd.DataFrame, tags: dict[str, str]) -> str:
+    """Log the scoring run (metrics, drift, targeting, the offer sweep and its plot); its run id."""
+    from pipeline import tracking
+
     artifacts = {"score/psi.csv": psi.rename_axis("feature").reset_index(),
                  "score/targeting.json": summary.as_dict(), "score/offer_sweep.csv": sweep}
     with tempfile.TemporaryDirectory() as tmp:
@@ -723,58 +620,24 @@ def score_job(
                                       measured=scoring.response is not None)
             artifacts["plots/offer_sweep.png"] = Path(tmp) / "offer_sweep.png"
             figure.savefig(artifacts["plots/offer_sweep.png"], dpi=110, metadata={"Software": None})
-        run_id = tracking.log_scoring(config=config, uri=uri, model_uri=model_uri, version=scoring.version,
-                                      summary=summary_metrics, artifacts=artifacts, tags=tags)
-    say("writing the scoring summary, the data dictionary" + (" and the report" if report else ""))
-    companions = _write_companions(
-        output_path, data=data, input_sha256=input_sha256, config=config, scoring=scoring, model_uri=model_uri,
-        run_id=run_id,
-        totals=totals, tally=result["tally"], targeting=summary, sweep=sweep, psi=psi, warnings=warnings,
-        notes=notes, snapshot_date=snapshot_date, write_all=write_all, calls_path=calls_path, report=report,
-    )
-    return ScoreOutcome(
-        output=output_path, rows_scored=stream.rows, rows_written=result["rows_written"], at_risk=at_risk_count,
-        expected_loss_at_risk=summary_metrics["expected_loss_at_risk"], model_version=scoring.version,
-        top=result["top"], run_id=run_id, targeting=summary, drift=psi, drift_warnings=warnings,
-        seconds=seconds, notes=notes, campaign_id=campaign_id if share > 0 else None,
-        do_not_contact=stream.do_not_contact,
-        response_version=None if scoring.response is None else str(scoring.response.version),
-        tally=result["tally"], files=companions,
-    )
+        return tracking.log_scoring(config=config, uri=uri, model_uri=model_uri, version=scoring.version,
+                                    summary=metrics, artifacts=artifacts, tags=tags)
 
 
 def _calls_path(output: Path, calls: str | None, budget, capacity) -> Path | None:
     """Where the call list goes: ``calls``, else ``NAME.calls<suffix>`` beside the list when a limit is given."""
+    from pipeline.output import check_destination
     from pipeline.summary import companion
 
     if calls is not None:
         path = Path(calls)
-        if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
-            raise DataError(f"{calls}: unsupported call list type {path.suffix!r} (expected .csv or .parquet)")
-        if not path.parent.exists():
-            raise DataError(f"{calls}: folder {path.parent} does not exist")
+        check_destination(path, kind="call list")
         if path.resolve() == output.resolve():
             raise DataError(f"{calls}: the call list cannot replace the list itself")
         return path
     if budget is None and capacity is None:
         return None
     return companion(output, "calls", output.suffix.lower())
-
-
-def data_snapshot(data: str, snapshot_date: str | None, config: Config) -> str | None:
-    """The snapshot date of a record source (the option, the config, else its manifest); None for tables."""
-    import json
-
-    date = snapshot_date or config.data.snapshot_date
-    if date:
-        return str(date)
-    manifest = Path(str(data)) / "manifest.json"
-    if "://" not in str(data) and manifest.is_file():
-        try:
-            return json.loads(manifest.read_text()).get("snapshot_date")
-        except (OSError, ValueError):
-            return None
-    return None
 
 
 def _model_cards(model_uri: str, scoring, config: Config, say: Say) -> dict[str, Any]:
@@ -805,7 +668,7 @@ def _write_companions(output: Path, *, data: str, input_sha256: str, config: Con
 
     from pipeline import tracking
     from pipeline.report import write_report
-    from pipeline.score import CALL_ORDER, OUTPUT_COLUMNS
+    from pipeline.lists import CALL_ORDER, OUTPUT_COLUMNS
     from pipeline.summary import column_dictionary, companion, currency_words, write_json
     from pipeline.targeting import acceptance_rate, pilot_size
 
@@ -851,7 +714,7 @@ def _write_companions(output: Path, *, data: str, input_sha256: str, config: Con
         else [c for c in OUTPUT_COLUMNS if c in header],
         currency=currency, horizon_days=config.data.horizon_days, base_rate=scoring.base_rate,
         medium=config.scoring.medium_risk_multiple, high=config.scoring.high_risk_multiple)
-    from pipeline.score import write_output
+    from pipeline.output import write_output
 
     files["dictionary"] = write_output(dictionary, companion(output, "dictionary", ".csv"))
     if calls_path is not None:
@@ -893,7 +756,7 @@ def response_model_name(model_name: str) -> str:
     return f"{model_name}-response"
 
 
-def _response_scorer(config: Config, uri: str | None, use: bool, say: Say):
+def response_scorer(config: Config, uri: str | None, use: bool, say: Say):
     """The response model to score with: ``uri``, else the registered champion, else None."""
     from pipeline import tracking
     from pipeline.score import ResponseScorer
@@ -961,15 +824,16 @@ def _score_on_spark(data: str, scoring, *, model_uri: str, config: Config, say: 
     """
     import pyarrow.dataset as ds
 
-    from pipeline.score import check_signature, column_kinds, score_rows, table_sample, worth_explaining
+    from pipeline.inputs import check_signature, column_kinds, table_sample
+    from pipeline.score import score_rows, worth_explaining
     from pipeline.spark import score_spark
 
     if is_records(data):
         raise DataError(f"{hide_credentials(data)}: the Spark engine scores a table (Parquet or CSV); "
                         "write the features of a record folder with `churn features` first")
     sample = table_sample(data)
-    check_signature(column_kinds(sample), scoring, source=str(data))
-    roles = _table_roles(scoring)
+    check_signature(column_kinds(sample), scoring.contract, source=str(data))
+    roles = scoring.contract.roles()
     id_column = roles["id"] if roles["id"] in sample.columns else None
     waiver = next((c for c in (roles["waiver"], "etf_waivable_amount" if roles["waiver"] else None)
                    if c and c in sample.columns), None)
@@ -1101,12 +965,11 @@ def features_job(data: str, output: str, *, config: Config, snapshot_date: str |
     say = _say(progress)
     from pipeline.files import publish, temp_file
 
+    from pipeline.output import check_destination
+
     path = Path(output)
-    if path.suffix.lower() not in (".parquet", ".pq"):
-        raise DataError(f"{output}: the feature table is written as Parquet (.parquet)")
-    if not path.parent.exists():
-        raise DataError(f"{output}: folder {path.parent} does not exist")
-    _check_paths(data, output, records_only=True)
+    check_destination(path, kind="feature table", parquet_only=True)
+    check_paths(data, output, records_only=True)
     temp = temp_file(path)  # unique: concurrent writers never share one
     rows, writer = 0, None
     snapshot = snapshot_date or config.data.snapshot_date
@@ -1132,39 +995,6 @@ def features_job(data: str, output: str, *, config: Config, snapshot_date: str |
             writer.close()
         temp.unlink(missing_ok=True)
     return path, rows
-
-
-def _check_paths(data: str, output: str, *, records_only: bool = False) -> None:
-    """Before any work: the output is not the input, the input holds rows, and what killed runs
-    left next to the output is swept (``pipeline.files.sweep_leftovers``)."""
-    from pipeline.dataset import check_source
-    from pipeline.files import check_output_path, sweep_leftovers
-
-    check_output_path(output, data)
-    check_source(data, records_only=records_only)
-    sweep_leftovers(output)
-
-
-def _input_hash(data: str) -> str:
-    """SHA-256 of the input: its files (all files of a record folder, in name order), or a
-    database's record tables row by row (``records.database_digest``)."""
-    import hashlib
-
-    from pipeline.records import database_digest
-
-    if "://" in str(data):
-        return database_digest(str(data))
-    digest = hashlib.sha256()
-    path = Path(data)
-    if not path.exists():
-        raise DataError(f"{data}: not found (the input to hash for the run's lineage)")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and "truth" not in p.parts) if path.is_dir() else [path]
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def promote_job(version: int, *, config: Config, uri: str) -> str:

@@ -73,7 +73,7 @@ def read_list(path: str | Path) -> pd.DataFrame:
 
 def call_order(listed: pd.DataFrame) -> pd.DataFrame:
     """The rows to call (targeted, not control), largest expected net value first (``score.call_list``)."""
-    from pipeline.score import call_list
+    from pipeline.lists import call_list
 
     return call_list(listed)
 

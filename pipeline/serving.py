@@ -42,7 +42,7 @@ class ChurnService(PythonModel):
         """Load the churn model (and the response model, when registered), checked, from the registry."""
         from pipeline import tracking
         from pipeline.config import Config, _build, validate
-        from pipeline.jobs import _response_scorer, scoring_model
+        from pipeline.jobs import response_scorer, scoring_model
 
         settings = dict(context.model_config or {})
         uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.get("tracking_uri")
@@ -52,8 +52,8 @@ class ChurnService(PythonModel):
         values = json.loads(settings.get("config") or "{}")
         self.config = validate(_build(Config, values, "the service's configuration")) if values else Config()
         self.scoring = scoring_model(tracking.load_model(settings["churn_model"]))
-        self.scoring.response = _response_scorer(self.config, settings.get("response_model"),
-                                                 bool(settings.get("response_model")), lambda message: None)
+        self.scoring.response = response_scorer(self.config, settings.get("response_model"),
+                                                bool(settings.get("response_model")), lambda message: None)
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """One answer row per request row (``ANSWER_COLUMNS``)."""
@@ -63,11 +63,11 @@ class ChurnService(PythonModel):
 def answer(scoring, rows: pd.DataFrame, config) -> pd.DataFrame:
     """What the list says for each of ``rows`` (request rows, as ``churn score`` takes them)."""
     from pipeline.dataset import table_dataset
-    from pipeline.jobs import _table_roles, _with_waiver
+    from pipeline.inputs import with_waiver
     from pipeline.score import explain_rows, score_dataset
     from pipeline.targeting import list_actions
 
-    roles = _table_roles(scoring)
+    roles = scoring.contract.roles()
     id_column = roles["id"] if roles["id"] in rows.columns else None
     value_column = roles["value"] if roles["value"] in rows.columns else None
     frame = rows.drop(columns=[c for c in (scoring.label_column,) if c and c in rows.columns])
@@ -76,7 +76,7 @@ def answer(scoring, rows: pd.DataFrame, config) -> pd.DataFrame:
     if id_column is None:
         dataset.ids = pd.Series(np.arange(1, len(frame) + 1).astype(str), name="subscriber_id")
     if scoring.mode == "records":
-        dataset = _with_waiver(dataset)
+        dataset = with_waiver(dataset)
     out = score_dataset(scoring, dataset, config, explain=False)
     explain_rows(scoring, out, np.arange(len(out)), dataset.frame, config)
     worth = out["expected_net_value"].to_numpy(dtype="float64") > 0

@@ -455,7 +455,7 @@ def check_input(frame, input_columns: Sequence[str], signature: Mapping[str, str
             filled, numbers = row[f"filled_{i}"] or 0, row[f"numbers_{i}"] or 0
             if filled and not holds_numbers(numbers, filled):
                 mistyped.append(f"{name} (text, expected number)")
-    from pipeline.score import raise_column_problems
+    from pipeline.inputs import raise_column_problems
 
     raise_column_problems(source, missing, mistyped)
     return casts

@@ -374,7 +374,7 @@ class TargetingSummary:
         return dataclasses.asdict(self)
 
 
-def _targeting_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def targeting_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from pipeline.errors import DataError, first_rows
 
     missing = [c for c in TARGETING_COLUMNS if c not in frame.columns]
@@ -410,7 +410,7 @@ def _summary(rule: str, limit, chosen: np.ndarray, saves, cost, value, upper_bou
 
 def select_all(frame: pd.DataFrame) -> tuple[pd.Series, TargetingSummary]:
     """Target every subscriber whose expected net value is positive (no budget or capacity)."""
-    saves, cost, value = _targeting_arrays(frame)
+    saves, cost, value = targeting_arrays(frame)
     chosen = value > 0
     return pd.Series(chosen, index=frame.index, name="targeted"), _summary("all", None, chosen, saves, cost, value)
 
@@ -428,7 +428,7 @@ def select_capacity(frame: pd.DataFrame, capacity: int) -> tuple[pd.Series, Targ
 
     if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 0:
         raise ConfigError(f"capacity must be a whole number of subscribers of at least 0, got {capacity!r}")
-    saves, cost, value = _targeting_arrays(frame)
+    saves, cost, value = targeting_arrays(frame)
     positive = np.flatnonzero(value > 0)
     order = positive[np.argsort(-value[positive], kind="stable")]
     chosen = np.zeros(len(frame), dtype=bool)
@@ -485,7 +485,7 @@ def select_budget(frame: pd.DataFrame, budget: float) -> tuple[pd.Series, Target
             or not np.isfinite(budget) or budget < 0:
         raise ConfigError(f"budget must be an amount of at least 0, got {budget!r}")
     budget = float(budget)
-    saves, cost, value = _targeting_arrays(frame)
+    saves, cost, value = targeting_arrays(frame)
     tolerance = 1e-9 * max(1.0, budget)
     chosen = np.zeros(len(frame), dtype=bool)
     free = (value > 0) & (cost <= 0)

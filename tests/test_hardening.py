@@ -163,17 +163,17 @@ def test_dataset_sources_keep_their_kind():
 def test_a_database_input_is_hashed_by_its_rows(tmp_path):
     import sqlalchemy as sa
 
-    from pipeline.jobs import _input_hash
+    from pipeline.inputs import input_hash
 
     url = f"sqlite:///{tmp_path / 'b.db'}"
     engine = sa.create_engine(url)
     frame = pd.DataFrame({"subscriber_id": ["a", "b", "c"], "monthly_fee": [1.0, 2.0, 3.0]})
     frame.to_sql("subscribers", engine, index=False)
-    first = _input_hash(url)
+    first = input_hash(url)
     frame.iloc[::-1].to_sql("subscribers", engine, index=False, if_exists="replace")
-    assert _input_hash(url) == first  # the rows' order in the database does not matter
+    assert input_hash(url) == first  # the rows' order in the database does not matter
     frame.assign(monthly_fee=[1.0, 2.0, 3.5]).to_sql("subscribers", engine, index=False, if_exists="replace")
-    assert _input_hash(url) != first
+    assert input_hash(url) != first
     engine.dispose()
 
 
@@ -186,7 +186,7 @@ def test_thousands_separators_are_numbers_everywhere():
     from pipeline.prepare import TableTyper, to_numbers
     from pipeline.records import _coerce_number
     from pipeline.schema import Column
-    from pipeline.score import column_kinds
+    from pipeline.inputs import column_kinds
 
     text = pd.Series(["1,234.5", "12", " 2,000 ", None, "3,000,000"] * 20, name="charges")
     expected = [1234.5, 12.0, 2000.0, np.nan, 3_000_000.0] * 20
@@ -306,7 +306,7 @@ def test_fairness_table_per_protected_segment():
 @pytest.mark.parametrize("mode, umask, expected", [(0o640, 0o022, 0o640), (0o600, 0o000, 0o600),
                                                     (0, 0o022, 0o644), (0, 0o077, 0o600)])
 def test_lists_get_the_configured_permissions(tmp_path, mode, umask, expected):
-    from pipeline.score import ListWriter
+    from pipeline.output import ListWriter
 
     old = os.umask(umask)
     try:

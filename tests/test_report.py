@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.score import OUTPUT_COLUMNS, ListTally, call_list, consistent_actions
+from pipeline.lists import OUTPUT_COLUMNS, ListTally, call_list, consistent_actions
 from pipeline.summary import BaseTotals, column_dictionary, sum_interval
 from pipeline.targeting import (BEYOND_LIMIT_ACTION, CONTROL_ACTION, DEFAULT_ACTION, DO_NOT_CONTACT,
                                 LOST_CAUSE_ACTION, NO_CONTACT_ACTIONS, NOT_WORTH_ACTION, TARGETED_ACTION,

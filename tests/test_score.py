@@ -6,7 +6,9 @@ import pytest
 
 from pipeline.config import Config
 from pipeline.errors import DataError
-from pipeline.score import at_risk, neutralise_formulas, rank_scores, risk_tiers, write_output
+from pipeline.lists import at_risk, rank_scores
+from pipeline.output import neutralise_formulas, write_output
+from pipeline.score import risk_tiers
 
 
 def _scores():

@@ -18,15 +18,9 @@ import pytest
 
 from pipeline.drift import DriftCounter
 from pipeline.errors import DataError
-from pipeline.score import (
-    ListWriter,
-    _IdCheck,
-    _in_list_order,
-    merge_runs,
-    rank_order,
-    rank_scores,
-    write_output,
-)
+from pipeline._engine import IdCheck, merge_runs
+from pipeline.lists import in_list_order, rank_order, rank_scores
+from pipeline.output import ListWriter, write_output
 
 FAST = "[train]\nsearch_iterations = 1\ncv_folds = 3\nblend = false\n"
 CHEAP_OFFER = "[campaign]\noffer_cost_months = 0.05\ncontact_cost_months = 0.005\n"
@@ -81,10 +75,10 @@ def test_lexsort_ranking_matches_a_three_key_sort():
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_list_written_in_uneven_batches_is_the_same_bytes(tmp_path, suffix, monkeypatch):
-    import pipeline.score as score
+    import pipeline.output as output
 
-    monkeypatch.setattr(score, "WRITE_BATCH", 1000)
-    frame = _in_list_order(rank_scores(_tied_scores()).assign(action=lambda f: f["action"].astype("category")))
+    monkeypatch.setattr(output, "WRITE_BATCH", 1000)
+    frame = in_list_order(rank_scores(_tied_scores()).assign(action=lambda f: f["action"].astype("category")))
     whole = write_output(frame, tmp_path / f"whole{suffix}").read_bytes()
     with ListWriter(tmp_path / f"pieces{suffix}") as writer:
         for start, stop in [(0, 3), (3, 1800), (1800, 1801), (1801, 5000)]:
@@ -104,13 +98,13 @@ def test_an_aborted_writer_leaves_nothing(tmp_path):
 
 
 def test_repeated_ids_are_found_across_chunks_and_named():
-    check = _IdCheck()
+    check = IdCheck()
     for start in range(0, 4000, 500):
         check.add(pd.Series([f"S{i}" for i in range(start, start + 500)]))
     with pytest.raises(DataError, match=r"^subscriber ids repeat across the input: S3999, S17$"):
         check.add(pd.Series(["new-1", "S3999", "S17"]))
     with pytest.raises(DataError, match="repeat across the input: twice"):
-        _IdCheck().add(pd.Series(["twice", "once", "twice"]))
+        IdCheck().add(pd.Series(["twice", "once", "twice"]))
 
 
 def test_drift_counts_the_same_sample_whatever_the_chunks():
@@ -279,7 +273,7 @@ def test_in_order_keeps_order_raises_errors_unchanged_and_stops_when_closed(work
     from functools import partial
 
     from pipeline.errors import DataError
-    from pipeline.score import in_order
+    from pipeline._engine import in_order
 
     def slow(number):  # later tasks often finish first
         time.sleep(random.Random(number).random() / 200)
@@ -327,7 +321,7 @@ def test_in_order_keeps_order_raises_errors_unchanged_and_stops_when_closed(work
 def test_in_order_runs_tasks_at_once():
     import threading
 
-    from pipeline.score import in_order
+    from pipeline._engine import in_order
 
     barrier = threading.Barrier(2, timeout=5)  # both tasks must be running together to pass
 
