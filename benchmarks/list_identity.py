@@ -13,10 +13,15 @@ Inputs (all made here, nothing downloaded):
 - a record base from the simulator (``churn generate``, 5,000 subscribers, seed 7; it holds a
   pilot campaign, so the response model is trained and used too), trained with a fast config
   into a temporary SQLite MLflow store, then scored with ``--all``, as the default at-risk CSV,
-  and with ``--budget`` (list and call list) and ``--capacity``;
+  and with ``--budget`` (list and call list) and ``--capacity``, and by risk (``--no-response``,
+  which targets subscribers on this base) with a budget, and with ``--all`` and a capacity,
+  each with a control group;
 - the notebooks' path on that record base: the registered models scored in memory with
   ``score_dataset`` and cut with ``finalize`` (at-risk list, and with a budget and a control
-  group), written with ``write_output``;
+  group, with the response model and by risk), written with ``write_output``; the lists by
+  risk are subscriber for subscriber those of ``churn score --no-response`` (so the two paths
+  through the list stage give the same bytes: ``notebook_risk_budget.csv`` and
+  ``records_risk_budget.csv``);
 - a flat churn table (``tests/test_cli_table.py``'s ``churn_table``, 3,000 rows; and, when
   ``--telco PATH`` names the IBM Telco customer churn CSV, that table too, read in place),
   trained and scored with ``--all`` and ``--capacity``.
@@ -79,6 +84,12 @@ def run_records(work: Path, subscribers: int, seed: int) -> None:
          "--control-share", "0.1", "--campaign-id", "ident", *uri],
         work,
     )
+    # targeting by risk (no response model): subscribers are targeted, and a control group held out
+    risk = ["--no-response", "--control-share", "0.2", "--seed", "3", "--campaign-id", "ident"]
+    churn(["score", "--data", "base", "--output", "lists/records_risk_budget.csv", "--budget", "20000", *risk, *uri],
+          work)
+    churn(["score", "--data", "base", "--output", "lists/records_risk_all.parquet", "--all", "--capacity", "300",
+           *risk, *uri], work)
 
 
 NOTEBOOK = """
@@ -111,6 +122,10 @@ write_output(listed, Path("lists/notebook_at_risk.csv"))
 try:
     listed, _ = finalize(scores, budget=2000, control_share=0.1, seed=3, campaign_id="ident")
     write_output(listed, Path("lists/notebook_budget_control.csv"))
+    scoring.response = None  # by risk, as `churn score --no-response`
+    scores = score_dataset(scoring, dataset, config)
+    listed, _ = finalize(scores, budget=20000, control_share=0.2, seed=3, campaign_id="ident")
+    write_output(listed, Path("lists/notebook_risk_budget.csv"))  # the same bytes as records_risk_budget.csv
 except TypeError:  # before finalize took a control group
     pass
 """

@@ -428,8 +428,9 @@ def profile_stages(base: Path, model: dict, config: str | None, out: Path) -> di
     # on the main thread, so every stage is in the profile (the figures are CPU, not wall, time)
     wrapper = out / "profiled_churn.py"
     wrapper.write_text(
-        "import concurrent.futures as futures\nimport runpy\nimport pipeline.score as score\n"
-        "score.in_order = lambda tasks, workers=2: (task() for task in tasks)\n"
+        "import concurrent.futures as futures\nimport runpy\nimport pipeline._engine as engine\n"
+        "import pipeline.score as score\n"
+        "engine.in_order = score.in_order = lambda tasks, workers=2: (task() for task in tasks)\n"
         "class Inline:\n"
         "    def __init__(self, *args, **kwargs): pass\n"
         "    def submit(self, fn, *args, **kwargs):\n"
@@ -477,9 +478,9 @@ def profile_stages(base: Path, model: dict, config: str | None, out: Path) -> di
         "rank, target, explain, merge, write (ScoreStream.finish)": cumulative("pipeline/score.py", "finish"),
         "  reasons: attribution (explain._explain)": cumulative("pipeline/explain.py", "_explain"),
         "  reasons: phrasing (explain.top_reasons)": cumulative("pipeline/explain.py", "top_reasons"),
-        "  merge the runs (merge_runs)": cumulative("pipeline/score.py", "merge_runs"),
-        "  write (ListWriter.write)": cumulative("pipeline/score.py", "write"),
-        "input hash (_input_hash)": cumulative("pipeline/jobs.py", "_input_hash"),
+        "  merge the runs (merge_runs)": cumulative("pipeline/_engine.py", "merge_runs"),
+        "  write (ListWriter.write)": cumulative("pipeline/output.py", "write"),
+        "input hash (input_hash)": cumulative("pipeline/inputs.py", "input_hash"),
         "log the run (tracking.log_scoring)": cumulative("pipeline/tracking.py", "log_scoring"),
         "quantiles and tier counts in score_job": cumulative("numpy/lib/_function_base_impl.py", "quantile", score_job),
     }

@@ -265,6 +265,35 @@ def test_control_groups_are_random_reproducible_and_the_same_whatever_the_chunks
     assert len(other_control) == 15 and other_control != set(control["subscriber_id"])
 
 
+def test_the_notebook_path_and_churn_score_write_the_same_list(trained, tmp_path):
+    """One list stage: a frame scored in memory and cut with ``finalize`` (the notebooks) gives
+    the bytes of ``churn score`` streaming the base, with a budget and a control group."""
+    work = trained
+    (work / "cheap.toml").write_text(CHEAP_OFFER)
+    out = churn("score", "--data", "base", "--output", "cli.csv", "--config", "cheap.toml", "--budget", "500000",
+                "--control-share", "0.2", "--seed", "3", "--campaign-id", "nb", "--no-response", cwd=work)
+    assert "control group:" in out.stdout  # subscribers were targeted, and some held out
+    code = f"""
+from pipeline import jobs, tracking
+from pipeline.config import load_config
+from pipeline.dataset import records_dataset
+from pipeline.lists import finalize
+from pipeline.output import write_output
+from pipeline.records import load_records
+from pipeline.score import score_dataset
+
+config = load_config({str(work / "cheap.toml")!r})
+tracking.connect({f"sqlite:///{work / 'mlflow.db'}"!r})
+scoring = jobs.scoring_model(tracking.load_model(tracking.model_uri(config.tracking.model_name)))
+scores = score_dataset(scoring, records_dataset(load_records({str(work / "base")!r}), require_label=False), config)
+listed, _ = finalize(scores, budget=500000, control_share=0.2, seed=3, campaign_id="nb")
+write_output(listed, {str(tmp_path / "notebook.csv")!r})
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "notebook.csv").read_bytes() == (work / "cli.csv").read_bytes()
+
+
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_in_order_keeps_order_raises_errors_unchanged_and_stops_when_closed(workers):
     import random
