@@ -97,8 +97,7 @@ def train_job(
     gate on the Qini coefficient); the churn model then learns only from subscribers whose
     outcome no offer changed.  Both models are trained before anything is logged.
     """
-    from pipeline import evaluate, tracking
-    from pipeline.targeting import clv
+    from pipeline import tracking
     from pipeline.train import train
 
     say = _say(progress)
@@ -116,10 +115,7 @@ def train_job(
     if not wants_response:
         response_data, no_response = None, ("turned off (--no-response)" if not use_response
                                             else "turned off (response.enabled = false)")
-    if dataset.period is not None:
-        say(f"{dataset.n_rows:,} rows over {dataset.period.nunique()} snapshots, churn rate {float(dataset.label.mean()):.2%}")
-    else:
-        say(f"{dataset.n_rows:,} subscribers, churn rate {float(dataset.label.mean()):.2%}")
+    _say_training_rows(dataset, say)
     result = train(dataset, config, progress=say)
     response_result = None
     if response_data is not None:
@@ -128,6 +124,31 @@ def train_job(
             response_result = _train_response_model(response_data, result, config, say)
         else:
             say(f"no response model: {no_response}")
+    run_id = _evaluate_and_log_churn_run(result, dataset, config, uri, say)
+    snapshot = data_snapshot(data, snapshot_date, config) if is_records(data) else None
+    if snapshot:
+        tracking.tag_run(run_id, {"data_snapshot_date": str(snapshot)})
+    registration, response = _register_models(run_id, result, dataset, response_result, response_data, no_response,
+                                              snapshot=snapshot, config=config, uri=uri, say=say)
+    service = _register_service(config, uri, say)
+    return _train_outcome(result, dataset, run_id, registration, response, service)
+
+
+def _say_training_rows(dataset, say: Say) -> None:
+    """Tell how many rows (over how many snapshots) the churn model learns from, and their churn rate."""
+    if dataset.period is not None:
+        say(f"{dataset.n_rows:,} rows over {dataset.period.nunique()} snapshots, churn rate {float(dataset.label.mean()):.2%}")
+    else:
+        say(f"{dataset.n_rows:,} subscribers, churn rate {float(dataset.label.mean()):.2%}")
+
+
+def _evaluate_and_log_churn_run(result, dataset, config: Config, uri: str, say: Say) -> str:
+    """Evaluate the churn model on its hold-out (plots, permutation importance, segments,
+    fairness) and log the run with those artifacts to MLflow; returns the run's id."""
+    from pipeline import evaluate, tracking
+    from pipeline.segments import segment_columns
+    from pipeline.targeting import clv
+
     holdout = dataset.frame.iloc[result.holdout_index].reset_index(drop=True)
     y_holdout = dataset.label.to_numpy()[result.holdout_index]
     value = None
@@ -137,8 +158,6 @@ def train_job(
     importances = evaluate.permutation_importance_table(
         result.holdout_model, holdout[result.input_columns], y_holdout, seed=config.train.seed, n_repeats=3, max_rows=5000
     )
-    from pipeline.segments import segment_columns
-
     segment_table = evaluate.segment_metrics(y_holdout, result.holdout_proba, segment_columns(holdout))
     fairness = _fairness(holdout, y_holdout, result, config)
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,16 +173,28 @@ def train_job(
             "evaluation/fairness.csv": fairness,
         }
         if result.raced_out or result.skipped:
-            # What selection did not finish (racing) or did not start (time budget), and why.
-            extra["selection/not_finished.csv"] = pd.DataFrame(
-                [{"candidate": r["candidate"], "family": r["family"], "why": "raced out", "folds": r["folds"],
-                  "mean_fold_auc": r["mean_fold_auc"], "leader": r["leader"]} for r in result.raced_out]
-                + [{"candidate": c, "why": "time budget"} for c in result.skipped])
+            extra["selection/not_finished.csv"] = _not_finished(result)
         say("logging the run to MLflow")
-        run_id = tracking.log_training(result, dataset, config, uri=uri, plots=plots, extra_artifacts=extra)
-    snapshot = data_snapshot(data, snapshot_date, config) if is_records(data) else None
-    if snapshot:
-        tracking.tag_run(run_id, {"data_snapshot_date": str(snapshot)})
+        return tracking.log_training(result, dataset, config, uri=uri, plots=plots, extra_artifacts=extra)
+
+
+def _not_finished(result) -> pd.DataFrame:
+    """What selection did not finish (racing) or did not start (time budget), and why."""
+    return pd.DataFrame(
+        [{"candidate": r["candidate"], "family": r["family"], "why": "raced out", "folds": r["folds"],
+          "mean_fold_auc": r["mean_fold_auc"], "leader": r["leader"]} for r in result.raced_out]
+        + [{"candidate": c, "why": "time budget"} for c in result.skipped])
+
+
+def _register_models(run_id: str, result, dataset, response_result, response_data, no_response: str | None, *,
+                     snapshot, config: Config, uri: str, say: Say):
+    """Register the churn model (the gate compares it with the champion first), then log and
+    register the response model, or note why there is none.  Both models or neither: when the
+    response model fails, the churn model's registration is undone and its run marked failed.
+    Returns the churn model's registration and the ``ResponseOutcome``.
+    """
+    from pipeline import tracking
+
     model_name = config.tracking.model_name
     say("registering the model (the gate compares it with the champion first)")
     before = tracking.registry_state(model_name)
@@ -180,7 +211,12 @@ def train_job(
         tracking.rollback_registration(model_name, registration.version, before)
         tracking.mark_run_failed(run_id)
         raise
-    service = _register_service(config, uri, say)
+    return registration, response
+
+
+def _train_outcome(result, dataset, run_id: str, registration, response: ResponseOutcome, service: str) -> TrainOutcome:
+    """What ``train_job`` tells the CLI: the run, the registration and the gate's verdict, the
+    model chosen, every column left out and why, and the response model's outcome."""
     return TrainOutcome(
         service=service,
         run_id=run_id, version=registration.version, promoted=registration.promoted,

@@ -624,72 +624,21 @@ def train_response(
 
 
 def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_columns) -> ResponseResult:
-    from sklearn.model_selection import train_test_split
-
-    from pipeline import evaluate
-
+    """``train_response``'s stages, within its thread limit: split off the hold-out,
+    cross-validate the candidates and keep one, calibrate it and fit it on the training
+    part, evaluate it on the hold-out, and refit it on every row."""
     order = _candidate_order(config)
-    t_all, y_all = _check_rows(X, treatment, y)
-    risk_all = None
-    if risk is not None:
-        risk_all = np.asarray(risk, dtype="float64")
-        if risk_all.shape != (len(X),):
-            raise ModelError(f"risk: expected {len(X)} churn probabilities, got shape {risk_all.shape}")
-    strata = 2 * t_all + y_all
-    counts = np.bincount(strata, minlength=4)
-    needed = 2 * config.cv_folds
-    if counts.min() < needed:
-        raise DataError(
-            f"response training needs at least {needed} rows of each treatment and outcome; got "
-            f"{counts[3]} offered churners, {counts[2]} offered stayers, {counts[1]} control churners, "
-            f"{counts[0]} control stayers"
-        )
+    t_all, y_all, risk_all = _checked_pilot(X, treatment, y, risk, config)
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    index = np.arange(len(X))
-    train_idx, holdout_idx = train_test_split(index, test_size=config.holdout_fraction, stratify=strata,
-                                              random_state=seed)
-    train_idx.sort()
-    holdout_idx.sort()
+    train_idx, holdout_idx = _pilot_split(t_all, y_all, config, seed)
     X_train = X.iloc[train_idx].reset_index(drop=True)
     t_train, y_train = t_all[train_idx], y_all[train_idx]
-    folds = response_folds(t_train, y_train, config.cv_folds, seed)
 
-    rows, oof_by_key, learners = [], {}, {}
-    for number, (learner_name, family) in enumerate(order, start=1):
-        key = f"{learner_name}/{family}"
-        say(f"candidate {number}/{len(order)}: {key}")
-        t0 = time.perf_counter()
-        learner = make_learner(learner_name, family, drop_columns=drop_columns, seed=seed)
-        oof = np.empty(len(train_idx), dtype="float64")
-        fold_qini = []
-        for fold_train, fold_test in folds:
-            try:
-                fitted = clone(learner).fit(X_train.iloc[fold_train], t_train[fold_train], y_train[fold_train])
-            except (ValueError, TypeError) as err:
-                raise ModelError(f"{key} could not be fit: {str(err).splitlines()[0]}") from err
-            oof[fold_test] = fitted.predict(X_train.iloc[fold_test])
-            fold_qini.append(evaluate.qini_coefficient(y_train[fold_test], t_train[fold_test], oof[fold_test]))
-        fold_qini = np.asarray(fold_qini)
-        oof_by_key[key], learners[key] = oof, learner
-        rows.append({
-            "candidate": key,
-            "learner": learner_name,
-            "family": family,
-            "qini": float(fold_qini.mean()),
-            "qini_se": float(fold_qini.std(ddof=1) / np.sqrt(fold_qini.size)) if fold_qini.size > 1 else float("nan"),
-            "qini_oof": evaluate.qini_coefficient(y_train, t_train, oof),
-            "auuc_oof": evaluate.auuc(y_train, t_train, oof),
-            "simplicity": number - 1,
-            "fit_seconds": (time.perf_counter() - t0) / len(folds),
-        })
-    candidates = pd.DataFrame(rows).sort_values("qini", ascending=False, kind="stable").reset_index(drop=True)
+    candidates, oof_by_key, learners = _cross_validate(order, X_train, t_train, y_train, config=config, seed=seed,
+                                                       drop_columns=drop_columns, say=say)
     timings["selection_seconds"] = time.perf_counter() - started
-    chosen_key = _select(candidates)
-    candidates["chosen"] = candidates["candidate"] == chosen_key
-    best_key = str(candidates["candidate"].iloc[0])
-    if chosen_key != best_key:
-        say(f"{chosen_key} is within one standard error of {best_key}: keeping the simpler one")
+    chosen_key = _mark_chosen(candidates, say)
     chosen = learners[chosen_key]
     oof = oof_by_key[chosen_key]
     learner_name, family = chosen_key.split("/")
@@ -697,48 +646,16 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
     # Calibration on the out-of-fold scores of the training rows, then the fit without the hold-out.
     t0 = time.perf_counter()
     significance = config.significance / len(order)
-    calibrated = ResponseModel(chosen, cv=config.cv_folds, max_slope=config.max_slope,
-                               significance=significance, random_state=seed)
-    calibrated.fit_map(oof, t_train, y_train)
-    say(f"calibration of {chosen_key}: slope {calibrated.raw_slope_:.3f} (se {calibrated.slope_se_:.3f}), "
-        + ("heterogeneity detected" if calibrated.heterogeneity_ else "no heterogeneity detected: the average effect for all"))
+    calibrated = _calibration_line(chosen, chosen_key, oof, t_train, y_train, significance=significance,
+                                   config=config, seed=seed, say=say)
     say(f"fit of {chosen_key} on {len(train_idx):,} rows")
     holdout_model = calibrated.set_fitted(clone(chosen).fit(X_train, t_train, y_train))
     timings["final_fit_seconds"] = time.perf_counter() - t0
 
-    X_holdout = X.iloc[holdout_idx].reset_index(drop=True)
-    t_holdout, y_holdout = t_all[holdout_idx], y_all[holdout_idx]
-    raw_holdout = holdout_model.predict_raw(X_holdout)
-    uplift_holdout = holdout_model.calibrate(raw_holdout)
-    risk_holdout = None if risk_all is None else risk_all[holdout_idx]
-    metrics = evaluate.uplift_metrics(y_holdout, t_holdout, uplift_holdout, risk=risk_holdout, n_bins=config.n_bins)
-    metrics["qini_coefficient_raw"] = evaluate.qini_coefficient(y_holdout, t_holdout, raw_holdout)
-    metrics["auuc_raw"] = evaluate.auuc(y_holdout, t_holdout, raw_holdout)
-    # Does the raw score's link to the effect replicate on rows selection never saw?
-    replication = evaluate.uplift_calibration(y_holdout, t_holdout, raw_holdout)
-    metrics["holdout_raw_slope"] = replication.slope
-    metrics["holdout_raw_slope_p_value"] = replication.slope_p_value
-    chosen_row = candidates.set_index("candidate").loc[chosen_key]
-    metrics.update({
-        "cv_qini": float(chosen_row["qini"]),
-        "cv_qini_se": float(chosen_row["qini_se"]),
-        "blp_intercept": float(calibrated.intercept_),
-        "blp_raw_slope": float(calibrated.raw_slope_),
-        "blp_slope": float(calibrated.slope_),
-        "blp_slope_se": float(calibrated.slope_se_),
-        "blp_slope_p_value": float(calibrated.slope_p_value_),
-        "blp_significance": float(significance),
-        "heterogeneity": float(calibrated.heterogeneity_),
-        "propensity": float(t_train.mean()),
-        "train_rows": float(len(train_idx)),
-        "holdout_rows": float(len(holdout_idx)),
-    })
-    deciles = evaluate.uplift_by_decile(y_holdout, t_holdout, uplift_holdout, n_bins=config.n_bins)
-    plot_data = {"qini": evaluate.qini_curve(y_holdout, t_holdout, uplift_holdout),
-                 "qini_raw": evaluate.qini_curve(y_holdout, t_holdout, raw_holdout),
-                 "deciles": deciles}
-    if risk_holdout is not None:
-        plot_data["qini_risk"] = evaluate.qini_curve(y_holdout, t_holdout, risk_holdout)
+    holdout = _evaluate_holdout(holdout_model, X, t_all, y_all, risk_all, holdout_idx, config)
+    metrics = holdout.metrics
+    metrics.update(_selection_metrics(candidates.set_index("candidate").loc[chosen_key], calibrated, significance,
+                                      t_train, train_rows=len(train_idx), holdout_rows=len(holdout_idx)))
 
     model = holdout_model
     if config.refit_all_rows:
@@ -755,13 +672,13 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
         candidates=candidates,
         train_index=train_idx,
         holdout_index=holdout_idx,
-        holdout_uplift=uplift_holdout,
-        holdout_raw_uplift=raw_holdout,
+        holdout_uplift=holdout.uplift,
+        holdout_raw_uplift=holdout.raw,
         metrics=metrics,
-        deciles=deciles,
-        plot_data=plot_data,
+        deciles=holdout.deciles,
+        plot_data=holdout.plot_data,
         oof_uplift=oof,
-        holdout_risk=risk_holdout,
+        holdout_risk=holdout.risk,
         input_columns=[str(c) for c in X.columns],
         train_rows=len(train_idx),
         fit_rows=len(X) if config.refit_all_rows else len(train_idx),
@@ -770,3 +687,177 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
         config=config,
         timings=timings,
     )
+
+
+def _checked_pilot(X, treatment, y, risk, config: ResponseConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The pilot's treatment and outcome as checked arrays, and ``risk`` as floats (or None).
+
+    Each treatment and outcome (four strata) needs two rows per fold.  Raises ``ModelError``
+    when ``risk`` does not hold one probability per row, ``DataError`` when a stratum is too small.
+    """
+    t_all, y_all = _check_rows(X, treatment, y)
+    risk_all = None
+    if risk is not None:
+        risk_all = np.asarray(risk, dtype="float64")
+        if risk_all.shape != (len(X),):
+            raise ModelError(f"risk: expected {len(X)} churn probabilities, got shape {risk_all.shape}")
+    counts = np.bincount(2 * t_all + y_all, minlength=4)
+    needed = 2 * config.cv_folds
+    if counts.min() < needed:
+        raise DataError(
+            f"response training needs at least {needed} rows of each treatment and outcome; got "
+            f"{counts[3]} offered churners, {counts[2]} offered stayers, {counts[1]} control churners, "
+            f"{counts[0]} control stayers"
+        )
+    return t_all, y_all, risk_all
+
+
+def _pilot_split(t_all: np.ndarray, y_all: np.ndarray, config: ResponseConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted positions of the training part and of a hold-out stratified by treatment and outcome (seeded)."""
+    from sklearn.model_selection import train_test_split
+
+    train_idx, holdout_idx = train_test_split(np.arange(len(t_all)), test_size=config.holdout_fraction,
+                                              stratify=2 * t_all + y_all, random_state=seed)
+    train_idx.sort()
+    holdout_idx.sort()
+    return train_idx, holdout_idx
+
+
+def _cross_validate(
+    order: list[tuple[str, str]], X_train: pd.DataFrame, t_train: np.ndarray, y_train: np.ndarray, *,
+    config: ResponseConfig, seed: int, drop_columns: tuple[str, ...], say: Callable[[str], None],
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, BaseEstimator]]:
+    """Every candidate of ``order`` cross-validated on the training rows, on the same seeded folds.
+
+    Returns the candidates table (best mean Qini coefficient first; ``simplicity`` is the
+    position in ``order``), and each candidate's out-of-fold raw uplift and unfitted learner
+    by key (``learner/family``).
+    """
+    from pipeline import evaluate
+
+    folds = response_folds(t_train, y_train, config.cv_folds, seed)
+    rows, oof_by_key, learners = [], {}, {}
+    for number, (learner_name, family) in enumerate(order, start=1):
+        key = f"{learner_name}/{family}"
+        say(f"candidate {number}/{len(order)}: {key}")
+        t0 = time.perf_counter()
+        learner = make_learner(learner_name, family, drop_columns=drop_columns, seed=seed)
+        oof, fold_qini = _out_of_fold_uplift(learner, key, X_train, t_train, y_train, folds)
+        oof_by_key[key], learners[key] = oof, learner
+        rows.append({
+            "candidate": key,
+            "learner": learner_name,
+            "family": family,
+            "qini": float(fold_qini.mean()),
+            "qini_se": float(fold_qini.std(ddof=1) / np.sqrt(fold_qini.size)) if fold_qini.size > 1 else float("nan"),
+            "qini_oof": evaluate.qini_coefficient(y_train, t_train, oof),
+            "auuc_oof": evaluate.auuc(y_train, t_train, oof),
+            "simplicity": number - 1,
+            "fit_seconds": (time.perf_counter() - t0) / len(folds),
+        })
+    candidates = pd.DataFrame(rows).sort_values("qini", ascending=False, kind="stable").reset_index(drop=True)
+    return candidates, oof_by_key, learners
+
+
+def _out_of_fold_uplift(learner, key: str, X_train: pd.DataFrame, t_train: np.ndarray, y_train: np.ndarray,
+                        folds: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """A candidate's out-of-fold raw uplift on the training rows, and its Qini coefficient on
+    each fold.  A fit that fails is a ``ModelError`` naming the candidate ``key``."""
+    from pipeline import evaluate
+
+    oof = np.empty(len(y_train), dtype="float64")
+    fold_qini = []
+    for fold_train, fold_test in folds:
+        try:
+            fitted = clone(learner).fit(X_train.iloc[fold_train], t_train[fold_train], y_train[fold_train])
+        except (ValueError, TypeError) as err:
+            raise ModelError(f"{key} could not be fit: {str(err).splitlines()[0]}") from err
+        oof[fold_test] = fitted.predict(X_train.iloc[fold_test])
+        fold_qini.append(evaluate.qini_coefficient(y_train[fold_test], t_train[fold_test], oof[fold_test]))
+    return oof, np.asarray(fold_qini)
+
+
+def _mark_chosen(candidates: pd.DataFrame, say: Callable[[str], None]) -> str:
+    """The candidate to keep (``_select``), marked in the table's ``chosen`` column; says so
+    when it is kept over a better one (within one standard error of it)."""
+    chosen_key = _select(candidates)
+    candidates["chosen"] = candidates["candidate"] == chosen_key
+    best_key = str(candidates["candidate"].iloc[0])
+    if chosen_key != best_key:
+        say(f"{chosen_key} is within one standard error of {best_key}: keeping the simpler one")
+    return chosen_key
+
+
+def _calibration_line(chosen, chosen_key: str, oof: np.ndarray, t_train: np.ndarray, y_train: np.ndarray, *,
+                      significance: float, config: ResponseConfig, seed: int,
+                      say: Callable[[str], None]) -> ResponseModel:
+    """The chosen learner behind its calibration line, learned on its out-of-fold raw uplift
+    of the training rows (the learner itself not fitted yet)."""
+    calibrated = ResponseModel(chosen, cv=config.cv_folds, max_slope=config.max_slope,
+                               significance=significance, random_state=seed)
+    calibrated.fit_map(oof, t_train, y_train)
+    say(f"calibration of {chosen_key}: slope {calibrated.raw_slope_:.3f} (se {calibrated.slope_se_:.3f}), "
+        + ("heterogeneity detected" if calibrated.heterogeneity_ else "no heterogeneity detected: the average effect for all"))
+    return calibrated
+
+
+@dataclass
+class _HoldoutEvaluation:
+    """The hold-out's raw and calibrated uplift, the churn model's risk for it (when given),
+    its uplift metrics, observed against predicted uplift per bin, and the curves for plots."""
+
+    raw: np.ndarray
+    uplift: np.ndarray
+    risk: np.ndarray | None
+    metrics: dict[str, float]
+    deciles: pd.DataFrame
+    plot_data: dict[str, pd.DataFrame]
+
+
+def _evaluate_holdout(holdout_model: ResponseModel, X: pd.DataFrame, t_all: np.ndarray, y_all: np.ndarray,
+                      risk_all: np.ndarray | None, holdout_idx: np.ndarray,
+                      config: ResponseConfig) -> _HoldoutEvaluation:
+    """How the model fit on the training rows does on the hold-out: calibrated and raw, and
+    against calling the riskiest first when the churn model's ``risk`` is given."""
+    from pipeline import evaluate
+
+    X_holdout = X.iloc[holdout_idx].reset_index(drop=True)
+    t_holdout, y_holdout = t_all[holdout_idx], y_all[holdout_idx]
+    raw_holdout = holdout_model.predict_raw(X_holdout)
+    uplift_holdout = holdout_model.calibrate(raw_holdout)
+    risk_holdout = None if risk_all is None else risk_all[holdout_idx]
+    metrics = evaluate.uplift_metrics(y_holdout, t_holdout, uplift_holdout, risk=risk_holdout, n_bins=config.n_bins)
+    metrics["qini_coefficient_raw"] = evaluate.qini_coefficient(y_holdout, t_holdout, raw_holdout)
+    metrics["auuc_raw"] = evaluate.auuc(y_holdout, t_holdout, raw_holdout)
+    # Does the raw score's link to the effect replicate on rows selection never saw?
+    replication = evaluate.uplift_calibration(y_holdout, t_holdout, raw_holdout)
+    metrics["holdout_raw_slope"] = replication.slope
+    metrics["holdout_raw_slope_p_value"] = replication.slope_p_value
+    deciles = evaluate.uplift_by_decile(y_holdout, t_holdout, uplift_holdout, n_bins=config.n_bins)
+    plot_data = {"qini": evaluate.qini_curve(y_holdout, t_holdout, uplift_holdout),
+                 "qini_raw": evaluate.qini_curve(y_holdout, t_holdout, raw_holdout),
+                 "deciles": deciles}
+    if risk_holdout is not None:
+        plot_data["qini_risk"] = evaluate.qini_curve(y_holdout, t_holdout, risk_holdout)
+    return _HoldoutEvaluation(raw=raw_holdout, uplift=uplift_holdout, risk=risk_holdout, metrics=metrics,
+                              deciles=deciles, plot_data=plot_data)
+
+
+def _selection_metrics(chosen_row: pd.Series, calibrated: ResponseModel, significance: float, t_train: np.ndarray, *,
+                       train_rows: int, holdout_rows: int) -> dict[str, float]:
+    """The metrics of how the model was chosen and calibrated: its cross-validated Qini
+    coefficient, its calibration line (best linear predictor), the share offered, the rows."""
+    return {
+        "cv_qini": float(chosen_row["qini"]),
+        "cv_qini_se": float(chosen_row["qini_se"]),
+        "blp_intercept": float(calibrated.intercept_),
+        "blp_raw_slope": float(calibrated.raw_slope_),
+        "blp_slope": float(calibrated.slope_),
+        "blp_slope_se": float(calibrated.slope_se_),
+        "blp_slope_p_value": float(calibrated.slope_p_value_),
+        "blp_significance": float(significance),
+        "heterogeneity": float(calibrated.heterogeneity_),
+        "propensity": float(t_train.mean()),
+        "train_rows": float(train_rows),
+        "holdout_rows": float(holdout_rows),
+    }

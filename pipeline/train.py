@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -415,12 +415,86 @@ def train(dataset: Dataset, config: Config, *, progress: Callable[[str], None] |
 
 
 def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], None]) -> TrainResult:
+    """``train``'s stages, within its thread limit: split off the hold-out, screen the columns,
+    select a candidate (or a blend), calibrate it and fit it on the training part, evaluate
+    it on the hold-out, and refit it on every row for the registered model."""
     from sklearn.base import clone
-    from sklearn.model_selection import train_test_split
 
-    from pipeline import evaluate
-    from pipeline.model import CalibratedModel, final_estimator, make_candidate
+    y_all = _checked_labels(dataset, config)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    periods = None if dataset.period is None else dataset.period.to_numpy(dtype="datetime64[ns]")
+    by_time = periods is not None and len(np.unique(periods)) >= 2
+    if by_time:
+        train_idx, holdout_idx = _time_split(dataset, y_all, periods, config, say)
+    else:
+        train_idx, holdout_idx = _stratified_split(y_all, config)
+    drop = tuple(c for c in (dataset.id_column,) if c in dataset.frame.columns)
+    screen = _screen(dataset, config, train_idx, drop)
+    frame = dataset.frame[list(screen.input_columns)]
+    X_train = frame.iloc[train_idx].reset_index(drop=True)
+    y_train = y_all[train_idx]
+    periods_train = periods[train_idx] if by_time and len(np.unique(periods[train_idx])) >= 2 else None
+    if by_time and periods_train is None:
+        say("only one snapshot date left for selection: its folds are stratified, not by time")
 
+    selection = _run_selection(X_train, y_train, periods_train, all_rows=len(y_all), source=dataset.source,
+                               drop=drop, config=config, threads=threads, started=started, say=say)
+    timings["selection_seconds"] = time.perf_counter() - started
+    choice = _choose_model(selection, config, say)
+
+    t0 = time.perf_counter()
+    calibration = _chosen_calibration(choice, selection.y, config)
+    method = calibration.method
+    say(f"final fit: {choice.family}, {'no' if method == 'none' else method} calibration, on {len(y_train):,} rows")
+    model = calibration.apply(clone(choice.estimator).fit(X_train, y_train), choice.estimator, config)
+    timings["final_fit_seconds"] = time.perf_counter() - t0
+    proba, metrics = _evaluate_holdout(model, dataset, frame, y_all, holdout_idx, config)
+
+    # The registered model: the same choice, refit on every row (the hold-out included), with
+    # the calibration map learned above.  The hold-out metrics stay those of ``holdout_model``.
+    holdout_model = model
+    refit = _refits_all_rows(config, len(y_train))
+    if config.train.refit_all_rows and not refit:
+        say(f"no refit on all rows: {len(y_train):,} training rows is more than train.refit_max_rows "
+            f"({config.train.refit_max_rows:,}); the registered model is the one evaluated on the hold-out")
+    if refit:
+        say(f"refit on all {len(y_all):,} rows")
+        t0 = time.perf_counter()
+        model = calibration.apply(clone(choice.estimator).fit(frame, y_all), choice.estimator, config)
+        timings["refit_seconds"] = time.perf_counter() - t0
+    timings["total_seconds"] = time.perf_counter() - started
+
+    return TrainResult(
+        model=model,
+        holdout_model=holdout_model,
+        family=choice.family,
+        params=choice.params,
+        calibration=method,
+        candidates=choice.candidates,
+        calibration_scores=calibration.scores,
+        holdout_index=holdout_idx,
+        holdout_proba=proba,
+        metrics=metrics,
+        train_rows=len(y_train),
+        fit_rows=len(y_all) if refit else len(y_train),
+        base_rate=float(y_train.mean()),
+        columns=_columns_report(_typer(model), screen),
+        input_columns=list(screen.input_columns),
+        threads=threads,
+        folds="time" if by_time else "stratified",
+        timings=timings,
+        raced_out=selection.raced,
+        skipped=list(selection.skipped),
+    )
+
+
+def _checked_labels(dataset: Dataset, config: Config) -> np.ndarray:
+    """Every row's label as 0 or 1, once it is known that both classes have enough rows.
+
+    Each class needs two rows per selection fold.  Raises ``DataError`` when the dataset has
+    no label or too few churners or stayers.
+    """
     if dataset.label is None:
         raise DataError(f"{dataset.source}: no label column; training needs one")
     y_all = dataset.label.to_numpy().astype(int)
@@ -431,57 +505,99 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
             f"{dataset.source}: only {counts[1]} churners and {counts[0]} stayers; "
             f"training needs at least {needed} of each"
         )
-    seed = config.train.seed
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    index = np.arange(len(y_all))
-    periods = None if dataset.period is None else dataset.period.to_numpy(dtype="datetime64[ns]")
-    by_time = periods is not None and len(np.unique(periods)) >= 2
-    if by_time:
-        # Rows from several snapshots: the latest dates are the hold-out, folds go forward in time.
-        holdout_idx = time_holdout(periods, config.train.holdout_fraction)
-        train_idx = np.setdiff1d(index, holdout_idx)
-        kept_idx = purge_overlap(periods, train_idx, holdout_idx, config.data.horizon_days)
-        if len(kept_idx) < len(train_idx):
-            first = str(periods[holdout_idx].min())[:10]
-            if not len(kept_idx):
-                raise DataError(
-                    f"{dataset.source}: every training snapshot's label window ({config.data.horizon_days} days, "
-                    f"data.horizon_days) overlaps the hold-out from {first}; add snapshots at least that long "
-                    "before it"
-                )
-            say(f"left out {len(train_idx) - len(kept_idx):,} training rows of snapshots whose label window "
-                f"({config.data.horizon_days} days) overlaps the hold-out from {first} (purged)")
-            train_idx = kept_idx
-        for name, part in (("hold-out", holdout_idx), ("training part", train_idx)):
-            if len(np.unique(y_all[part])) < 2:
-                raise DataError(f"{dataset.source}: the {name} of the snapshots by time has only one class")
-        dates = np.unique(periods[holdout_idx])
-        say(f"folds by time: hold-out is the latest {len(dates)} snapshot(s) from {str(dates[0])[:10]}; "
-            f"{len(np.unique(periods[train_idx]))} earlier snapshot(s) for selection")
-    else:
-        train_idx, holdout_idx = train_test_split(
-            index, test_size=config.train.holdout_fraction, stratify=y_all, random_state=seed
-        )
-        train_idx.sort()
-        holdout_idx.sort()
-    drop = tuple(c for c in (dataset.id_column,) if c in dataset.frame.columns)
-    # Columns the typing step drops (identifiers, personal data, constants, free text) are
-    # never model inputs: decided once on the training rows, so that no fitted model, its
-    # signature, its drift profile or its input example ever holds them.  Columns excluded
-    # by the configuration and protected traits not opted in never reach the typing step.
+    return y_all
+
+
+def _time_split(dataset: Dataset, y_all: np.ndarray, periods: np.ndarray, config: Config,
+                say: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the training part and of the hold-out when the rows come from several snapshots.
+
+    The latest dates are the hold-out (``time_holdout``), and the folds go forward in time.
+    Training rows whose label window overlaps the hold-out are purged (``purge_overlap``);
+    a ``DataError`` is raised when none is left, or when either part holds only one class.
+    """
+    holdout_idx = time_holdout(periods, config.train.holdout_fraction)
+    train_idx = np.setdiff1d(np.arange(len(y_all)), holdout_idx)
+    kept_idx = purge_overlap(periods, train_idx, holdout_idx, config.data.horizon_days)
+    if len(kept_idx) < len(train_idx):
+        first = str(periods[holdout_idx].min())[:10]
+        if not len(kept_idx):
+            raise DataError(
+                f"{dataset.source}: every training snapshot's label window ({config.data.horizon_days} days, "
+                f"data.horizon_days) overlaps the hold-out from {first}; add snapshots at least that long "
+                "before it"
+            )
+        say(f"left out {len(train_idx) - len(kept_idx):,} training rows of snapshots whose label window "
+            f"({config.data.horizon_days} days) overlaps the hold-out from {first} (purged)")
+        train_idx = kept_idx
+    for name, part in (("hold-out", holdout_idx), ("training part", train_idx)):
+        if len(np.unique(y_all[part])) < 2:
+            raise DataError(f"{dataset.source}: the {name} of the snapshots by time has only one class")
+    dates = np.unique(periods[holdout_idx])
+    say(f"folds by time: hold-out is the latest {len(dates)} snapshot(s) from {str(dates[0])[:10]}; "
+        f"{len(np.unique(periods[train_idx]))} earlier snapshot(s) for selection")
+    return train_idx, holdout_idx
+
+
+def _stratified_split(y_all: np.ndarray, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted positions of the training part and of a hold-out stratified by label (seeded)."""
+    from sklearn.model_selection import train_test_split
+
+    train_idx, holdout_idx = train_test_split(
+        np.arange(len(y_all)), test_size=config.train.holdout_fraction, stratify=y_all, random_state=config.train.seed
+    )
+    train_idx.sort()
+    holdout_idx.sort()
+    return train_idx, holdout_idx
+
+
+def _screen(dataset: Dataset, config: Config, train_idx: np.ndarray, drop: tuple[str, ...]) -> ColumnScreen:
+    """The model's input columns, decided once on the training rows, and why the others are left out.
+
+    Columns the typing step drops (identifiers, personal data, constants, free text) are
+    never model inputs, so that no fitted model, its signature, its drift profile or its
+    input example ever holds them.  Columns excluded by the configuration and protected
+    traits not opted in never reach the typing step.
+    """
     excluded = excluded_columns(dataset, config)
     candidates = dataset.frame.drop(columns=[c for c in excluded if c in dataset.frame.columns])
     screen = screen_columns(candidates.iloc[train_idx], drop_columns=drop)
-    screen = ColumnScreen(input_columns=screen.input_columns, dropped={**excluded, **screen.dropped})
-    frame = dataset.frame[list(screen.input_columns)]
-    X_train = frame.iloc[train_idx].reset_index(drop=True)
-    y_train = y_all[train_idx]
-    periods_train = periods[train_idx] if by_time and len(np.unique(periods[train_idx])) >= 2 else None
-    if by_time and periods_train is None:
-        say("only one snapshot date left for selection: its folds are stratified, not by time")
+    return ColumnScreen(input_columns=screen.input_columns, dropped={**excluded, **screen.dropped})
 
-    # Selection: every candidate's out-of-fold probabilities on (at most) selection_max_rows rows.
+
+def _refits_all_rows(config: Config, train_rows: int) -> bool:
+    """Whether the registered model is refit on every row: ``train.refit_all_rows``, and no more
+    training rows than ``train.refit_max_rows`` (when set)."""
+    return config.train.refit_all_rows and (not config.train.refit_max_rows
+                                            or train_rows <= config.train.refit_max_rows)
+
+
+@dataclass
+class _Selection:
+    """What selection left: each finished candidate's scores (``candidates``, best ROC AUC
+    first), out-of-fold probabilities and unfitted estimator by key, the labels of the rows
+    it cross-validated on, and the candidates it raced out or skipped."""
+
+    candidates: pd.DataFrame
+    oof: dict[str, np.ndarray]
+    estimators: dict[str, Any]
+    y: np.ndarray
+    raced: list[dict[str, Any]]
+    skipped: list[str]
+
+
+def _run_selection(X_train: pd.DataFrame, y_train: np.ndarray, periods_train: np.ndarray | None, *,
+                   all_rows: int, source: str, drop: tuple[str, ...], config: Config, threads: int,
+                   started: float, say: Callable[[str], None]) -> _Selection:
+    """Every candidate's out-of-fold probabilities on (at most) ``selection_max_rows`` training rows.
+
+    Candidates run in ``_candidate_grid``'s order, each only when the ``SelectionClock`` says
+    it fits in the time budget; a search draw stops early when it trails the leader
+    (``train.racing``).  A candidate that cannot be fit is a ``ModelError``.
+    """
+    from pipeline.model import make_candidate
+
+    seed = config.train.seed
     kept = _subsample(y_train, config.train.selection_max_rows, seed)
     X_sel, y_sel = X_train.iloc[kept].reset_index(drop=True), y_train[kept]
     periods_sel = None if periods_train is None else periods_train[kept]
@@ -492,11 +608,9 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
     clock = SelectionClock(
         budget=config.train.time_budget_seconds, started=started, folds=folds,
         fold_rows=int(len(y_sel) * (folds - 1) / folds), train_rows=len(y_train),
-        all_rows=len(y_all) if config.train.refit_all_rows and (
-            not config.train.refit_max_rows or len(y_train) <= config.train.refit_max_rows) else 0)
+        all_rows=all_rows if _refits_all_rows(config, len(y_train)) else 0)
     for number, (family, params) in enumerate(grid, start=1):
-        shown = ", ".join(f"{k.split('__', 1)[1]}={v:.3g}" if isinstance(v, float) else f"{k.split('__', 1)[1]}={v}"
-                          for k, v in params.items())
+        shown = _shown_params(params)
         if not clock.allows(family):
             clock.skipped.append(f"{family} ({shown or 'defaults'})")
             continue
@@ -516,78 +630,146 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
                 f"{float(fold_aucs[leader][:len(out.fold_auc)].mean()):.4f} for {leader}")
             continue
         except (ValueError, TypeError) as err:
-            raise ModelError(f"{family} could not be fit on {dataset.source}: {str(err).splitlines()[0]}") from err
+            raise ModelError(f"{family} could not be fit on {source}: {str(err).splitlines()[0]}") from err
         key = f"{family}#{number}"
         oof_by_key[key] = oof
         estimators[key] = estimator
         fold_aucs[key] = fold_auc
         clock.record(family, (time.perf_counter() - t0) / folds)
-        rows.append(
-            {
-                "candidate": key,
-                "family": family,
-                "params": {k.split("__", 1)[1]: (float(v) if isinstance(v, float) else v) for k, v in params.items()},
-                **_scores(y_sel, oof),
-                "roc_auc_se": float(fold_auc.std(ddof=1) / np.sqrt(len(fold_auc))) if len(fold_auc) > 1 else float("nan"),
-                "tuned": bool(params),
-                "fit_seconds": (time.perf_counter() - t0) / config.train.cv_folds,
-            }
-        )
+        rows.append(_candidate_row(key, family, params, y_sel, oof, fold_auc, t0, config))
+    _say_unfinished(clock, raced, say)
+    candidates = pd.DataFrame(rows).sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
+    return _Selection(candidates=candidates, oof=oof_by_key, estimators=estimators, y=y_sel, raced=raced,
+                      skipped=clock.skipped)
+
+
+def _shown_params(params: dict[str, Any]) -> str:
+    """A candidate's parameters as progress shows them (``name=value``, floats to three figures)."""
+    return ", ".join(f"{k.split('__', 1)[1]}={v:.3g}" if isinstance(v, float) else f"{k.split('__', 1)[1]}={v}"
+                     for k, v in params.items())
+
+
+def _candidate_row(key: str, family: str, params: dict[str, Any], y_sel: np.ndarray, oof: np.ndarray,
+                   fold_auc: np.ndarray, t0: float, config: Config) -> dict[str, Any]:
+    """A finished candidate's row of the candidates table: its scores on the out-of-fold
+    probabilities, the standard error of its fold AUCs, and its seconds per fold since ``t0``."""
+    return {
+        "candidate": key,
+        "family": family,
+        "params": {k.split("__", 1)[1]: (float(v) if isinstance(v, float) else v) for k, v in params.items()},
+        **_scores(y_sel, oof),
+        "roc_auc_se": float(fold_auc.std(ddof=1) / np.sqrt(len(fold_auc))) if len(fold_auc) > 1 else float("nan"),
+        "tuned": bool(params),
+        "fit_seconds": (time.perf_counter() - t0) / config.train.cv_folds,
+    }
+
+
+def _say_unfinished(clock: SelectionClock, raced: list[dict[str, Any]], say: Callable[[str], None]) -> None:
+    """Tell which candidates the time budget skipped and how many search draws were raced out."""
     if clock.skipped:
         say(f"time budget of {clock.budget:g}s (train.time_budget_seconds): skipped {len(clock.skipped)} "
             f"candidate(s) whose fits would not fit in it: {'; '.join(clock.skipped)}")
     if raced:
         say(f"{len(raced)} search draw(s) stopped early, behind {raced[0]['leader']} on the folds they ran "
             "(train.racing)")
-    candidates = pd.DataFrame(rows).sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
-    timings["selection_seconds"] = time.perf_counter() - started
 
+
+@dataclass
+class _Choice:
+    """The model selection keeps (unfitted: a candidate, or a blend of two), its family,
+    parameters and out-of-fold probabilities, and the candidates table (with the blend's row
+    when one was tried), best ROC AUC first."""
+
+    estimator: Any
+    oof: np.ndarray
+    family: str
+    params: dict[str, Any]
+    candidates: pd.DataFrame
+
+
+def _choose_model(selection: _Selection, config: Config, say: Callable[[str], None]) -> _Choice:
+    """The candidate ``_select`` keeps, or its blend with the next-best family's best model
+    when ``train.blend`` is on and the blend beats it by ``train.blend_min_gain`` ROC AUC."""
+    candidates = selection.candidates
     best_key = _select(candidates, say)
     best = candidates.set_index("candidate").loc[best_key]
-    chosen, chosen_oof, family = estimators[best_key], oof_by_key[best_key], str(best["family"])
-    params = dict(best["params"])
+    choice = _Choice(estimator=selection.estimators[best_key], oof=selection.oof[best_key],
+                     family=str(best["family"]), params=dict(best["params"]), candidates=candidates)
     best_by_family = candidates.drop_duplicates("family")
     if config.train.blend and len(best_by_family) >= 2:
         # Blend the kept candidate with the best model of the next-best family.
-        other = best_by_family[best_by_family["family"] != family]["candidate"].iloc[0]
-        keys = [best_key, other]
-        best_blend = None
-        for weight in (0.25, 0.5, 0.75):
-            blended = weight * oof_by_key[keys[0]] + (1 - weight) * oof_by_key[keys[1]]
-            score = _scores(y_sel, blended)
-            if best_blend is None or score["roc_auc"] > best_blend[1]["roc_auc"]:
-                best_blend = (weight, score, blended)
-        weight, score, blended = best_blend
-        blend_row = {"candidate": "blend", "family": "blend", "params": {"weights": [weight, 1 - weight], "members": keys},
-                     **score, "roc_auc_se": float("nan"), "tuned": False,
-                     "fit_seconds": float(candidates.set_index("candidate").loc[keys, "fit_seconds"].sum())}
-        candidates = pd.concat([candidates, pd.DataFrame([blend_row])], ignore_index=True)
-        if score["roc_auc"] >= float(best["roc_auc"]) + config.train.blend_min_gain:
-            members = {key.split("#")[0]: estimators[key] for key in keys}
-            chosen, chosen_oof, family = _blend(members, [weight, 1 - weight]), blended, "blend"
-            params = blend_row["params"]
-            say(f"blend of {' and '.join(keys)} (weights {weight:.2f}/{1 - weight:.2f}) beats the best single model")
-    candidates = candidates.sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
+        other = best_by_family[best_by_family["family"] != choice.family]["candidate"].iloc[0]
+        choice = _try_blend(choice, [best_key, other], float(best["roc_auc"]), selection, config, say)
+    return replace(choice, candidates=choice.candidates.sort_values("roc_auc", ascending=False, kind="stable")
+                   .reset_index(drop=True))
 
-    # Calibration: learned on selection's out-of-fold scores (of at most selection_max_rows
-    # rows: a two-parameter map needs no more, and recomputing them on every training row
-    # cost five more fits of the chosen model on large bases).
-    t0 = time.perf_counter()
-    y_cal = y_sel
-    validated = ~np.isnan(chosen_oof)  # by time, the earliest dates are never validated
-    chosen_oof, y_cal = chosen_oof[validated], y_cal[validated]
-    method, calibration_scores = _choose_calibration(y_cal, chosen_oof, config)
-    say(f"final fit: {family}, {'no' if method == 'none' else method} calibration, on {len(y_train):,} rows")
 
-    def calibrated(fitted):
+def _try_blend(choice: _Choice, keys: list[str], best_auc: float, selection: _Selection, config: Config,
+               say: Callable[[str], None]) -> _Choice:
+    """The blend of the two candidates ``keys`` at its best weight, when it beats the kept
+    candidate's ROC AUC (``best_auc``) by ``train.blend_min_gain``; else ``choice``.  Either
+    way the blend's row joins the candidates table."""
+    best_blend = None
+    for weight in (0.25, 0.5, 0.75):
+        blended = weight * selection.oof[keys[0]] + (1 - weight) * selection.oof[keys[1]]
+        score = _scores(selection.y, blended)
+        if best_blend is None or score["roc_auc"] > best_blend[1]["roc_auc"]:
+            best_blend = (weight, score, blended)
+    weight, score, blended = best_blend
+    blend_row = {"candidate": "blend", "family": "blend", "params": {"weights": [weight, 1 - weight], "members": keys},
+                 **score, "roc_auc_se": float("nan"), "tuned": False,
+                 "fit_seconds": float(selection.candidates.set_index("candidate").loc[keys, "fit_seconds"].sum())}
+    candidates = pd.concat([choice.candidates, pd.DataFrame([blend_row])], ignore_index=True)
+    if score["roc_auc"] >= best_auc + config.train.blend_min_gain:
+        members = {key.split("#")[0]: selection.estimators[key] for key in keys}
+        blend = _Choice(estimator=_blend(members, [weight, 1 - weight]), oof=blended, family="blend",
+                        params=blend_row["params"], candidates=candidates)
+        say(f"blend of {' and '.join(keys)} (weights {weight:.2f}/{1 - weight:.2f}) beats the best single model")
+        return blend
+    return replace(choice, candidates=candidates)
+
+
+@dataclass
+class _Calibration:
+    """The calibration chosen for the kept model, its cross-validated Brier score per method,
+    and the out-of-fold scores and labels its map is learned on."""
+
+    method: str
+    scores: dict[str, float]
+    oof: np.ndarray
+    y: np.ndarray
+
+    def apply(self, fitted, chosen, config: Config):
         """``fitted`` behind the chosen calibration map (learned on the out-of-fold scores)."""
-        if method == "none":
-            return fitted
-        mapping = CalibratedModel(clone(chosen), method=method, cv=config.train.cv_folds, random_state=seed)
-        return mapping.fit_map(chosen_oof, y_cal).set_fitted(fitted)
+        from sklearn.base import clone
 
-    model = calibrated(clone(chosen).fit(X_train, y_train))
-    timings["final_fit_seconds"] = time.perf_counter() - t0
+        from pipeline.model import CalibratedModel
+
+        if self.method == "none":
+            return fitted
+        mapping = CalibratedModel(clone(chosen), method=self.method, cv=config.train.cv_folds,
+                                  random_state=config.train.seed)
+        return mapping.fit_map(self.oof, self.y).set_fitted(fitted)
+
+
+def _chosen_calibration(choice: _Choice, y_sel: np.ndarray, config: Config) -> _Calibration:
+    """The calibration of the kept model, chosen on selection's out-of-fold scores.
+
+    Those are of at most ``selection_max_rows`` rows: a two-parameter map needs no more, and
+    recomputing them on every training row cost five more fits of the chosen model on large
+    bases.  By time, the earliest dates are never validated and are left out.
+    """
+    validated = ~np.isnan(choice.oof)
+    oof, y_cal = choice.oof[validated], y_sel[validated]
+    method, scores = _choose_calibration(y_cal, oof, config)
+    return _Calibration(method=method, scores=scores, oof=oof, y=y_cal)
+
+
+def _evaluate_holdout(model, dataset: Dataset, frame: pd.DataFrame, y_all: np.ndarray, holdout_idx: np.ndarray,
+                      config: Config) -> tuple[np.ndarray, dict[str, float]]:
+    """The model's churn probabilities for the hold-out rows, and its metrics on them (with
+    the profit metrics on each subscriber's lifetime value when the data has a monthly value)."""
+    from pipeline import evaluate
 
     X_holdout = frame.iloc[holdout_idx].reset_index(drop=True)
     y_holdout = y_all[holdout_idx]
@@ -598,43 +780,12 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
 
         value = clv(dataset.monthly_value.iloc[holdout_idx].to_numpy(), config.campaign)
     metrics = evaluate.classification_metrics(y_holdout, proba, value=value, campaign=config.campaign)
+    return proba, metrics
 
-    # The registered model: the same choice, refit on every row (the hold-out included), with
-    # the calibration map learned above.  The hold-out metrics stay those of ``holdout_model``.
-    holdout_model = model
-    refit = config.train.refit_all_rows and (not config.train.refit_max_rows
-                                             or len(y_train) <= config.train.refit_max_rows)
-    if config.train.refit_all_rows and not refit:
-        say(f"no refit on all rows: {len(y_train):,} training rows is more than train.refit_max_rows "
-            f"({config.train.refit_max_rows:,}); the registered model is the one evaluated on the hold-out")
-    if refit:
-        say(f"refit on all {len(y_all):,} rows")
-        t0 = time.perf_counter()
-        model = calibrated(clone(chosen).fit(frame, y_all))
-        timings["refit_seconds"] = time.perf_counter() - t0
-    timings["total_seconds"] = time.perf_counter() - started
+
+def _typer(model):
+    """The fitted typing step of a model (of a blend's first member)."""
+    from pipeline.model import final_estimator
 
     inner = final_estimator(model)
-    typer = inner.named_steps["typer"] if hasattr(inner, "named_steps") else inner.estimators_[0].named_steps["typer"]
-    return TrainResult(
-        model=model,
-        holdout_model=holdout_model,
-        family=family,
-        params=params,
-        calibration=method,
-        candidates=candidates,
-        calibration_scores=calibration_scores,
-        holdout_index=holdout_idx,
-        holdout_proba=proba,
-        metrics=metrics,
-        train_rows=len(y_train),
-        fit_rows=len(y_all) if refit else len(y_train),
-        base_rate=float(y_train.mean()),
-        columns=_columns_report(typer, screen),
-        input_columns=list(screen.input_columns),
-        threads=threads,
-        folds="time" if by_time else "stratified",
-        timings=timings,
-        raced_out=raced,
-        skipped=list(clock.skipped),
-    )
+    return inner.named_steps["typer"] if hasattr(inner, "named_steps") else inner.estimators_[0].named_steps["typer"]
