@@ -44,14 +44,32 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``churn`` parser: one sub-command each, its options added by ``_<command>_options``."""
     parser = _Parser(
         prog="churn",
         description="Predict which subscribers will leave after a data breach, and whom to call first.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _generate_options(commands.add_parser("generate", help="generate a synthetic post-breach subscriber base"))
+    _train_options(commands.add_parser("train", help="train, evaluate, track and register a churn model"))
+    _score_options(commands.add_parser("score", help="score a subscriber base and write the ranked at-risk list"))
+    _report_options(commands.add_parser(
+        "report", help="write the HTML report of a scored list (from the list and its summary)"))
+    _models_options(commands.add_parser(
+        "models", help="list registered model versions: aliases, hold-out metrics, training data"))
+    _measure_options(commands.add_parser(
+        "measure", help="measure what randomised campaigns changed: realised uplift with a 95%% CI"))
+    _features_options(commands.add_parser(
+        "features", help="write the point-in-time feature table of a record base (Parquet)"))
+    _promote_options(commands.add_parser("promote", help="make a registered model version the champion by hand"))
+    _demo_options(commands.add_parser(
+        "demo", help="generate a base, train, register, score and summarise, end to end"))
+    return parser
 
-    gen = commands.add_parser("generate", help="generate a synthetic post-breach subscriber base")
+
+def _generate_options(gen: argparse.ArgumentParser) -> None:
+    """``churn generate``: the size, seed and scenario of a synthetic base, and where it goes."""
     gen.add_argument("--subscribers", type=int, default=100_000, metavar="N", help="number of subscribers")
     gen.add_argument("--seed", type=int, default=42, metavar="S", help="random seed (same seed, same base)")
     gen.add_argument("--scenario", default=None, help="breach scenario by name (see docs/simulator.md)")
@@ -59,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--overwrite", action="store_true", help="replace an existing base in DIR")
     _common(gen, tracking=False)
 
-    tr = commands.add_parser("train", help="train, evaluate, track and register a churn model")
+
+def _train_options(tr: argparse.ArgumentParser) -> None:
+    """``churn train``: the data and how to read it, what to leave out, the seed and the time budget."""
     tr.add_argument("--data", required=True, metavar="PATH",
                     help="record folder, database URL, or one churn table (CSV or Parquet)")
     tr.add_argument("--id", dest="id_column", metavar="COL", help="subscriber id column (single table)")
@@ -82,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "skipped and named (train.time_budget_seconds)")
     _common(tr)
 
-    sc = commands.add_parser("score", help="score a subscriber base and write the ranked at-risk list")
+
+def _score_options(sc: argparse.ArgumentParser) -> None:
+    """``churn score``: the data, the list, the models, the campaign's limit and control group, the outputs."""
     sc.add_argument("--data", required=True, metavar="PATH", help="record folder, database URL, or one table")
     sc.add_argument("--output", required=True, metavar="PATH", help="output file (.csv or .parquet)")
     sc.add_argument("--model", metavar="URI", help=f"model URI (default models:/{DEFAULT_MODEL_NAME}@champion)")
@@ -110,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="do not write the HTML report (the summary and data dictionary are still written)")
     _common(sc)
 
-    rp = commands.add_parser("report", help="write the HTML report of a scored list (from the list and its summary)")
+
+def _report_options(rp: argparse.ArgumentParser) -> None:
+    """``churn report``: the scored list, where the page goes, a baseline list to compare with."""
     rp.add_argument("--scores", required=True, metavar="PATH", help="a list written by `churn score` (.csv or .parquet)")
     rp.add_argument("--out", metavar="DIR", help="folder for NAME.report.html (default: beside the list)")
     rp.add_argument("--baseline", metavar="SCORES",
@@ -119,34 +143,43 @@ def build_parser() -> argparse.ArgumentParser:
                     help="do not add the report to the scoring run in MLflow")
     _common(rp)
 
-    mo = commands.add_parser("models", help="list registered model versions: aliases, hold-out metrics, training data")
+
+def _models_options(mo: argparse.ArgumentParser) -> None:
+    """``churn models``: a table, or JSON."""
     mo.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _common(mo)
 
-    me = commands.add_parser("measure", help="measure what randomised campaigns changed: realised uplift with a 95%% CI")
+
+def _measure_options(me: argparse.ArgumentParser) -> None:
+    """``churn measure``: the records, which campaign, and up to when outcomes are known."""
     me.add_argument("--data", required=True, metavar="PATH",
                     help="record folder or database URL with the campaigns and outcomes tables")
     me.add_argument("--campaign", metavar="ID", help="measure this campaign only (default: every campaign)")
     me.add_argument("--snapshot", metavar="DATE", help="outcomes are known up to this date (default: the manifest's)")
     _common(me)
 
-    fe = commands.add_parser("features", help="write the point-in-time feature table of a record base (Parquet)")
+
+def _features_options(fe: argparse.ArgumentParser) -> None:
+    """``churn features``: the records, the output file and the dates."""
     fe.add_argument("--data", required=True, metavar="PATH", help="record folder or database URL")
     fe.add_argument("--output", required=True, metavar="PATH", help="output file (.parquet)")
     fe.add_argument("--snapshot", metavar="DATE", help="snapshot date (default: the manifest's)")
     fe.add_argument("--disclosure", metavar="DATE", help="breach disclosure date (default: the manifest's)")
     _common(fe, tracking=False)
 
-    pr = commands.add_parser("promote", help="make a registered model version the champion by hand")
+
+def _promote_options(pr: argparse.ArgumentParser) -> None:
+    """``churn promote``: the version to make champion."""
     pr.add_argument("version", type=int, help="model version number")
     _common(pr)
 
-    demo = commands.add_parser("demo", help="generate a base, train, register, score and summarise, end to end")
+
+def _demo_options(demo: argparse.ArgumentParser) -> None:
+    """``churn demo``: the base's size and seed, and the working folder."""
     demo.add_argument("--subscribers", type=int, default=100_000, metavar="N")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--workdir", default=".", metavar="DIR", help="where data/, outputs/ and the MLflow store go")
     _common(demo)
-    return parser
 
 
 #: Seconds between progress lines when stderr is not a terminal (logs, ``tee``, CI).

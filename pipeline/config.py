@@ -348,7 +348,15 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: config file not found") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from err
-    return validate(_build(Config, values, str(path)))
+    return config_from_dict(values, str(path))
+
+
+def config_from_dict(values: dict[str, Any], where: str) -> Config:
+    """A validated ``Config`` from nested plain values (a TOML file's, or a configuration saved as JSON).
+
+    ``where`` names the source in error messages; keys left out keep their defaults.
+    """
+    return validate(_build(Config, values, where))
 
 
 def with_overrides(config: Config, **sections: dict[str, Any]) -> Config:

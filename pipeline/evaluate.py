@@ -65,7 +65,7 @@ def _plain(value: Any) -> Any:
 
 def _labels_array(y_true: Any, what: str = "y_true") -> np.ndarray:
     """``y_true`` as an int8 array of 0/1, or a ModelError naming the first bad rows."""
-    return _binary_array(y_true, what, "1 = churned", noun="labels")
+    return binary_array(y_true, what, "1 = churned", noun="labels")
 
 
 def _scores_array(y_score: Any, n_rows: int, what: str = "y_score", probability: bool = False) -> np.ndarray:
@@ -696,12 +696,14 @@ def permutation_importance_table(
 # Plots
 # --------------------------------------------------------------------------------------
 
-_MODEL_COLOUR = "#1f77b4"
-_REFERENCE_COLOUR = "#7f7f7f"
-_HIGHLIGHT_COLOUR = "#d62728"
+#: The plots' colours (``pipeline.report`` draws with them too): the model's line, the
+#: reference it is compared with (chance, a baseline), and a highlighted choice.
+MODEL_COLOUR = "#1f77b4"
+REFERENCE_COLOUR = "#7f7f7f"
+HIGHLIGHT_COLOUR = "#d62728"
 
 
-def _figure(width: float = 6.4, height: float = 4.8) -> Figure:
+def new_figure(width: float = 6.4, height: float = 4.8) -> Figure:
     """A matplotlib Figure on the Agg canvas, outside pyplot's global state (nothing to close)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -711,23 +713,29 @@ def _figure(width: float = 6.4, height: float = 4.8) -> Figure:
     return figure
 
 
+def _plot_inputs(y_true: Any, proba: Any, plot: str) -> tuple[np.ndarray, np.ndarray]:
+    """Checked ``(labels, scores)`` for a plot of the model's ranking; both classes must be present."""
+    labels = _labels_array(y_true)
+    scores = _scores_array(proba, labels.size, what="proba")
+    _both_classes(labels, plot)
+    return labels, scores
+
+
 def plot_roc(y_true: Any, proba: Any) -> Figure:
     """ROC curve with its AUC, the chance diagonal and the convex hull EMPC optimises over."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    labels = _labels_array(y_true)
-    scores = _scores_array(proba, labels.size, what="proba")
-    _both_classes(labels, "ROC plot")
+    labels, scores = _plot_inputs(y_true, proba, "ROC plot")
     false_positive, true_positive, _ = roc_curve(labels, scores)
     hull_f1, hull_f0, _, _ = _roc_points(labels, scores)
     hull = _upper_hull(hull_f1, hull_f0)
     auc = roc_auc_score(labels, scores)
 
-    figure = _figure(5.6, 5.2)
+    figure = new_figure(5.6, 5.2)
     axes = figure.add_subplot()
-    axes.plot(false_positive, true_positive, color=_MODEL_COLOUR, lw=2, label=f"Model (AUC = {auc:.3f})")
-    axes.plot(hull_f1[hull], hull_f0[hull], color=_HIGHLIGHT_COLOUR, lw=1, ls="--", label="Convex hull")
-    axes.plot([0, 1], [0, 1], color=_REFERENCE_COLOUR, lw=1, ls=":", label="Random (AUC = 0.5)")
+    axes.plot(false_positive, true_positive, color=MODEL_COLOUR, lw=2, label=f"Model (AUC = {auc:.3f})")
+    axes.plot(hull_f1[hull], hull_f0[hull], color=HIGHLIGHT_COLOUR, lw=1, ls="--", label="Convex hull")
+    axes.plot([0, 1], [0, 1], color=REFERENCE_COLOUR, lw=1, ls=":", label="Random (AUC = 0.5)")
     axes.set(
         xlim=(0, 1),
         ylim=(0, 1.01),
@@ -745,17 +753,15 @@ def plot_precision_recall(y_true: Any, proba: Any) -> Figure:
     """Precision-recall curve with average precision and the churn rate as the no-skill line."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    labels = _labels_array(y_true)
-    scores = _scores_array(proba, labels.size, what="proba")
-    _both_classes(labels, "precision-recall plot")
+    labels, scores = _plot_inputs(y_true, proba, "precision-recall plot")
     precision, recall, _ = precision_recall_curve(labels, scores)
     average_precision = average_precision_score(labels, scores)
     base_rate = labels.mean()
 
-    figure = _figure(5.6, 5.2)
+    figure = new_figure(5.6, 5.2)
     axes = figure.add_subplot()
-    axes.step(recall, precision, where="post", color=_MODEL_COLOUR, lw=2, label=f"Model (AP = {average_precision:.3f})")
-    axes.axhline(base_rate, color=_REFERENCE_COLOUR, lw=1, ls=":", label=f"Random (churn rate {base_rate:.1%})")
+    axes.step(recall, precision, where="post", color=MODEL_COLOUR, lw=2, label=f"Model (AP = {average_precision:.3f})")
+    axes.axhline(base_rate, color=REFERENCE_COLOUR, lw=1, ls=":", label=f"Random (churn rate {base_rate:.1%})")
     axes.set(
         xlim=(0, 1),
         ylim=(0, 1.01),
@@ -777,14 +783,14 @@ def plot_calibration(y_true: Any, proba: Any, n_bins: int = 10, strategy: str = 
     upper = max(float(table["mean_predicted"].max()), float(table["observed_rate"].max()), 0.05)
     upper = min(1.0, upper * 1.1)
 
-    figure = _figure(6.0, 6.4)
+    figure = new_figure(6.0, 6.4)
     curve_axes, histogram_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
-    curve_axes.plot([0, upper], [0, upper], color=_REFERENCE_COLOUR, lw=1, ls=":", label="Perfectly calibrated")
+    curve_axes.plot([0, upper], [0, upper], color=REFERENCE_COLOUR, lw=1, ls=":", label="Perfectly calibrated")
     curve_axes.plot(
         table["mean_predicted"],
         table["observed_rate"],
         marker="o",
-        color=_MODEL_COLOUR,
+        color=MODEL_COLOUR,
         lw=2,
         label=f"Model (ECE = {reliability.expected_calibration_error:.4f})",
     )
@@ -796,7 +802,7 @@ def plot_calibration(y_true: Any, proba: Any, n_bins: int = 10, strategy: str = 
     )
     curve_axes.grid(alpha=0.3)
     curve_axes.legend(loc="upper left")
-    histogram_axes.hist(probabilities, bins=50, range=(0, upper), color=_MODEL_COLOUR, alpha=0.7)
+    histogram_axes.hist(probabilities, bins=50, range=(0, upper), color=MODEL_COLOUR, alpha=0.7)
     histogram_axes.set(xlabel="Predicted churn probability", ylabel="Subscribers")
     histogram_axes.grid(alpha=0.3)
     return figure
@@ -810,18 +816,16 @@ def _gains_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np
 
 def plot_gains_lift(y_true: Any, proba: Any) -> Figure:
     """Cumulative gains (left) and lift (right) against the share of the base targeted."""
-    labels = _labels_array(y_true)
-    scores = _scores_array(proba, labels.size, what="proba")
-    _both_classes(labels, "gains plot")
+    labels, scores = _plot_inputs(y_true, proba, "gains plot")
     targeted, caught = _gains_curve(labels, scores)
     base_rate = labels.mean()
     decile_lift = top_decile_lift(labels, scores)
 
-    figure = _figure(11.0, 4.8)
+    figure = new_figure(11.0, 4.8)
     gains_axes, lift_axes = figure.subplots(1, 2)
-    gains_axes.plot(targeted, caught, color=_MODEL_COLOUR, lw=2, label="Model")
-    gains_axes.plot([0, base_rate, 1], [0, 1, 1], color=_HIGHLIGHT_COLOUR, lw=1, ls="--", label="Perfect")
-    gains_axes.plot([0, 1], [0, 1], color=_REFERENCE_COLOUR, lw=1, ls=":", label="Random")
+    gains_axes.plot(targeted, caught, color=MODEL_COLOUR, lw=2, label="Model")
+    gains_axes.plot([0, base_rate, 1], [0, 1, 1], color=HIGHLIGHT_COLOUR, lw=1, ls="--", label="Perfect")
+    gains_axes.plot([0, 1], [0, 1], color=REFERENCE_COLOUR, lw=1, ls=":", label="Random")
     gains_axes.set(
         xlim=(0, 1),
         ylim=(0, 1.01),
@@ -833,9 +837,9 @@ def plot_gains_lift(y_true: Any, proba: Any) -> Figure:
     gains_axes.legend(loc="lower right")
 
     lift = caught[1:] / targeted[1:]  # gains / share targeted; targeted[1:] > 0
-    lift_axes.plot(targeted[1:], lift, color=_MODEL_COLOUR, lw=2, label="Model")
-    lift_axes.axhline(1.0, color=_REFERENCE_COLOUR, lw=1, ls=":", label="Random (lift 1)")
-    lift_axes.axvline(0.1, color=_HIGHLIGHT_COLOUR, lw=1, ls="--", label=f"Top decile: lift {decile_lift:.2f}")
+    lift_axes.plot(targeted[1:], lift, color=MODEL_COLOUR, lw=2, label="Model")
+    lift_axes.axhline(1.0, color=REFERENCE_COLOUR, lw=1, ls=":", label="Random (lift 1)")
+    lift_axes.axvline(0.1, color=HIGHLIGHT_COLOUR, lw=1, ls="--", label=f"Top decile: lift {decile_lift:.2f}")
     lift_axes.set(
         xlim=(0, 1),
         ylim=(0, max(1.5, min(float(np.nanmax(lift)), 1.0 / base_rate) * 1.05)),
@@ -856,9 +860,7 @@ def plot_profit(y_true: Any, proba: Any, *, value: Any = None, campaign: Campaig
     best cutoff at the mean acceptance rate.
     """
     campaign = campaign if campaign is not None else CampaignConfig()
-    labels = _labels_array(y_true)
-    scores = _scores_array(proba, labels.size, what="proba")
-    _both_classes(labels, "profit plot")
+    labels, scores = _plot_inputs(y_true, proba, "profit plot")
     values = _scores_array(value, labels.size, what="value") if value is not None else None
     clv, incentive_cost, contact_cost = campaign_costs(campaign, values)
     mean_acceptance = campaign.acceptance_alpha / (campaign.acceptance_alpha + campaign.acceptance_beta)
@@ -867,19 +869,19 @@ def plot_profit(y_true: Any, proba: Any, *, value: Any = None, campaign: Campaig
     best = mpc(labels, scores, mean_acceptance, **costs)
     expected = empc(labels, scores, alpha=campaign.acceptance_alpha, beta=campaign.acceptance_beta, **costs)
 
-    figure = _figure(7.2, 4.8)
+    figure = new_figure(7.2, 4.8)
     axes = figure.add_subplot()
     axes.plot(
         curve["fraction_targeted"],
         curve["profit_per_customer"],
-        color=_MODEL_COLOUR,
+        color=MODEL_COLOUR,
         lw=2,
         label=f"Profit at mean acceptance {mean_acceptance:.0%}",
     )
-    axes.axhline(0.0, color=_REFERENCE_COLOUR, lw=1, ls=":")
+    axes.axhline(0.0, color=REFERENCE_COLOUR, lw=1, ls=":")
     axes.axvline(
         expected.optimal_fraction,
-        color=_HIGHLIGHT_COLOUR,
+        color=HIGHLIGHT_COLOUR,
         lw=1.5,
         ls="--",
         label=f"EMPC optimal share {expected.optimal_fraction:.1%} (EMPC {expected.score:,.2f})",
@@ -888,7 +890,7 @@ def plot_profit(y_true: Any, proba: Any, *, value: Any = None, campaign: Campaig
         [best.optimal_fraction],
         [best.score],
         marker="o",
-        color=_HIGHLIGHT_COLOUR,
+        color=HIGHLIGHT_COLOUR,
         ls="none",
         label=f"Best at mean acceptance: {best.optimal_fraction:.1%}, {best.score:,.2f}",
     )
@@ -911,11 +913,11 @@ def plot_feature_importance(importances: pd.Series, top: int = 20, *, scoring: s
     shown = importances.sort_values(ascending=False, kind="stable").head(top).iloc[::-1]
     names = [str(name) for name in shown.index]
 
-    figure = _figure(7.2, max(2.5, 0.32 * len(shown) + 1.2))
+    figure = new_figure(7.2, max(2.5, 0.32 * len(shown) + 1.2))
     axes = figure.add_subplot()
-    colours = [_MODEL_COLOUR if value >= 0 else _REFERENCE_COLOUR for value in shown.to_numpy()]
+    colours = [MODEL_COLOUR if value >= 0 else REFERENCE_COLOUR for value in shown.to_numpy()]
     axes.barh(names, shown.to_numpy(), color=colours)
-    axes.axvline(0.0, color=_REFERENCE_COLOUR, lw=1)
+    axes.axvline(0.0, color=REFERENCE_COLOUR, lw=1)
     axes.set(
         xlabel=f"Drop in {scoring} when the column is shuffled",
         title=f"Permutation importance\n(hold-out, top {len(shown)} of {len(importances)} columns)",
@@ -952,6 +954,14 @@ def save_plots(
     }
     if importances is not None:
         builders["feature_importance"] = lambda: plot_feature_importance(importances)
+    return _write_figures(builders, out_dir, log_each=True)
+
+
+def _write_figures(builders: dict[str, Any], out_dir: Path, *, log_each: bool = False) -> dict[str, Path]:
+    """Build each figure and write it as ``<name>.png`` into ``out_dir``, one at a time; return name to path.
+
+    ``log_each``: a debug line per file written.
+    """
     written: dict[str, Path] = {}
     for name, build in builders.items():
         figure = build()
@@ -960,7 +970,8 @@ def save_plots(
         figure.savefig(path, dpi=110, metadata={"Software": None})
         figure.clear()
         written[name] = path
-        logger.debug("wrote %s", path)
+        if log_each:
+            logger.debug("wrote %s", path)
     return written
 
 
@@ -970,14 +981,14 @@ def plot_offer_sweep(sweep: pd.DataFrame, *, chosen_months: float, measured: boo
     The chosen offer is marked.  ``measured`` says whether the expected saves come from a
     response model (else they are assumed), for the subtitle.
     """
-    figure = _figure(6.4, 4.6)
+    figure = new_figure(6.4, 4.6)
     axes = figure.add_subplot()
     months = sweep["offer_months"].to_numpy(dtype="float64")
     value = sweep["expected_net_value"].to_numpy(dtype="float64")
-    axes.plot(months, value, marker="o", color=_MODEL_COLOUR, lw=2, label="expected net value of the best list")
+    axes.plot(months, value, marker="o", color=MODEL_COLOUR, lw=2, label="expected net value of the best list")
     at = float(np.interp(chosen_months, months, value))
-    axes.axvline(chosen_months, color=_HIGHLIGHT_COLOUR, ls="--", lw=1)
-    axes.plot([chosen_months], [at], marker="o", color=_HIGHLIGHT_COLOUR,
+    axes.axvline(chosen_months, color=HIGHLIGHT_COLOUR, ls="--", lw=1)
+    axes.plot([chosen_months], [at], marker="o", color=HIGHLIGHT_COLOUR,
               label=f"the offer made: {chosen_months:g} months ({at:,.0f})")
     for x, y, n in zip(months, value, sweep["worth_contacting"]):
         axes.annotate(f"{int(n):,}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
@@ -995,6 +1006,9 @@ def plot_offer_sweep(sweep: pd.DataFrame, *, chosen_months: float, measured: boo
 
 
 __all__ = [
+    "HIGHLIGHT_COLOUR",
+    "MODEL_COLOUR",
+    "REFERENCE_COLOUR",
     "EMPCResult",
     "MPCResult",
     "Reliability",
@@ -1004,6 +1018,7 @@ __all__ = [
     "lift_at",
     "mpc",
     "permutation_importance_table",
+    "new_figure",
     "plot_calibration",
     "plot_offer_sweep",
     "plot_feature_importance",
@@ -1071,7 +1086,7 @@ class UpliftCalibration(NamedTuple):
     n: int
 
 
-def _binary_array(values: Any, what: str, meaning: str, *, noun: str = "values") -> np.ndarray:
+def binary_array(values: Any, what: str, meaning: str, *, noun: str = "values") -> np.ndarray:
     """``values`` as an int8 array of 0/1, or a ModelError naming the first bad rows."""
     raw = np.asarray(values)
     if raw.ndim != 1:
@@ -1096,8 +1111,8 @@ def _binary_array(values: Any, what: str, meaning: str, *, noun: str = "values")
 
 def _uplift_arrays(y: Any, treatment: Any, score: Any = None, what: str = "score"):
     """Checked ``(labels, treated, scores)``; both groups must be present."""
-    labels = _binary_array(y, "y", "1 = churned")
-    treated = _binary_array(treatment, "treatment", "1 = offer, 0 = control")
+    labels = binary_array(y, "y", "1 = churned")
+    treated = binary_array(treatment, "treatment", "1 = offer, 0 = control")
     if treated.size != labels.size:
         raise ModelError(f"treatment: has {treated.size} rows but y has {labels.size}")
     offered = int(treated.sum())
@@ -1454,17 +1469,17 @@ def plot_qini(y: Any, treatment: Any, score: Any, *, risk: Any = None) -> Figure
     coefficient = qini_coefficient(labels, treated, scores)
     final = float(curve["prevented_churns"].iat[-1])
 
-    figure = _figure(7.2, 4.8)
+    figure = new_figure(7.2, 4.8)
     axes = figure.add_subplot()
-    axes.plot(curve["fraction_targeted"], curve["prevented_churns"], color=_MODEL_COLOUR, lw=2,
+    axes.plot(curve["fraction_targeted"], curve["prevented_churns"], color=MODEL_COLOUR, lw=2,
               label=f"Uplift model (Qini coefficient {coefficient:.3f})")
     if risk is not None:
         risks = _scores_array(risk, labels.size, what="risk")
         by_risk = qini_curve(labels, treated, risks)
-        axes.plot(by_risk["fraction_targeted"], by_risk["prevented_churns"], color=_HIGHLIGHT_COLOUR, lw=1.5,
+        axes.plot(by_risk["fraction_targeted"], by_risk["prevented_churns"], color=HIGHLIGHT_COLOUR, lw=1.5,
                   ls="--", label=f"Riskiest first (Qini coefficient {qini_coefficient(labels, treated, risks):.3f})")
-    axes.plot([0, 1], [0, final], color=_REFERENCE_COLOUR, lw=1, ls=":", label="Random")
-    axes.axhline(0.0, color=_REFERENCE_COLOUR, lw=0.5)
+    axes.plot([0, 1], [0, final], color=REFERENCE_COLOUR, lw=1, ls=":", label="Random")
+    axes.axhline(0.0, color=REFERENCE_COLOUR, lw=0.5)
     axes.set(
         xlim=(0, 1),
         xlabel="Share of the base called (highest score first)",
@@ -1484,15 +1499,15 @@ def plot_uplift_deciles(y: Any, treatment: Any, score: Any, n_bins: int = 10) ->
     observed = table["observed_uplift"].to_numpy()
     errors = np.vstack([observed - table["ci_low"].to_numpy(), table["ci_high"].to_numpy() - observed])
 
-    figure = _figure(7.2, 4.8)
+    figure = new_figure(7.2, 4.8)
     axes = figure.add_subplot()
-    axes.errorbar(table["bin"], observed, yerr=errors, fmt="o", color=_MODEL_COLOUR, capsize=3,
+    axes.errorbar(table["bin"], observed, yerr=errors, fmt="o", color=MODEL_COLOUR, capsize=3,
                   label="Observed uplift (95% interval)")
-    axes.plot(table["bin"], table["mean_predicted"], marker="s", ls="-", color=_HIGHLIGHT_COLOUR,
+    axes.plot(table["bin"], table["mean_predicted"], marker="s", ls="-", color=HIGHLIGHT_COLOUR,
               label="Mean predicted uplift")
-    axes.axhline(effect.estimate, color=_REFERENCE_COLOUR, lw=1, ls=":",
+    axes.axhline(effect.estimate, color=REFERENCE_COLOUR, lw=1, ls=":",
                  label=f"Average effect {effect.estimate:+.2%}")
-    axes.axhline(0.0, color=_REFERENCE_COLOUR, lw=0.5)
+    axes.axhline(0.0, color=REFERENCE_COLOUR, lw=0.5)
     axes.set(
         xticks=table["bin"].tolist(),
         xlabel=f"Bin of predicted uplift (1 = highest, {n_bins} bins)",
@@ -1513,14 +1528,7 @@ def save_uplift_plots(y: Any, treatment: Any, score: Any, out_dir: str | Path, *
         "qini": lambda: plot_qini(y, treatment, score, risk=risk),
         "uplift_deciles": lambda: plot_uplift_deciles(y, treatment, score, n_bins=n_bins),
     }
-    written: dict[str, Path] = {}
-    for name, build in builders.items():
-        figure = build()
-        path = out_dir / f"{name}.png"
-        figure.savefig(path, dpi=110, metadata={"Software": None})
-        figure.clear()
-        written[name] = path
-    return written
+    return _write_figures(builders, out_dir)
 
 
 __all__ += [
@@ -1528,6 +1536,7 @@ __all__ += [
     "UpliftCalibration",
     "auuc",
     "average_treatment_effect",
+    "binary_array",
     "plot_qini",
     "plot_uplift_deciles",
     "qini_coefficient",

@@ -161,16 +161,16 @@ def _short(value: float) -> str:
 def plot_value_curve(curves: dict, *, chosen_share: float | None, chosen_value: float | None, label: str):
     """Total expected net value against the share of the base contacted: by value (the campaign's order)
     and by risk (calling the riskiest first), the campaign's choice marked."""
-    from pipeline.evaluate import _HIGHLIGHT_COLOUR, _MODEL_COLOUR, _REFERENCE_COLOUR, _figure
+    from pipeline.evaluate import HIGHLIGHT_COLOUR, MODEL_COLOUR, REFERENCE_COLOUR, new_figure
 
-    figure = _figure(6.4, 4.2)
+    figure = new_figure(6.4, 4.2)
     axes = figure.add_subplot()
     share = np.asarray(curves["share"], dtype="float64") * 100
-    axes.plot(share, curves["by_value"], color=_MODEL_COLOUR, lw=2, label="by expected net value (campaign order)")
-    axes.plot(share, curves["by_risk"], color=_REFERENCE_COLOUR, lw=1.5, ls="--", label="by churn risk (riskiest first)")
+    axes.plot(share, curves["by_value"], color=MODEL_COLOUR, lw=2, label="by expected net value (campaign order)")
+    axes.plot(share, curves["by_risk"], color=REFERENCE_COLOUR, lw=1.5, ls="--", label="by churn risk (riskiest first)")
     axes.axhline(0, color="black", lw=0.6)
     if chosen_share is not None and chosen_value is not None:
-        axes.plot([chosen_share * 100], [chosen_value], marker="o", ms=8, color=_HIGHLIGHT_COLOUR, ls="none",
+        axes.plot([chosen_share * 100], [chosen_value], marker="o", ms=8, color=HIGHLIGHT_COLOUR, ls="none",
                   label=label)
     axes.set(xlabel="share of the base contacted (%)", ylabel="total expected net value",
              title="Campaign value against the share contacted")
@@ -182,10 +182,10 @@ def plot_value_curve(curves: dict, *, chosen_share: float | None, chosen_value: 
 
 def plot_segments(table: pd.DataFrame, *, baseline: pd.DataFrame | None = None):
     """Expected defections per segment level (one panel per segment), with 95% intervals."""
-    from pipeline.evaluate import _MODEL_COLOUR, _REFERENCE_COLOUR, _figure
+    from pipeline.evaluate import MODEL_COLOUR, REFERENCE_COLOUR, new_figure
 
     names = list(dict.fromkeys(table["segment"]))
-    figure = _figure(6.8, 1.2 + 1.5 * len(names))
+    figure = new_figure(6.8, 1.2 + 1.5 * len(names))
     panels = figure.subplots(len(names), 1, squeeze=False)[:, 0]
     for axes, name in zip(panels, names):
         part = table[table["segment"] == name]
@@ -193,12 +193,12 @@ def plot_segments(table: pd.DataFrame, *, baseline: pd.DataFrame | None = None):
         mean = part["expected_defections"].to_numpy(dtype="float64")
         low = mean - part["defections_low"].to_numpy(dtype="float64")
         high = part["defections_high"].to_numpy(dtype="float64") - mean
-        axes.barh(y, mean, xerr=[np.maximum(low, 0), np.maximum(high, 0)], color=_MODEL_COLOUR, alpha=0.85,
+        axes.barh(y, mean, xerr=[np.maximum(low, 0), np.maximum(high, 0)], color=MODEL_COLOUR, alpha=0.85,
                   label="with the breach", height=0.6 if baseline is None else 0.4,
                   align="center" if baseline is None else "edge")
         if baseline is not None:
             base = baseline[baseline["segment"] == name].set_index("level")["expected_defections"]
-            axes.barh(y - 0.4, base.reindex(part["level"]).fillna(0).to_numpy(), color=_REFERENCE_COLOUR,
+            axes.barh(y - 0.4, base.reindex(part["level"]).fillna(0).to_numpy(), color=REFERENCE_COLOUR,
                       alpha=0.8, height=0.4, align="edge", label="baseline (no breach)")
         axes.set_yticks(y, part["level"].tolist(), fontsize=8)
         axes.invert_yaxis()
@@ -211,15 +211,15 @@ def plot_segments(table: pd.DataFrame, *, baseline: pd.DataFrame | None = None):
 
 def plot_reliability(table: pd.DataFrame):
     """The churn model's calibration on its hold-out: observed against predicted churn, per bin."""
-    from pipeline.evaluate import _MODEL_COLOUR, _REFERENCE_COLOUR, _figure
+    from pipeline.evaluate import MODEL_COLOUR, REFERENCE_COLOUR, new_figure
 
-    figure = _figure(4.6, 4.2)
+    figure = new_figure(4.6, 4.2)
     axes = figure.add_subplot()
     predicted = table["mean_predicted"].to_numpy(dtype="float64")
     observed = table["observed_rate"].to_numpy(dtype="float64")
     upper = min(1.0, max(float(predicted.max()), float(observed.max()), 0.05) * 1.1)
-    axes.plot([0, upper], [0, upper], color=_REFERENCE_COLOUR, ls=":", lw=1, label="perfectly calibrated")
-    axes.plot(predicted, observed, marker="o", color=_MODEL_COLOUR, lw=2, label="model (hold-out bins)")
+    axes.plot([0, upper], [0, upper], color=REFERENCE_COLOUR, ls=":", lw=1, label="perfectly calibrated")
+    axes.plot(predicted, observed, marker="o", color=MODEL_COLOUR, lw=2, label="model (hold-out bins)")
     axes.set(xlim=(0, upper), ylim=(0, upper), xlabel="predicted churn probability", ylabel="observed churn rate",
              title="Calibration (churn model, hold-out)")
     axes.grid(alpha=0.3)
@@ -399,61 +399,91 @@ _WHY = {
 
 
 def _campaign(summary: dict, figures: ListFigures, currency: str, plots: list[str]) -> str:
-    from pipeline.targeting import (BEYOND_LIMIT_ACTION, DEFAULT_ACTION, DO_NOT_CONTACT, LOST_CAUSE_ACTION,
-                                    NOT_WORTH_ACTION)
-
+    """The campaign section: its figures, its value curves, who is not called and why, the top reasons."""
     campaign = summary.get("campaign") or {}
     targeting = campaign.get("targeting") or {}
     rule = targeting.get("rule", "all")
     limit = {"budget": f"a budget of {_num(targeting.get('limit'), 'money', currency)}",
              "capacity": f"a capacity of {_num(targeting.get('limit'))} calls",
              "all": "no limit (everyone worth a call)"}.get(rule, rule)
+    parts = ['<section id="campaign"><h2>The campaign</h2>', _campaign_cards(campaign, figures, limit, currency)]
+    if not campaign.get("response_measured"):
+        parts.append(_assumed_response_note(campaign))
+    if (campaign.get("value_curves") or {}).get("share"):
+        parts.append(_campaign_plots(summary, campaign, limit, plots))
+    parts.append(_why_not_called(summary, figures))
+    parts.append(f"<h3>Top reasons among {_e(figures.reasons_of)}</h3>")
+    if len(figures.reasons):
+        parts.append(_table(figures.reasons, {"subscribers": "count", "share": "percent"}, key="reasons"))
+    else:
+        parts.append("<p>No reasons in the list.</p>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _campaign_cards(campaign: dict, figures: ListFigures, limit: str, currency: str) -> str:
+    """The campaign's basis and limit, and the contacted group's figures from the list, as cards."""
     basis = ("the response model's estimated uplift" if campaign.get("response_measured")
              else "an assumed response (no response model)")
-    parts = ['<section id="campaign"><h2>The campaign</h2>',
-             f'<p class="lead">Targeting by {_e(basis)}, with {_e(limit)}; an offer of '
-             f"{_e(campaign.get('offer_months'))} months of the monthly value. Figures for the contacted group "
-             "(targeted, not held out as control), from the list.</p>", '<div class="cards">',
-             _card("Subscribers to call", _value("campaign.contacted", figures.contacted),
-                   f"{_value('campaign.targeted', figures.targeted)} targeted, "
-                   f"{_value('campaign.control', figures.control)} held out as control"),
-             _card("Expected saves", _value("campaign.expected_saves", figures.expected_saves, "saves"),
-                   "defections the contacts are expected to prevent"),
-             _card("Expected cost", _value("campaign.expected_cost", figures.expected_cost, "money", currency)),
-             _card("Expected net value", _value("campaign.expected_net_value", figures.expected_net_value, "money",
-                                                currency)),
-             "</div>"]
-    if not campaign.get("response_measured"):
-        pilot = campaign.get("pilot_size")
-        parts.append('<p class="note"><strong>The response is assumed.</strong> No response model was trained on a '
-                     "randomised campaign, so each contact is assumed to save "
-                     f"{_e(_num(campaign.get('acceptance_rate'), 'percent'))} of would-be churners, which favours the "
-                     "riskiest subscribers, often those a call cannot keep. "
-                     + (f"Run a randomised pilot first: {_value('campaign.pilot_size', pilot)} subscribers offered and "
-                        f"as many held out detect a {100 * (campaign.get('detectable_uplift') or 0):.1f}-point drop in "
-                        "churn with 80% power at 5% significance." if pilot else "") + "</p>")
-    curves = campaign.get("value_curves") or {}
-    if curves.get("share"):
-        n = max(summary.get("impact", {}).get("subscribers") or 1, 1)
-        chosen_share = targeting.get("targeted", 0) / n
-        label = f"the campaign: {targeting.get('targeted', 0):,} targeted ({limit})"
-        parts.append('<div class="grid2">')
-        parts.append(_figure_html("value_curve", plot_value_curve(curves, chosen_share=chosen_share,
-                                                                  chosen_value=targeting.get("expected_net_value"),
-                                                                  label=label),
-                                  "Total expected net value against the share of the base contacted, in the "
-                                  "campaign's order and calling the riskiest first; the dot is the campaign"))
-        plots.append("value_curve")
-        sweep = pd.DataFrame(campaign.get("offer_sweep") or [])
-        if len(sweep) and sweep["worth_contacting"].sum() >= 0 and summary.get("valued", True):
-            from pipeline.evaluate import plot_offer_sweep
+    return "".join([
+        f'<p class="lead">Targeting by {_e(basis)}, with {_e(limit)}; an offer of '
+        f"{_e(campaign.get('offer_months'))} months of the monthly value. Figures for the contacted group "
+        "(targeted, not held out as control), from the list.</p>", '<div class="cards">',
+        _card("Subscribers to call", _value("campaign.contacted", figures.contacted),
+              f"{_value('campaign.targeted', figures.targeted)} targeted, "
+              f"{_value('campaign.control', figures.control)} held out as control"),
+        _card("Expected saves", _value("campaign.expected_saves", figures.expected_saves, "saves"),
+              "defections the contacts are expected to prevent"),
+        _card("Expected cost", _value("campaign.expected_cost", figures.expected_cost, "money", currency)),
+        _card("Expected net value", _value("campaign.expected_net_value", figures.expected_net_value, "money",
+                                           currency)),
+        "</div>"])
 
-            parts.append(_figure_html("offer_sweep", plot_offer_sweep(sweep, chosen_months=float(
-                campaign.get("offer_months") or 0), measured=bool(campaign.get("response_measured"))),
-                "Net value of contacting everyone worth it against the offer's size (the offer made marked); "
-                "labels: subscribers worth a contact"))
-            plots.append("offer_sweep")
-        parts.append("</div>")
+
+def _assumed_response_note(campaign: dict) -> str:
+    """The warning shown when no response model was trained, with the pilot that would measure the response."""
+    pilot = campaign.get("pilot_size")
+    return ('<p class="note"><strong>The response is assumed.</strong> No response model was trained on a '
+            "randomised campaign, so each contact is assumed to save "
+            f"{_e(_num(campaign.get('acceptance_rate'), 'percent'))} of would-be churners, which favours the "
+            "riskiest subscribers, often those a call cannot keep. "
+            + (f"Run a randomised pilot first: {_value('campaign.pilot_size', pilot)} subscribers offered and "
+               f"as many held out detect a {100 * (campaign.get('detectable_uplift') or 0):.1f}-point drop in "
+               "churn with 80% power at 5% significance." if pilot else "") + "</p>")
+
+
+def _campaign_plots(summary: dict, campaign: dict, limit: str, plots: list[str]) -> str:
+    """The value curves with the campaign marked and, when there is one to show, the offer sweep."""
+    curves = campaign["value_curves"]
+    targeting = campaign.get("targeting") or {}
+    n = max(summary.get("impact", {}).get("subscribers") or 1, 1)
+    chosen_share = targeting.get("targeted", 0) / n
+    label = f"the campaign: {targeting.get('targeted', 0):,} targeted ({limit})"
+    parts = ['<div class="grid2">']
+    parts.append(_figure_html("value_curve", plot_value_curve(curves, chosen_share=chosen_share,
+                                                              chosen_value=targeting.get("expected_net_value"),
+                                                              label=label),
+                              "Total expected net value against the share of the base contacted, in the "
+                              "campaign's order and calling the riskiest first; the dot is the campaign"))
+    plots.append("value_curve")
+    sweep = pd.DataFrame(campaign.get("offer_sweep") or [])
+    if len(sweep) and sweep["worth_contacting"].sum() >= 0 and summary.get("valued", True):
+        from pipeline.evaluate import plot_offer_sweep
+
+        parts.append(_figure_html("offer_sweep", plot_offer_sweep(sweep, chosen_months=float(
+            campaign.get("offer_months") or 0), measured=bool(campaign.get("response_measured"))),
+            "Net value of contacting everyone worth it against the offer's size (the offer made marked); "
+            "labels: subscribers worth a contact"))
+        plots.append("offer_sweep")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _why_not_called(summary: dict, figures: ListFigures) -> str:
+    """Why subscribers are not called: each reason's count in the whole base and among the list's rows."""
+    from pipeline.targeting import (BEYOND_LIMIT_ACTION, DEFAULT_ACTION, DO_NOT_CONTACT, LOST_CAUSE_ACTION,
+                                    NOT_WORTH_ACTION)
+
     why = summary.get("why_not_called") or {}
     listed = {"do_not_contact": figures.actions.get(DO_NOT_CONTACT, 0),
               "lost_cause": figures.actions.get(LOST_CAUSE_ACTION, 0),
@@ -463,18 +493,11 @@ def _campaign(summary: dict, figures: ListFigures, currency: str, plots: list[st
     rows = "".join(
         f"<tr><td>{_e(_WHY[k])}</td><td class='n'>{_value(f'why.base.{k}', why.get(k))}</td>"
         f"<td class='n'>{_value(f'why.list.{k}', listed[k])}</td></tr>" for k in _WHY)
-    parts.append("<h3>Who is not worth a call, and why</h3>"
-                 '<div class="table-wrap"><table data-table="why"><thead><tr><th>why</th><th class="n">whole base</th>'
-                 f'<th class="n">rows in this list</th></tr></thead><tbody>{rows}</tbody></table></div>'
-                 '<p class="lead">Each untargeted row of the list says why in its action. A subscriber is worth a call '
-                 "when the expected saves times the value of a save exceed the contact and the offer.</p>")
-    parts.append(f"<h3>Top reasons among {_e(figures.reasons_of)}</h3>")
-    if len(figures.reasons):
-        parts.append(_table(figures.reasons, {"subscribers": "count", "share": "percent"}, key="reasons"))
-    else:
-        parts.append("<p>No reasons in the list.</p>")
-    parts.append("</section>")
-    return "".join(parts)
+    return ("<h3>Who is not worth a call, and why</h3>"
+            '<div class="table-wrap"><table data-table="why"><thead><tr><th>why</th><th class="n">whole base</th>'
+            f'<th class="n">rows in this list</th></tr></thead><tbody>{rows}</tbody></table></div>'
+            '<p class="lead">Each untargeted row of the list says why in its action. A subscriber is worth a call '
+            "when the expected saves times the value of a save exceed the contact and the offer.</p>")
 
 
 def _health(summary: dict, currency: str, plots: list[str]) -> str:

@@ -142,16 +142,16 @@ def make_regressor(family: str, *, drop_columns: tuple[str, ...] = (), seed: int
 
 def _check_rows(X, treatment, y=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Checked ``(treatment, y)`` as int8 arrays aligned with the frame ``X``."""
-    from pipeline.evaluate import _binary_array
+    from pipeline.evaluate import binary_array
 
     if not isinstance(X, pd.DataFrame):
         raise ModelError(f"response model: X must be a DataFrame of raw input columns, got {type(X).__name__}")
-    t = _binary_array(treatment, "treatment", "1 = offer, 0 = control")
+    t = binary_array(treatment, "treatment", "1 = offer, 0 = control")
     if t.size != len(X):
         raise ModelError(f"treatment: has {t.size} rows but X has {len(X)}")
     labels = None
     if y is not None:
-        labels = _binary_array(y, "y", "1 = churned")
+        labels = binary_array(y, "y", "1 = churned")
         if labels.size != len(X):
             raise ModelError(f"y: has {labels.size} rows but X has {len(X)}")
     return t, labels

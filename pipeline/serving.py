@@ -41,7 +41,7 @@ class ChurnService(PythonModel):
     def load_context(self, context) -> None:
         """Load the churn model (and the response model, when registered), checked, from the registry."""
         from pipeline import tracking
-        from pipeline.config import Config, _build, validate
+        from pipeline.config import Config, config_from_dict
         from pipeline.jobs import response_scorer, scoring_model
 
         settings = dict(context.model_config or {})
@@ -50,7 +50,7 @@ class ChurnService(PythonModel):
             raise RuntimeError("set MLFLOW_TRACKING_URI to the store that holds the registered models")
         tracking.connect(uri)
         values = json.loads(settings.get("config") or "{}")
-        self.config = validate(_build(Config, values, "the service's configuration")) if values else Config()
+        self.config = config_from_dict(values, "the service's configuration") if values else Config()
         self.scoring = scoring_model(tracking.load_model(settings["churn_model"]))
         self.scoring.response = response_scorer(self.config, settings.get("response_model"),
                                                 bool(settings.get("response_model")), lambda message: None)

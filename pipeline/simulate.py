@@ -932,73 +932,16 @@ def _simulate_block(block: int, seed: int, sc: Scenario, cal: _Calendar) -> dict
     size = RNG_BLOCK
     people = _draw_people(_rng(seed, block, _STREAM_PEOPLE), size, sc)
     exposure = _draw_exposure(_rng(seed, block, _STREAM_EXPOSURE), people, sc, cal)
-
-    # Hazard, day by day over the simulated period, and the day each subscriber would leave
-    # without a retention contact.
-    days = np.arange(cal.simulated_days)
-    base = np.exp(_intercept(sc) + _log_hazard_effects(people, sc))
-    no_breach = base[:, None] * _contract_multiplier(people, sc, days)
-    breach = _breach_multiplier(people, exposure, sc, cal, days)
-    waiver_level = _waiver_multiplier_of(people, exposure, sc, cal)
-    waiver = _waiver_multiplier(waiver_level, sc, cal, days)
-    hazard = no_breach * breach * waiver
-    cumulative = np.cumsum(hazard, axis=1)
-    rng = _rng(seed, block, _STREAM_OUTCOME)
-    threshold = rng.exponential(1.0, size)
-    uncontacted_defection = _first_crossing(cumulative, threshold)
-
-    horizon = cal.horizon_days
-    cumulative_horizon = cumulative[:, horizon - 1]
-    probability = -np.expm1(-cumulative_horizon)
-    # A retention offer multiplies the hazard over the horizon by exp(-strength).  The
-    # response is only weakly tied to risk (Ascarza 2018): an average subscriber removes the
-    # share drawn as their acceptance; price-sensitive and waiver-bound ones remove more,
-    # those riskier than an average subscriber at the baseline rate less ("lost causes"),
-    # and a persuadability trait of its own spreads it further.
-    reference_risk = math.log(-math.log(1.0 - sc.baseline_monthly_churn) / _DAYS_PER_MONTH * horizon)
-    log_response = (0.4 * people["overpay"] + 0.5 * exposure["bound"] + people["persuadability"]
-                    - sc.lost_cause_elasticity * np.maximum(np.log(cumulative_horizon) - reference_risk, 0.0)
-                    - sc.persuadability_sd ** 2 / 2)
-    strength = -np.log1p(-people["acceptance"]) * np.exp(log_response)
-    removed = -np.expm1(-strength)
-    treated_factor = np.where(people["backfire"], 1.0 + people["backfire_boost"], 1.0 - removed)
-    uplift = probability + np.expm1(-cumulative_horizon * treated_factor)
-    breach_mean = breach[:, :horizon].mean(axis=1)
-
-    # The pilot: the offer group's hazard over the horizon is multiplied by the same factor,
-    # against the same threshold, so each leaves within the horizon with probability
-    # exactly p - u; after the horizon the factor is 1.
+    # The day each subscriber would leave without a retention contact, what an offer would
+    # change, and the pilot's groups.
+    hazard = _block_hazard(people, exposure, sc, cal)
+    threshold = _rng(seed, block, _STREAM_OUTCOME).exponential(1.0, size)
+    uncontacted_defection = _first_crossing(hazard["cumulative"], threshold)
+    response = _offer_response(people, exposure, hazard["cumulative"][:, cal.horizon_days - 1], sc, cal)
     group = _draw_pilot(_rng(seed, block, _STREAM_PILOT), size, sc)
-    offered = np.flatnonzero(group == _OFFER)
-    defection = uncontacted_defection.copy()
-    if offered.size:
-        factor = np.where(days < horizon, treated_factor[offered, None], 1.0)
-        defection[offered] = _first_crossing(np.cumsum(hazard[offered] * factor, axis=1), threshold[offered])
-
-    truth = {
-        "true_churn_probability": probability,
-        "cumulative_hazard": cumulative_horizon,
-        "offer_response_uplift": uplift,
-        "contact_backfire": people["backfire"],
-        "baseline_daily_hazard": base,
-        "contract_multiplier_at_snapshot": _contract_multiplier(people, sc, np.zeros(1, dtype=np.int64))[:, 0],
-        "breach_multiplier_mean": breach_mean,
-        "waiver_bound": exposure["bound"],
-        "waiver_multiplier": waiver_level,
-        "exposed": exposure["exposed"],
-        "directly_harmed": exposure["harmed"],
-        "dissatisfaction": people["dissatisfaction"],
-        "financial_stress": people["stress"],
-        "breach_concern": np.where(exposure["exposed"], people["concern"], np.nan),
-        "random_effect": people["random_effect"],
-        "offer_share_removed": np.where(people["backfire"], -people["backfire_boost"], removed),
-        # The latent trait behind the response to offers (log scale, mean 0): unobservable,
-        # except through a taken past promotion (deal proneness).
-        "persuadability": people["persuadability"],
-        "pilot_group": group,
-        # The churn a subscriber returns to once the breach has passed: no breach, waiver or offer.
-        "lifetime_monthly_churn": -np.expm1(-_DAYS_PER_MONTH * no_breach.mean(axis=1)),
-    }
+    defection = _pilot_defection(group, uncontacted_defection, hazard["daily"], threshold,
+                                 response["treated_factor"], cal)
+    truth = _truth(people, exposure, hazard, response, group, sc, cal)
     offer_cost = np.round(sc.pilot_offer_months * people["monthly_fee"], -1)
     stayed = (defection == _NO_DAY) | (defection > PILOT_ACCEPTANCE_DAYS)
     accepted = np.where(group == _OFFER, stayed.astype(np.int8), -1)
@@ -1014,6 +957,97 @@ def _simulate_block(block: int, seed: int, sc: Scenario, cal: _Calendar) -> dict
                                     _draw_promotion(_rng(seed, block, _STREAM_PROMO), people, sc)),
         "truth": truth,
         "_phone": _phone_digits(seed, block),
+    }
+
+
+def _block_hazard(people: dict[str, np.ndarray], exposure: dict[str, np.ndarray], sc: Scenario,
+                  cal: _Calendar) -> dict[str, np.ndarray]:
+    """Each subscriber's hazard, day by day over the simulated period, and its parts.
+
+    ``base``: the baseline daily hazard; ``no_breach``: with the contract's effect, day by
+    day; ``breach`` and ``waiver_level``: the breach's daily multiplier and the waiver's
+    level; ``daily``: the hazard without a retention contact; ``cumulative``: its running sum.
+    """
+    days = np.arange(cal.simulated_days)
+    base = np.exp(_intercept(sc) + _log_hazard_effects(people, sc))
+    no_breach = base[:, None] * _contract_multiplier(people, sc, days)
+    breach = _breach_multiplier(people, exposure, sc, cal, days)
+    waiver_level = _waiver_multiplier_of(people, exposure, sc, cal)
+    waiver = _waiver_multiplier(waiver_level, sc, cal, days)
+    daily = no_breach * breach * waiver
+    return {"base": base, "no_breach": no_breach, "breach": breach, "waiver_level": waiver_level,
+            "daily": daily, "cumulative": np.cumsum(daily, axis=1)}
+
+
+def _offer_response(people: dict[str, np.ndarray], exposure: dict[str, np.ndarray], cumulative_horizon: np.ndarray,
+                    sc: Scenario, cal: _Calendar) -> dict[str, np.ndarray]:
+    """What a retention offer does to each subscriber over the horizon, from their cumulative hazard there.
+
+    A retention offer multiplies the hazard over the horizon by exp(-strength).  The
+    response is only weakly tied to risk (Ascarza 2018): an average subscriber removes the
+    share drawn as their acceptance; price-sensitive and waiver-bound ones remove more,
+    those riskier than an average subscriber at the baseline rate less ("lost causes"),
+    and a persuadability trait of its own spreads it further.  Returns the churn
+    ``probability`` without a contact, the share of hazard ``removed``, the
+    ``treated_factor`` on the hazard and the ``uplift``.
+    """
+    horizon = cal.horizon_days
+    probability = -np.expm1(-cumulative_horizon)
+    reference_risk = math.log(-math.log(1.0 - sc.baseline_monthly_churn) / _DAYS_PER_MONTH * horizon)
+    log_response = (0.4 * people["overpay"] + 0.5 * exposure["bound"] + people["persuadability"]
+                    - sc.lost_cause_elasticity * np.maximum(np.log(cumulative_horizon) - reference_risk, 0.0)
+                    - sc.persuadability_sd ** 2 / 2)
+    strength = -np.log1p(-people["acceptance"]) * np.exp(log_response)
+    removed = -np.expm1(-strength)
+    treated_factor = np.where(people["backfire"], 1.0 + people["backfire_boost"], 1.0 - removed)
+    uplift = probability + np.expm1(-cumulative_horizon * treated_factor)
+    return {"cumulative_horizon": cumulative_horizon, "probability": probability, "removed": removed,
+            "treated_factor": treated_factor, "uplift": uplift}
+
+
+def _pilot_defection(group: np.ndarray, uncontacted_defection: np.ndarray, daily: np.ndarray, threshold: np.ndarray,
+                     treated_factor: np.ndarray, cal: _Calendar) -> np.ndarray:
+    """The day each subscriber leaves (``_NO_DAY``: never) once the pilot has made its offers.
+
+    The offer group's hazard over the horizon is multiplied by ``treated_factor``, against
+    the same threshold, so each leaves within the horizon with probability exactly p - u;
+    after the horizon the factor is 1.  Everyone else leaves as without a contact.
+    """
+    offered = np.flatnonzero(group == _OFFER)
+    defection = uncontacted_defection.copy()
+    if offered.size:
+        days = np.arange(cal.simulated_days)
+        factor = np.where(days < cal.horizon_days, treated_factor[offered, None], 1.0)
+        defection[offered] = _first_crossing(np.cumsum(daily[offered] * factor, axis=1), threshold[offered])
+    return defection
+
+
+def _truth(people: dict[str, np.ndarray], exposure: dict[str, np.ndarray], hazard: dict[str, np.ndarray],
+           response: dict[str, np.ndarray], group: np.ndarray, sc: Scenario, cal: _Calendar) -> dict[str, np.ndarray]:
+    """The ground-truth table of one block: what the simulation knows and the records do not show."""
+    return {
+        "true_churn_probability": response["probability"],
+        "cumulative_hazard": response["cumulative_horizon"],
+        "offer_response_uplift": response["uplift"],
+        "contact_backfire": people["backfire"],
+        "baseline_daily_hazard": hazard["base"],
+        "contract_multiplier_at_snapshot": _contract_multiplier(people, sc, np.zeros(1, dtype=np.int64))[:, 0],
+        "breach_multiplier_mean": hazard["breach"][:, :cal.horizon_days].mean(axis=1),
+        "waiver_bound": exposure["bound"],
+        "waiver_multiplier": hazard["waiver_level"],
+        "exposed": exposure["exposed"],
+        "directly_harmed": exposure["harmed"],
+        "dissatisfaction": people["dissatisfaction"],
+        "financial_stress": people["stress"],
+        "breach_concern": np.where(exposure["exposed"], people["concern"], np.nan),
+        "random_effect": people["random_effect"],
+        "offer_share_removed": np.where(people["backfire"], -people["backfire_boost"], response["removed"]),
+        # The latent trait behind the response to offers (log scale, mean 0): unobservable,
+        # except through a taken past promotion (deal proneness).
+        "persuadability": people["persuadability"],
+        "pilot_group": group,
+        # The churn a subscriber returns to once the breach has passed: no breach, waiver or offer.
+        "lifetime_monthly_churn": -np.expm1(-_DAYS_PER_MONTH * hazard["no_breach"].mean(axis=1)),
     }
 
 
@@ -1323,17 +1357,39 @@ def _categories(codes: np.ndarray, names: tuple[str, ...]):
 def _arrow_tables(arrays: dict[str, Any], first: int, cal: _Calendar, id_width: int) -> dict[str, Any]:
     """Arrow tables (schema order and types) of consecutive subscribers from number ``first``."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     numbers = np.arange(first + 1, first + len(arrays["_phone"]) + 1).astype(str)
     ids = pa.array(np.strings.add("S", np.strings.zfill(numbers, id_width)), type=pa.string())
+    tables = {
+        "subscribers": _subscriber_table(arrays["subscribers"], arrays["_phone"], ids, numbers, cal),
+        "usage_monthly": _usage_table(arrays["usage_monthly"], ids, cal),
+        "contacts": _contact_table(arrays["contacts"], ids, cal),
+        "breach_exposure": _exposure_table(arrays["breach_exposure"], ids, cal),
+        "outcomes": {"subscriber_id": ids, "defection_date": _dates(arrays["outcomes"]["defection_date"], cal)},
+        "campaigns": _campaign_table(arrays["campaigns"], ids, cal),
+    }
+    result = {}
+    for name, columns in tables.items():
+        ordered = {column: columns[column] for column in schema.TABLES[name].names}
+        result[name] = pa.table(ordered)
+    result[TRUTH] = pa.table(_truth_columns(arrays["truth"], ids))
+    return result
 
-    def row_ids(sub: np.ndarray):
-        return pc.take(ids, pa.array(sub, type=pa.int64()))
 
-    people = arrays["subscribers"]
-    phone = arrays["_phone"]
-    subscribers = {
+def _row_ids(ids, sub: np.ndarray):
+    """The subscriber id of each row, from its ``_sub`` (the position in ``ids``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.take(ids, pa.array(sub, type=pa.int64()))
+
+
+def _subscriber_table(people: dict[str, np.ndarray], phone: np.ndarray, ids, numbers: np.ndarray,
+                      cal: _Calendar) -> dict[str, Any]:
+    """The subscribers table's Arrow columns, with synthetic names, phone numbers and e-mail addresses."""
+    import pyarrow as pa
+
+    return {
         "subscriber_id": ids,
         "activation_date": _dates(people["activation_date"], cal),
         "plan": _categories(people["plan"], _PLAN_NAMES),
@@ -1354,9 +1410,14 @@ def _arrow_tables(arrays: dict[str, Any], first: int, cal: _Calendar, id_width: 
             np.strings.zfill((phone % 10_000).astype(str), 4)), type=pa.string()),
         "email": pa.array(np.strings.add(np.strings.add("s", numbers), "@example.com"), type=pa.string()),
     }
-    usage = arrays["usage_monthly"]
-    usage_monthly = {
-        "subscriber_id": row_ids(usage["_sub"]),
+
+
+def _usage_table(usage: dict[str, np.ndarray], ids, cal: _Calendar) -> dict[str, Any]:
+    """The usage_monthly table's Arrow columns."""
+    import pyarrow as pa
+
+    return {
+        "subscriber_id": _row_ids(ids, usage["_sub"]),
         "month": _dates(usage["month"], cal),
         "voice_minutes": pa.array(usage["voice_minutes"], type=pa.float64()),
         "data_gb": pa.array(usage["data_gb"], type=pa.float64()),
@@ -1364,17 +1425,27 @@ def _arrow_tables(arrays: dict[str, Any], first: int, cal: _Calendar, id_width: 
         "bill_amount": pa.array(usage["bill_amount"], type=pa.float64()),
         "payment_delay_days": pa.array(usage["payment_delay_days"], type=pa.int64()),
     }
-    contact = arrays["contacts"]
+
+
+def _contact_table(contact: dict[str, np.ndarray], ids, cal: _Calendar) -> dict[str, Any]:
+    """The contacts table's Arrow columns (contact times to the second)."""
+    import pyarrow as pa
+
     epoch_day = int(cal.snapshot.astype(np.int64))
     contact_ms = ((epoch_day + contact["contact_day"]) * 86_400 + contact["contact_second"]) * 1000
-    contacts = {
-        "subscriber_id": row_ids(contact["_sub"]),
+    return {
+        "subscriber_id": _row_ids(ids, contact["_sub"]),
         "contact_time": pa.array(contact_ms, type=pa.timestamp("ms")),
         "channel": _categories(contact["channel"], schema.CONTACT_CHANNELS),
         "reason": _categories(contact["reason"], schema.CONTACT_REASONS),
     }
-    exposure = arrays["breach_exposure"]
-    breach_exposure = {"subscriber_id": row_ids(exposure["_sub"])}
+
+
+def _exposure_table(exposure: dict[str, np.ndarray], ids, cal: _Calendar) -> dict[str, Any]:
+    """The breach_exposure table's Arrow columns."""
+    import pyarrow as pa
+
+    breach_exposure = {"subscriber_id": _row_ids(ids, exposure["_sub"])}
     for name in ("exposed_phone_number", "exposed_usim_key", "exposed_identity_number", "exposed_payment_data"):
         breach_exposure[name] = pa.array(exposure[name], type=pa.bool_())
     breach_exposure["notification_date"] = _dates(exposure["notification_date"], cal)
@@ -1383,16 +1454,18 @@ def _arrow_tables(arrays: dict[str, Any], first: int, cal: _Calendar, id_width: 
     breach_exposure["waiver_eligible"] = pa.array(exposure["waiver_eligible"], type=pa.bool_())
     breach_exposure["waiver_start"] = _dates(exposure["waiver_start"], cal)
     breach_exposure["waiver_end"] = _dates(exposure["waiver_end"], cal)
-    outcomes = {
-        "subscriber_id": ids,
-        "defection_date": _dates(arrays["outcomes"]["defection_date"], cal),
-    }
-    rows = arrays["campaigns"]
+    return breach_exposure
+
+
+def _campaign_table(rows: dict[str, np.ndarray], ids, cal: _Calendar) -> dict[str, Any]:
+    """The campaigns table's Arrow columns, each campaign named by its kind and day."""
+    import pyarrow as pa
+
     promo_days = rows["day"][rows["campaign"] == 0]
     names = np.array([f"promo-{cal.iso(int(promo_days[0]))}" if promo_days.size else "", f"pilot-{cal.iso(0)}"],
                      dtype=object)
-    campaigns = {
-        "subscriber_id": row_ids(rows["_sub"]),
+    return {
+        "subscriber_id": _row_ids(ids, rows["_sub"]),
         "campaign_id": pa.array(names[rows["campaign"]].tolist(), type=pa.string()),
         "contact_date": _dates(rows["day"], cal),
         "group": _categories(rows["group"], schema.CAMPAIGN_GROUPS),
@@ -1400,23 +1473,19 @@ def _arrow_tables(arrays: dict[str, Any], first: int, cal: _Calendar, id_width: 
         "offer_cost": pa.array(rows["offer_cost"], type=pa.float64()),
         "accepted": pa.array(rows["accepted"] == 1, mask=rows["accepted"] < 0, type=pa.bool_()),
     }
-    truth = {"subscriber_id": ids}
-    for name, values in arrays["truth"].items():
-        if name == "pilot_group":
-            truth[name] = _categories(values, schema.CAMPAIGN_GROUPS)
-        else:
-            truth[name] = pa.array(values, from_pandas=True)
 
-    tables = {
-        "subscribers": subscribers, "usage_monthly": usage_monthly, "contacts": contacts,
-        "breach_exposure": breach_exposure, "outcomes": outcomes, "campaigns": campaigns,
-    }
-    result = {}
-    for name, columns in tables.items():
-        ordered = {column: columns[column] for column in schema.TABLES[name].names}
-        result[name] = pa.table(ordered)
-    result[TRUTH] = pa.table(truth)
-    return result
+
+def _truth_columns(truth: dict[str, np.ndarray], ids) -> dict[str, Any]:
+    """The ground-truth table's Arrow columns, in the simulation's order."""
+    import pyarrow as pa
+
+    columns = {"subscriber_id": ids}
+    for name, values in truth.items():
+        if name == "pilot_group":
+            columns[name] = _categories(values, schema.CAMPAIGN_GROUPS)
+        else:
+            columns[name] = pa.array(values, from_pandas=True)
+    return columns
 
 
 # ------------------------------------------------------------------------------------------

@@ -308,13 +308,9 @@ def check_trusted(model) -> list[str]:
 def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], extra_artifacts: dict[str, Any]) -> str:
     """Log a training run (params, metrics, candidates, plots, lineage, model); return its run id."""
     import mlflow
-    from mlflow.data.meta_dataset import MetaDataset
     from mlflow.models import infer_signature
 
-    import warnings
-
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
-    mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
+    _quiet_experiment(config, uri)
     trusted = check_trusted(result.model)
     X = dataset.frame[result.input_columns]
     from pipeline.drift import profile as drift_profile
@@ -325,62 +321,22 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
     # The output is what the served pyfunc returns: predict_proba's two columns (stay, churn).
     signature = infer_signature(signature_frame(X.head(1000)), result.model.predict_proba(example))
     with mlflow.start_run(run_name=f"train-{result.family}") as run:
-        mlflow.set_tags(
-            {
-                "stage": "train",
-                "git_commit": git_commit(),
-                "seed": str(config.train.seed),
-                "model_family": result.family,
-                "calibration": result.calibration,
-                "threads": str(result.threads),
-                "folds": result.folds,
-                "data_mode": dataset.mode,
-                **{f"version.{k}": v for k, v in package_versions().items()},
-            }
-        )
-        mlflow.log_params(config.flat())
-        mlflow.log_params({f"model.{k}": v for k, v in _scalar_params(result.model.get_params(deep=True)).items()})
-        mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if np.isfinite(v)})
-        mlflow.log_metrics({f"cv.{k}": float(v) for k, v in result.calibration_scores.items()})
-        mlflow.log_metrics({f"timing.{k}": v for k, v in result.timings.items()})
-        mlflow.log_metrics({"fit_rows": result.fit_rows, "train_rows": result.train_rows})
-        for _, row in result.candidates.iterrows():
-            with mlflow.start_run(run_name=row["candidate"], nested=True):
-                mlflow.set_tag("stage", "selection")
-                mlflow.log_params({"family": row["family"], **_scalar_params(dict(row["params"]))})
-                mlflow.log_metrics({f"cv_{k}": float(row[k]) for k in ("roc_auc", "pr_auc", "log_loss", "brier", "fit_seconds")})
-        source = MetaDataset(
-            source=_dataset_source(dataset.source),
-            name=Path(str(dataset.source)).name or "training-data",
-            digest=dataset.content_hash()[:16],
-        )
-        mlflow.log_input(
-            source,
-            context="training",
-            tags={
-                "content_sha256": dataset.content_hash(),
-                "rows": str(dataset.n_rows),
-                "label_rate": f"{float(dataset.label.mean()):.6f}",
-                "mode": dataset.mode,
-            },
-        )
-        for name, path in plots.items():
+        _log_training_facts(result, dataset, config)
+        _log_data_input(dataset, name="training-data", context="training", tags={
+            "content_sha256": dataset.content_hash(),
+            "rows": str(dataset.n_rows),
+            "label_rate": f"{float(dataset.label.mean()):.6f}",
+            "mode": dataset.mode,
+        })
+        for path in plots.values():
             mlflow.log_artifact(str(path), artifact_path="plots")
         for name, payload in extra_artifacts.items():
             if isinstance(payload, pd.DataFrame):
                 mlflow.log_table(payload, artifact_file=name) if name.endswith(".json") else _log_frame(payload, name)
             else:
                 mlflow.log_dict(payload, name)
-        logged = mlflow.sklearn.log_model(
-            result.model,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=trusted,
-            signature=signature,
-            input_example=signature_frame(example),
-            pip_requirements=pip_requirements(result.model),
-            code_paths=[str(Path(__file__).parent)],
-            pyfunc_predict_fn="predict_proba",
+        _log_model(
+            result.model, trusted=trusted, signature=signature, example=example, predict_fn="predict_proba",
             metadata={
                 "base_rate": result.base_rate,
                 "mode": dataset.mode,
@@ -393,18 +349,98 @@ def log_training(result, dataset, config, *, uri: str, plots: dict[str, Path], e
                 "fit_rows": result.fit_rows,
                 # What the gate needs to compare a later model on "the same hold-out": a refit
                 # model has seen this hold-out, so its own hold-out metrics stand in for it.
-                "holdout": {
-                    "data_sha256": dataset.content_hash(),
-                    "seed": config.train.seed,
-                    "fraction": config.train.holdout_fraction,
-                    "refit_all_rows": result.fit_rows > result.train_rows,
-                    "metrics": {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)},
-                },
+                "holdout": _holdout_record(result, dataset, config, fraction=config.train.holdout_fraction),
                 "profile": profile,
             },
         )
-        record_model_hash(mlflow.get_logged_model(logged.model_id).artifact_location)
         return run.info.run_id
+
+
+def _quiet_experiment(config, uri: str) -> None:
+    """Make the configured experiment the active one, with MLflow's own user warnings silenced."""
+    import warnings
+
+    import mlflow
+
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+    mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
+
+
+def _log_training_facts(result, dataset, config) -> None:
+    """Log a training run's tags, parameters and metrics, and each selection candidate as a nested run."""
+    import mlflow
+
+    mlflow.set_tags(
+        {
+            "stage": "train",
+            "git_commit": git_commit(),
+            "seed": str(config.train.seed),
+            "model_family": result.family,
+            "calibration": result.calibration,
+            "threads": str(result.threads),
+            "folds": result.folds,
+            "data_mode": dataset.mode,
+            **{f"version.{k}": v for k, v in package_versions().items()},
+        }
+    )
+    mlflow.log_params(config.flat())
+    mlflow.log_params({f"model.{k}": v for k, v in _scalar_params(result.model.get_params(deep=True)).items()})
+    mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if np.isfinite(v)})
+    mlflow.log_metrics({f"cv.{k}": float(v) for k, v in result.calibration_scores.items()})
+    mlflow.log_metrics({f"timing.{k}": v for k, v in result.timings.items()})
+    mlflow.log_metrics({"fit_rows": result.fit_rows, "train_rows": result.train_rows})
+    for _, row in result.candidates.iterrows():
+        with mlflow.start_run(run_name=row["candidate"], nested=True):
+            mlflow.set_tag("stage", "selection")
+            mlflow.log_params({"family": row["family"], **_scalar_params(dict(row["params"]))})
+            mlflow.log_metrics({f"cv_{k}": float(row[k]) for k in ("roc_auc", "pr_auc", "log_loss", "brier", "fit_seconds")})
+
+
+def _log_data_input(dataset, *, name: str, context: str, tags: dict[str, str]) -> None:
+    """Log the training data's lineage (source without credentials, content hash) as the run's input.
+
+    ``name`` is used when the source's own name is empty.
+    """
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+
+    source = MetaDataset(
+        source=_dataset_source(dataset.source),
+        name=Path(str(dataset.source)).name or name,
+        digest=dataset.content_hash()[:16],
+    )
+    mlflow.log_input(source, context=context, tags=tags)
+
+
+def _holdout_record(result, dataset, config, *, fraction: float) -> dict[str, Any]:
+    """What the gate needs to compare a later model on the same hold-out: the data, the split and the metrics."""
+    return {
+        "data_sha256": dataset.content_hash(),
+        "seed": config.train.seed,
+        "fraction": fraction,
+        "refit_all_rows": result.fit_rows > result.train_rows,
+        "metrics": {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)},
+    }
+
+
+def _log_model(model, *, trusted: list[str], signature, example: pd.DataFrame, predict_fn: str,
+               metadata: dict[str, Any]) -> None:
+    """Log ``model`` to the active run (skops, the reviewed trusted types, explicit requirements), then its hash."""
+    import mlflow
+
+    logged = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        serialization_format="skops",
+        skops_trusted_types=trusted,
+        signature=signature,
+        input_example=signature_frame(example),
+        pip_requirements=pip_requirements(model),
+        code_paths=[str(Path(__file__).parent)],
+        pyfunc_predict_fn=predict_fn,
+        metadata=metadata,
+    )
+    record_model_hash(mlflow.get_logged_model(logged.model_id).artifact_location)
 
 
 #: A file MLflow itself writes into a model folder, beside the model, whenever the model is
@@ -761,6 +797,40 @@ def register_and_gate(
                           champion_score=lambda version: response_qini(version, holdout))
     """
     client = _client()
+    before, champion, champion_value = _champion_before_gate(run_id, model_name, champion_score)
+    version = None
+    try:
+        version = register(run_id, model_name, artifact_path=artifact_path)
+        client.set_registered_model_alias(model_name, CHALLENGER, str(version))
+        challenger_score = float(challenger_score)
+        recorded = dict(metrics) if metrics else {metric: challenger_score}
+        promoted, message = _gate_decision(model_name, version, metric=metric, challenger_score=challenger_score,
+                                           champion=champion, champion_value=champion_value, recorded=recorded,
+                                           promote_command=promote_command)
+        if champion_value is not None:
+            client.log_metric(run_id, f"champion_{metric}", champion_value)
+        client.set_tag(run_id, "promoted", str(promoted).lower())
+        client.set_tag(run_id, "registered_version", str(version))
+    except BaseException as err:
+        undone = _undo_registration(run_id, model_name, version, before)
+        if not isinstance(err, Exception):  # an interrupt: rolled back, and still an interrupt
+            raise
+        if isinstance(err, PipelineError):
+            raise TrackingError(f"{err}; {undone}") from err
+        what = f"registering {model_name}" + (f" version {version}" if version is not None else "")
+        raise TrackingError(f"the model registry failed while {what}: {one_line(err)}; {undone}") from err
+    return Registration(run_id=run_id, version=version, promoted=promoted,
+                        champion_version=version if promoted else champion, message=message,
+                        previous_champion=champion, champion_score=champion_value)
+
+
+def _champion_before_gate(run_id: str, model_name: str, champion_score: Callable[[int], float | None]
+                          ) -> tuple[RegistryState, int | None, float | None]:
+    """The registry as the gate found it, its champion and the champion's score on this hold-out.
+
+    Nothing is registered yet: when the registry cannot be read or the champion cannot be
+    scored, the run is marked ``FAILED`` and the error raised.
+    """
     try:
         before = registry_state(model_name)
         champion = before.aliases.get(CHAMPION)
@@ -779,59 +849,43 @@ def register_and_gate(
     except BaseException:
         mark_run_failed(run_id)
         raise
+    return before, champion, champion_value
 
-    version = None
-    try:
-        version = register(run_id, model_name, artifact_path=artifact_path)
-        client.set_registered_model_alias(model_name, CHALLENGER, str(version))
-        challenger_score = float(challenger_score)
-        recorded = dict(metrics) if metrics else {metric: challenger_score}
-        if champion is None:
-            promote(model_name, version, reason=f"first model ({metric} {challenger_score:.4f})", metrics=recorded)
-            promoted, message = True, f"version {version} is the first model: it is champion"
-        elif champion_value is None:
-            promoted = False
-            message = (
-                f"version {version} stays challenger: champion version {champion} takes other input columns, so the "
-                f"two cannot be compared on one hold-out (promote by hand with "
-                f"`{promote_command.format(version=version)}`)"
-            )
-        elif challenger_score > champion_value:
-            promote(
-                model_name, version,
-                reason=f"beat version {champion} on the same hold-out: {metric} {challenger_score:.4f} > "
-                       f"{champion_value:.4f}",
-                metrics=recorded,
-            )
-            promoted = True
-            message = (f"version {version} is champion: {metric} {challenger_score:.4f} beats version {champion}'s "
-                       f"{champion_value:.4f}")
-        else:
-            promoted = False
-            message = (
-                f"version {version} stays challenger: {metric} {challenger_score:.4f} does not beat champion "
-                f"version {champion}'s {champion_value:.4f} on the same hold-out"
-            )
-        if champion_value is not None:
-            client.log_metric(run_id, f"champion_{metric}", champion_value)
-        client.set_tag(run_id, "promoted", str(promoted).lower())
-        client.set_tag(run_id, "registered_version", str(version))
-    except BaseException as err:
-        failed = rollback_registration(model_name, version, before)
-        mark_run_failed(run_id)
-        if failed:
-            log.error("rolling back the registration of %s failed: %s", model_name, "; ".join(failed))
-        if not isinstance(err, Exception):  # an interrupt: rolled back, and still an interrupt
-            raise
-        undone = ("the registry was rolled back" if not failed
-                  else f"rolling back also failed: {'; '.join(failed)}")
-        if isinstance(err, PipelineError):
-            raise TrackingError(f"{err}; {undone}") from err
-        what = f"registering {model_name}" + (f" version {version}" if version is not None else "")
-        raise TrackingError(f"the model registry failed while {what}: {one_line(err)}; {undone}") from err
-    return Registration(run_id=run_id, version=version, promoted=promoted,
-                        champion_version=version if promoted else champion, message=message,
-                        previous_champion=champion, champion_score=champion_value)
+
+def _gate_decision(model_name: str, version: int, *, metric: str, challenger_score: float, champion: int | None,
+                   champion_value: float | None, recorded: dict[str, float], promote_command: str) -> tuple[bool, str]:
+    """Promote the registered ``version`` when it is the first model or beats the champion; ``(promoted, message)``."""
+    if champion is None:
+        promote(model_name, version, reason=f"first model ({metric} {challenger_score:.4f})", metrics=recorded)
+        return True, f"version {version} is the first model: it is champion"
+    if champion_value is None:
+        return False, (
+            f"version {version} stays challenger: champion version {champion} takes other input columns, so the "
+            f"two cannot be compared on one hold-out (promote by hand with "
+            f"`{promote_command.format(version=version)}`)"
+        )
+    if challenger_score > champion_value:
+        promote(
+            model_name, version,
+            reason=f"beat version {champion} on the same hold-out: {metric} {challenger_score:.4f} > "
+                   f"{champion_value:.4f}",
+            metrics=recorded,
+        )
+        return True, (f"version {version} is champion: {metric} {challenger_score:.4f} beats version {champion}'s "
+                      f"{champion_value:.4f}")
+    return False, (
+        f"version {version} stays challenger: {metric} {challenger_score:.4f} does not beat champion "
+        f"version {champion}'s {champion_value:.4f} on the same hold-out"
+    )
+
+
+def _undo_registration(run_id: str, model_name: str, version: int | None, before: RegistryState) -> str:
+    """Roll the registry back to ``before`` and mark the run ``FAILED``; say how the rollback went, for the error."""
+    failed = rollback_registration(model_name, version, before)
+    mark_run_failed(run_id)
+    if failed:
+        log.error("rolling back the registration of %s failed: %s", model_name, "; ".join(failed))
+    return "the registry was rolled back" if not failed else f"rolling back also failed: {'; '.join(failed)}"
 
 
 def gate_churn_model(run_id: str, result, dataset, config) -> Registration:
@@ -1186,13 +1240,10 @@ def log_response(result, dataset, config, *, uri: str, plots: dict[str, Path], e
     estimated uplift.  Its metadata says ``kind = "response"``, the input columns, the
     calibration line and what the gate needs to compare a later model on the same hold-out.
     """
-    import warnings
-
     import mlflow
     from mlflow.models import infer_signature
 
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
-    mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
+    _quiet_experiment(config, uri)
     model = result.model
     trusted = check_trusted(model)
     columns = list(result.input_columns)
@@ -1215,49 +1266,25 @@ def log_response(result, dataset, config, *, uri: str, plots: dict[str, Path], e
         mlflow.log_metrics(metrics)
         mlflow.log_metrics({f"timing.{k}": v for k, v in result.timings.items()})
         mlflow.log_metrics({"fit_rows": result.fit_rows, "train_rows": result.train_rows})
-        from mlflow.data.meta_dataset import MetaDataset
-
-        mlflow.log_input(
-            MetaDataset(source=_dataset_source(dataset.source), name=Path(str(dataset.source)).name or "campaigns",
-                        digest=dataset.content_hash()[:16]),
-            context="training-response",
-            tags={"content_sha256": dataset.content_hash(), "rows": str(dataset.n_rows),
-                  "offered": str(int(dataset.treatment.sum())), "label_rate": f"{float(dataset.label.mean()):.6f}"},
-        )
+        _log_data_input(dataset, name="campaigns", context="training-response", tags={
+            "content_sha256": dataset.content_hash(), "rows": str(dataset.n_rows),
+            "offered": str(int(dataset.treatment.sum())), "label_rate": f"{float(dataset.label.mean()):.6f}"})
         for path in plots.values():
             mlflow.log_artifact(str(path), artifact_path="plots")
         for name, payload in extra_artifacts.items():
             _log_frame(payload, name) if isinstance(payload, pd.DataFrame) else mlflow.log_dict(payload, name)
-        logged = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=trusted,
-            signature=signature,
-            input_example=signature_frame(example),
-            pip_requirements=pip_requirements(model),
-            code_paths=[str(Path(__file__).parent)],
-            pyfunc_predict_fn="predict",
-            metadata={
-                "kind": "response",
-                "mode": dataset.mode,
-                "id_column": dataset.id_column,
-                "input_columns": columns,
-                "learner": result.learner,
-                "family": result.family,
-                "calibration": {"intercept": float(model.intercept_), "slope": float(model.slope_),
-                                "centre": float(model.centre_), "heterogeneity": bool(model.heterogeneity_)},
-                "fit_rows": result.fit_rows,
-                "holdout": {
-                    "data_sha256": dataset.content_hash(),
-                    "seed": config.train.seed,
-                    "fraction": config.response.holdout_fraction,
-                    "refit_all_rows": result.fit_rows > result.train_rows,
-                    "metrics": metrics,
-                },
-            },
-        )
-        record_model_hash(mlflow.get_logged_model(logged.model_id).artifact_location)
+        _log_model(model, trusted=trusted, signature=signature, example=example, predict_fn="predict", metadata={
+            "kind": "response",
+            "mode": dataset.mode,
+            "id_column": dataset.id_column,
+            "input_columns": columns,
+            "learner": result.learner,
+            "family": result.family,
+            "calibration": {"intercept": float(model.intercept_), "slope": float(model.slope_),
+                            "centre": float(model.centre_), "heterogeneity": bool(model.heterogeneity_)},
+            "fit_rows": result.fit_rows,
+            "holdout": _holdout_record(result, dataset, config, fraction=config.response.holdout_fraction),
+        })
         return run.info.run_id
 
 

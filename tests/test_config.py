@@ -74,8 +74,8 @@ def test_a_configuration_saved_as_json_builds_again_with_its_unset_keys():
     import dataclasses
     import json
 
-    from pipeline.config import Config, _build
+    from pipeline.config import Config, config_from_dict
 
     saved = json.loads(json.dumps(dataclasses.asdict(Config())))  # None for unset optional keys, lists for tuples
     assert saved["data"]["snapshot_date"] is None
-    assert _build(Config, saved, "the service's configuration") == Config()
+    assert config_from_dict(saved, "the service's configuration") == Config()
