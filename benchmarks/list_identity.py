@@ -14,8 +14,8 @@ Inputs (all made here, nothing downloaded):
   pilot campaign, so the response model is trained and used too), trained with a fast config
   into a temporary SQLite MLflow store, then scored with ``--all``, as the default at-risk CSV,
   and with ``--budget`` (list and call list) and ``--capacity``, and by risk (``--no-response``,
-  which targets subscribers on this base) with a budget, and with ``--all`` and a capacity,
-  each with a control group;
+  with an offer cheap enough that subscribers of this base are targeted) with a budget, and
+  with ``--all`` and a capacity, each with a control group;
 - the notebooks' path on that record base: the registered models scored in memory with
   ``score_dataset`` and cut with ``finalize`` (at-risk list, and with a budget and a control
   group, with the response model and by risk), written with ``write_output``; the lists by
@@ -52,6 +52,8 @@ blend = false
 candidates = {candidates}
 """
 LIST_SUFFIXES = (".csv", ".parquet")
+#: An offer cheap enough that targeting by risk calls subscribers of the small base.
+CHEAP_OFFER = "[campaign]\noffer_cost_months = 0.05\ncontact_cost_months = 0.005\n"
 
 
 def churn(args: list[str], cwd: Path) -> None:
@@ -84,9 +86,11 @@ def run_records(work: Path, subscribers: int, seed: int) -> None:
          "--control-share", "0.1", "--campaign-id", "ident", *uri],
         work,
     )
-    # targeting by risk (no response model): subscribers are targeted, and a control group held out
-    risk = ["--no-response", "--control-share", "0.2", "--seed", "3", "--campaign-id", "ident"]
-    churn(["score", "--data", "base", "--output", "lists/records_risk_budget.csv", "--budget", "20000", *risk, *uri],
+    # targeting by risk (no response model) with a cheap offer, so that subscribers are targeted,
+    # and a control group held out
+    (work / "cheap.toml").write_text(CHEAP_OFFER)
+    risk = ["--no-response", "--control-share", "0.2", "--seed", "3", "--campaign-id", "ident", "--config", "cheap.toml"]
+    churn(["score", "--data", "base", "--output", "lists/records_risk_budget.csv", "--budget", "500000", *risk, *uri],
           work)
     churn(["score", "--data", "base", "--output", "lists/records_risk_all.parquet", "--all", "--capacity", "300",
            *risk, *uri], work)
@@ -122,9 +126,10 @@ write_output(listed, Path("lists/notebook_at_risk.csv"))
 try:
     listed, _ = finalize(scores, budget=2000, control_share=0.1, seed=3, campaign_id="ident")
     write_output(listed, Path("lists/notebook_budget_control.csv"))
-    scoring.response = None  # by risk, as `churn score --no-response`
+    scoring.response = None  # by risk, as `churn score --no-response --config cheap.toml`
+    config = load_config("cheap.toml")
     scores = score_dataset(scoring, dataset, config)
-    listed, _ = finalize(scores, budget=20000, control_share=0.2, seed=3, campaign_id="ident")
+    listed, _ = finalize(scores, budget=500000, control_share=0.2, seed=3, campaign_id="ident")
     write_output(listed, Path("lists/notebook_risk_budget.csv"))  # the same bytes as records_risk_budget.csv
 except TypeError:  # before finalize took a control group
     pass
