@@ -21,6 +21,9 @@ FAMILIES = ("logistic", "hist_gradient_boosting", "catboost")
 #: Families tried at their defaults only: random search does not pay for their fit time.
 DEFAULTS_ONLY = ("catboost",)
 
+#: CatBoost fits of this many rows or more stop early with at most 300 trees (``make_candidate``).
+CATBOOST_LARGE_FIT_ROWS = 20_000
+
 #: CatBoost's text for a missing category (it takes no missing values in categorical columns).
 MISSING_CATEGORY = "__missing__"
 
@@ -260,7 +263,7 @@ def make_candidate(family: str, *, drop_columns: tuple[str, ...] = (), seed: int
         # counts; from 20,000 fit rows on, at most 300 trees (CatBoost then picks a larger
         # learning rate), stopped 30 rounds after the held-out log-loss last improved.
         catboost = CatBoostModel(random_seed=seed, thread_count=n_threads, early_stopping_rounds=30,
-                                 early_stopping_min_rows=20_000, large_fit_iterations=300)
+                                 early_stopping_min_rows=CATBOOST_LARGE_FIT_ROWS, large_fit_iterations=300)
         steps = [("typer", typer), ("classifier", catboost)]
     else:
         raise ConfigError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")

@@ -113,16 +113,47 @@ def _splits(X: pd.DataFrame, y: np.ndarray, config: Config, periods: np.ndarray 
     return folds
 
 
+#: Seconds of one selection fold of each family relative to logistic regression's on the same
+#: fold, used only for a family not fit yet (``SelectionClock``).  Measured with
+#: ``benchmarks/family_costs.py`` (the project's own candidates at their defaults, one selection
+#: fold's fit, CPU and wall seconds side by side; ``docs/BENCHMARKS.md``): HistGradientBoosting
+#: 0.4 to 3.0 times logistic regression (Telco, BigML, generated bases of 20,000 and 100,000
+#: subscribers), CatBoost 12 to 41 times below 20,000 fit rows.  Each prior is the largest ratio
+#: measured, rounded up: an overestimate only skips a candidate, an underestimate breaks the
+#: budget.  Narrow tables, where logistic regression costs little more than its fixed overhead,
+#: can exceed them (CatBoost 160 times on a 4-column table of 10,700 fit rows).
+COST_RELATIVE_TO_LOGISTIC: dict[str, float] = {"logistic": 1.0, "hist_gradient_boosting": 4.0, "catboost": 45.0}
+#: CatBoost's prior on fits of ``pipeline.model.CATBOOST_LARGE_FIT_ROWS`` (20,000) rows or more,
+#: where it stops early with at most 300 trees: 3.1 to 5.6 times logistic regression on the
+#: 100,000-subscriber base (32,000 fit rows), 7.8 to 9.4 on a 4-column table of 21,000.
+CATBOOST_LARGE_FIT_RELATIVE_COST = 10.0
+
+
+def cost_relative_to_logistic(family: str, fit_rows: int) -> float | None:
+    """The prior cost of one fold of ``family`` on ``fit_rows`` rows relative to logistic
+    regression's (``COST_RELATIVE_TO_LOGISTIC``), or None for a family it does not know."""
+    from pipeline.model import CATBOOST_LARGE_FIT_ROWS
+
+    if family == "catboost" and fit_rows >= CATBOOST_LARGE_FIT_ROWS:
+        return CATBOOST_LARGE_FIT_RELATIVE_COST
+    return COST_RELATIVE_TO_LOGISTIC.get(family)
+
+
 @dataclass
 class SelectionClock:
     """Keeps selection within ``train.time_budget_seconds``: before each candidate it estimates
     what the candidate and the fits after selection will take, from the fits seen so far.
 
-    A candidate's cost is its family's mean seconds per fold so far times the folds (a family
-    not fit yet: ``UNSEEN_FACTOR`` times the costliest family seen).  The fits after selection
-    (the fit on the training part and the refit on every row) are reserved for the two costliest families
-    (a blend fits both), scaled from a fold's rows to the rows they take.  The first
-    candidate always runs: a model is needed whatever the budget.
+    A candidate's cost is its family's mean seconds per fold so far times the folds.  A family
+    not fit yet is estimated through the priors ``COST_RELATIVE_TO_LOGISTIC`` (each family's
+    cost relative to logistic regression's on the same fold, on ``fold_rows`` rows): each
+    family seen gives ``its mean per fold / its prior x the new family's prior``, and the
+    largest of these is taken (a family without a prior: ``UNSEEN_FACTOR`` times the costliest
+    family seen).  The fits after selection (the fit on the training part and the refit on
+    every row) are reserved for the two costliest families (a blend fits both), scaled from a
+    fold's rows to the rows they take and, where a family's settings change with rows
+    (CatBoost), by the ratio of its priors there and on a fold; the same estimates serve a
+    family not fit yet.  The first candidate always runs: a model is needed whatever the budget.
     """
 
     budget: float
@@ -135,22 +166,41 @@ class SelectionClock:
     per_fold: dict[str, list[float]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
+    #: A family without a prior in ``COST_RELATIVE_TO_LOGISTIC``: this many times the costliest seen.
     UNSEEN_FACTOR = 3.0
 
     def record(self, family: str, seconds_per_fold: float) -> None:
         self.per_fold.setdefault(family, []).append(seconds_per_fold)
 
     def _family_cost(self, family: str) -> float:
+        """Expected seconds of one selection fold of ``family``: its mean so far, or the priors' estimate."""
         if family in self.per_fold:
             return float(np.mean(self.per_fold[family]))
-        return self.UNSEEN_FACTOR * max((float(np.mean(v)) for v in self.per_fold.values()), default=0.0)
+        seen = {f: float(np.mean(v)) for f, v in self.per_fold.items()}
+        prior = cost_relative_to_logistic(family, self.fold_rows)
+        # Logistic regression's cost per fold as each family seen (with a prior) implies it.
+        logistic = [cost / ratio for f, cost in seen.items()
+                    if (ratio := cost_relative_to_logistic(f, self.fold_rows))]
+        if prior is None or not logistic:
+            return self.UNSEEN_FACTOR * max(seen.values(), default=0.0)
+        return max(logistic) * prior
+
+    def _fit_cost(self, family: str, rows: int) -> float:
+        """Expected seconds of one fit of ``family`` on ``rows`` rows: a fold's cost scaled to the
+        rows (fit time grows about linearly with rows), and by the change of its prior when its
+        settings differ there (CatBoost from ``CATBOOST_LARGE_FIT_ROWS`` rows on)."""
+        if not rows:
+            return 0.0
+        cost = self._family_cost(family) * rows / max(self.fold_rows, 1)
+        there, here = cost_relative_to_logistic(family, rows), cost_relative_to_logistic(family, self.fold_rows)
+        return cost * there / here if there and here else cost
 
     def reserve(self, extra: str | None = None) -> float:
         """Seconds the fits after selection are expected to take (with family ``extra`` tried too)."""
         families = set(self.per_fold) | ({extra} if extra else set())
-        costs = sorted((self._family_cost(f) for f in families), reverse=True)[:2]
-        scale = lambda rows: rows / max(self.fold_rows, 1)  # noqa: E731 - fit time grows about linearly with rows
-        return sum(costs) * (scale(self.train_rows) + scale(self.all_rows))
+        costs = sorted((self._fit_cost(f, self.train_rows) + self._fit_cost(f, self.all_rows) for f in families),
+                       reverse=True)
+        return sum(costs[:2])
 
     def allows(self, family: str) -> bool:
         """Whether a candidate of ``family`` and the fits after selection still fit in the budget."""

@@ -379,7 +379,7 @@ def test_racing_stops_hopeless_draws_and_keeps_the_choice():
 
 
 def test_the_selection_clock_estimates_from_what_it_has_seen():
-    from pipeline.train import SelectionClock
+    from pipeline.train import COST_RELATIVE_TO_LOGISTIC, SelectionClock
 
     clock = SelectionClock(budget=10.0, started=__import__("time").perf_counter(), folds=5, fold_rows=800,
                            train_rows=1000, all_rows=1250)
@@ -387,10 +387,42 @@ def test_the_selection_clock_estimates_from_what_it_has_seen():
     clock.record("logistic", 0.1)
     # a fit on 1,000 rows and one on 1,250 cost 1.25 and 1.5625 folds' worth
     assert clock.reserve() == pytest.approx(0.1 * (1000 / 800 + 1250 / 800))
-    assert clock.reserve("catboost") == pytest.approx((0.3 + 0.1) * (1000 / 800 + 1250 / 800))
+    catboost = 0.1 * COST_RELATIVE_TO_LOGISTIC["catboost"]  # not fit yet: logistic's cost times its prior
+    assert clock.reserve("catboost") == pytest.approx((catboost + 0.1) * (1000 / 800 + 1250 / 800))
     assert clock.allows("logistic")  # 0.5 s of folds and 0.28 s of final fits
     clock.record("catboost", 1.5)
     assert not clock.allows("catboost")  # 7.5 s of folds and 4.5 s of final fits
+
+
+def test_the_selection_clock_estimates_a_family_not_fit_yet_from_its_prior():
+    from pipeline.model import CATBOOST_LARGE_FIT_ROWS
+    from pipeline.train import CATBOOST_LARGE_FIT_RELATIVE_COST, COST_RELATIVE_TO_LOGISTIC, SelectionClock
+
+    priors = COST_RELATIVE_TO_LOGISTIC
+    clock = SelectionClock(budget=100.0, started=0.0, folds=5, fold_rows=800, train_rows=1000, all_rows=1250)
+    clock.record("logistic", 0.1)
+    clock.record("logistic", 0.3)  # the mean per fold, 0.2 s, is what counts
+    assert clock._family_cost("catboost") == pytest.approx(0.2 * priors["catboost"])
+    assert clock._family_cost("hist_gradient_boosting") == pytest.approx(0.2 * priors["hist_gradient_boosting"])
+    # each family seen implies a cost of logistic regression; the largest is taken
+    clock.record("hist_gradient_boosting", 0.4 * priors["hist_gradient_boosting"])
+    assert clock._family_cost("catboost") == pytest.approx(0.4 * priors["catboost"])
+    # a family fit already costs what it took, whatever its prior
+    clock.record("catboost", 1.0)
+    assert clock._family_cost("catboost") == pytest.approx(1.0)
+    # from CatBoost's large-fit threshold on, its other prior (early stopping, at most 300 trees)
+    large = SelectionClock(budget=100.0, started=0.0, folds=5, fold_rows=CATBOOST_LARGE_FIT_ROWS,
+                           train_rows=50_000, all_rows=0)
+    large.record("logistic", 0.5)
+    assert large._family_cost("catboost") == pytest.approx(0.5 * CATBOOST_LARGE_FIT_RELATIVE_COST)
+    # the fits after selection on rows past CatBoost's threshold use its large-fit prior too
+    small = SelectionClock(budget=100.0, started=0.0, folds=5, fold_rows=10_000, train_rows=25_000, all_rows=0)
+    small.record("logistic", 0.5)
+    small.record("catboost", 20.0)
+    assert small.reserve() == pytest.approx(20.0 * 2.5 * CATBOOST_LARGE_FIT_RELATIVE_COST / priors["catboost"]
+                                            + 0.5 * 2.5)
+    # a family without a prior: UNSEEN_FACTOR times the costliest seen
+    assert large._family_cost("other") == pytest.approx(SelectionClock.UNSEEN_FACTOR * 0.5)
 
 
 def test_the_time_budget_is_honoured_and_says_what_it_skipped():
@@ -416,6 +448,31 @@ def test_the_time_budget_is_honoured_and_says_what_it_skipped():
     assert (again.family, again.params, again.calibration) == (unlimited.family, unlimited.params,
                                                                 unlimited.calibration)
     np.testing.assert_array_equal(again.holdout_proba, unlimited.holdout_proba)
+
+
+@pytest.mark.slow
+def test_the_time_budget_is_honoured_with_every_family():
+    import time
+
+    # The default three families: after logistic regression the clock must guess what
+    # HistGradientBoosting's and CatBoost's first fits cost (their priors); racing off, so that
+    # every draw costs what its family's first did.  A third of the unlimited time, a tenth of
+    # the budget as the tolerance, on the clock train keeps itself (its timings).
+    dataset = table_dataset(_table(4000), id_column="id", target="churn")
+    config = with_overrides(FAST, train={"candidates": ("logistic", "hist_gradient_boosting", "catboost"),
+                                         "search_iterations": 2, "cv_folds": 3, "n_threads": 1, "racing": False})
+    unlimited = train(dataset, config)
+    budget = unlimited.timings["total_seconds"] / 3
+    messages = []
+    started = time.perf_counter()
+    limited = train(dataset, with_overrides(config, train={"time_budget_seconds": budget}), progress=messages.append)
+    took = time.perf_counter() - started
+    print(f"unlimited {unlimited.timings['total_seconds']:.2f}s, budget {budget:.2f}s, "
+          f"limited {limited.timings['total_seconds']:.2f}s ({took:.2f}s with the rest), skipped {limited.skipped}")
+    assert limited.timings["total_seconds"] <= 1.1 * budget, (limited.timings, budget, took)
+    assert limited.skipped and len(limited.candidates) < len(unlimited.candidates)
+    assert any(m.startswith(f"time budget of {budget:g}s") and "skipped" in m for m in messages)
+    assert all(name in "; ".join(messages) for name in limited.skipped)
 
 
 def test_catboost_stops_early_on_held_out_rows_and_is_reproducible():
