@@ -45,12 +45,19 @@ def trained():
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    """MLflow pointed at a fresh SQLite store under ``tmp_path`` (global URIs restored afterwards)."""
+def store(tmp_path, monkeypatch, mlflow_store_template):
+    """MLflow pointed at a fresh SQLite store under ``tmp_path`` (global URIs restored afterwards).
+
+    The store starts as a copy of the session's empty, migrated store (tests/conftest.py), so
+    that MLflow's migrations run once per session rather than once per test.
+    """
+    import shutil
+
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     saved = tracking_utils._tracking_uri, registry_utils._registry_uri
+    shutil.copyfile(mlflow_store_template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)

@@ -193,14 +193,12 @@ def test_skops_round_trip_gives_identical_probabilities(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def records_model(tmp_path_factory):
+def records_model(generated_base_20k):
     from pipeline.dataset import records_dataset
     from pipeline.records import load_records
-    from pipeline.simulate import generate
 
-    out = tmp_path_factory.mktemp("base") / "base"
-    generate(20_000, seed=3, out=out)
-    dataset = records_dataset(load_records(out))
+    # generate(20_000, seed=3), shared with tests/test_records.py (tests/conftest.py)
+    dataset = records_dataset(load_records(generated_base_20k))
     config = with_overrides(Config(), train={"search_iterations": 0, "cv_folds": 3, "blend": False,
                                              "candidates": ("hist_gradient_boosting",)})
     result = train(dataset, config)
