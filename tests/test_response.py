@@ -244,6 +244,7 @@ def test_selection_and_calibration_never_touch_the_holdout(monkeypatch):
     assert fits[-1] == frozenset(result.train_index)  # ... after a fit on the training rows only
 
 
+@pytest.mark.slow  # three trainings
 def test_train_response_is_reproducible_by_seed():
     X, t, y = _synthetic(1500, seed=6)
     config = ResponseConfig(learners=("x_learner",), families=("hist_gradient_boosting",), cv_folds=3)

@@ -371,6 +371,7 @@ def test_a_version_tag_that_disagrees_with_its_run_is_refused(trained, store):
 # --- the trusted types ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # fits every family and learner, CatBoost included
 def test_trusted_types_are_exactly_what_the_model_families_need():
     import skops.io
 

@@ -119,6 +119,7 @@ def test_the_registered_model_is_refit_on_every_row_and_the_metrics_are_not():
     np.testing.assert_array_equal(kept.holdout_proba, result.holdout_proba)
 
 
+@pytest.mark.slow  # trains every CatBoost path (tens of seconds)
 def test_catboost_family_trains_explains_exactly_and_round_trips_through_skops():
     import skops.io
 
@@ -177,6 +178,7 @@ def test_too_few_churners_is_a_clear_error():
         train(table_dataset(frame, id_column="id", target="churn"), FAST)
 
 
+@pytest.mark.slow  # a search over two families
 def test_skops_round_trip_gives_identical_probabilities(tmp_path):
     import skops.io
 
@@ -206,6 +208,7 @@ def records_model(generated_base_20k):
     return result.model, replace(dataset, frame=dataset.frame[result.input_columns])
 
 
+@pytest.mark.slow  # trains on a generated base of 20,000 (records_model)
 def test_falling_usage_raises_risk(records_model):
     model, dataset = records_model
     rows = dataset.frame.head(2000)
@@ -216,6 +219,7 @@ def test_falling_usage_raises_risk(records_model):
     assert model.predict_proba(falling)[:, 1].mean() > model.predict_proba(steady)[:, 1].mean()
 
 
+@pytest.mark.slow  # trains on a generated base of 20,000 (records_model)
 def test_porting_inquiries_raise_risk(records_model):
     model, dataset = records_model
     rows = dataset.frame.head(2000)
@@ -363,6 +367,7 @@ def test_race_out_stops_a_draw_only_when_it_clearly_trails_the_leader():
     assert not race_out(np.array([0.80, 0.80]), None)  # no leader yet
 
 
+@pytest.mark.slow  # two searches of four draws on four folds
 def test_racing_stops_hopeless_draws_and_keeps_the_choice():
     dataset = table_dataset(_table(), id_column="id", target="churn")
     config = with_overrides(FAST, train={"candidates": ("logistic", "hist_gradient_boosting"), "search_iterations": 4,
@@ -391,6 +396,7 @@ def test_the_selection_clock_estimates_from_what_it_has_seen():
     assert not clock.allows("catboost")  # 7.5 s of folds and 4.5 s of final fits
 
 
+@pytest.mark.slow  # trains three times on 20,000 rows
 def test_the_time_budget_is_honoured_and_says_what_it_skipped():
     import time
 
