@@ -267,8 +267,8 @@ def test_train_response_needs_every_treatment_and_outcome():
         train_response(X, t, y, config=ResponseConfig(learners=("causal_forest",)), seed=0, n_threads=1)
 
 
-@pytest.mark.parametrize("learner, family", [("x_learner", "hist_gradient_boosting"), ("class_transformation", "logistic"),
-                                             ("two_model", "logistic")])
+@pytest.mark.parametrize("learner, family", [pytest.param("x_learner", "hist_gradient_boosting", marks=pytest.mark.slow),
+                                             ("class_transformation", "logistic"), ("two_model", "logistic")])
 def test_skops_round_trip_gives_identical_predictions(learner, family):
     import skops.io
 

@@ -211,22 +211,21 @@ def workdir(tmp_path):
     return tmp_path
 
 
+# Slow: each case runs `churn` in a subprocess that loads the training stack or MLflow before it
+# fails (seconds each); tests/test_bad_inputs.py keeps fast cases of one-line errors.
+@pytest.mark.slow
 @pytest.mark.parametrize("args, expected, secret", [
-    # slow: these load the training stack and open an MLflow store before they fail (seconds each)
-    pytest.param(["train", "--data", "table.csv", "--target", "email"],
-                 "error: table.csv: column email: rows 0, 1, 2, 3, 4 (and 295 more) have values (300 distinct value(s), "
-                 "not shown: the column looks like personal data or an identifier) that are not 1/0", "@example.org",
-                 marks=pytest.mark.slow),
-    pytest.param(["train", "--data", "table.csv", "--target", "contact", "--positive", "yes"],
-                 "error: table.csv: column contact: no row has the positive label 'yes' (300 distinct value(s), not shown",
-                 "010-", marks=pytest.mark.slow),
+    (["train", "--data", "table.csv", "--target", "email"],
+     "error: table.csv: column email: rows 0, 1, 2, 3, 4 (and 295 more) have values (300 distinct value(s), not shown: "
+     "the column looks like personal data or an identifier) that are not 1/0", "@example.org"),
+    (["train", "--data", "table.csv", "--target", "contact", "--positive", "yes"],
+     "error: table.csv: column contact: no row has the positive label 'yes' (300 distinct value(s), not shown", "010-"),
     (["train", "--data", "table.csv", "--target", "Churn", "--tracking-uri", "http://user:s3cr3t@127.0.0.1:9"],
      "error: tracking server http://user:***@127.0.0.1:9 is unreachable (ConnectionError)", "s3cr3t"),
     (["score", "--data", "table.csv", "--output", "o.csv", "--tracking-uri", "https://me:s3cr3t@127.0.0.1:9/"],
      "error: tracking server https://me:***@127.0.0.1:9/ is unreachable", "s3cr3t"),
-    pytest.param(["train", "--data", "postgresql+psycopg://me:s3cr3t@127.0.0.1:9/db"],
-                 "error: postgresql+psycopg://me:***@127.0.0.1:9/db: cannot read the database", "s3cr3t",
-                 marks=pytest.mark.slow),
+    (["train", "--data", "postgresql+psycopg://me:s3cr3t@127.0.0.1:9/db"],
+     "error: postgresql+psycopg://me:***@127.0.0.1:9/db: cannot read the database", "s3cr3t"),
 ])
 def test_messages_show_no_personal_values_and_no_passwords(workdir, args, expected, secret):
     result = run_churn(args, workdir, check=False, env={"CHURN_PROGRESS": "1"})

@@ -98,6 +98,7 @@ def _gate(run_id, score, champion_score=lambda version: 0.5, **kwargs):
 # --- the gate ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # logs four models to MLflow
 def test_gate_registers_first_model_then_promotes_only_a_better_one(trained, store):
     first = _gate(_log(trained, store), 0.7, champion_score=lambda version: pytest.fail("no champion yet"))
     assert (first.version, first.promoted, first.message) == (1, True, "version 1 is the first model: it is champion")
@@ -128,6 +129,7 @@ def test_gate_serves_a_second_registered_model_with_its_own_metric(trained, stor
     assert _snapshot() == ([1], {"champion": 1, "challenger": 1})  # the churn model untouched
 
 
+@pytest.mark.slow  # logs three models to MLflow
 def test_a_champion_that_cannot_be_scored_registers_nothing_and_fails_the_run(trained, store):
     _gate(_log(trained, store), 0.7)
     _gate(_log(trained, store), 0.6, champion_score=lambda version: 0.7)
@@ -159,6 +161,7 @@ def _failing_tag(monkeypatch, key):
     monkeypatch.setattr(MlflowClient, "set_model_version_tag", failing)
 
 
+@pytest.mark.slow  # logs four models to MLflow
 def test_a_failure_after_registration_rolls_the_registry_back(trained, store, monkeypatch):
     _gate(_log(trained, store), 0.7)
     _gate(_log(trained, store), 0.6, champion_score=lambda version: 0.7)

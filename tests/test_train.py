@@ -96,6 +96,7 @@ def test_training_runs_in_the_configured_number_of_threads():
         len(__import__("os").sched_getaffinity(0)) == 1
 
 
+@pytest.mark.slow  # two trainings
 def test_train_is_reproducible_and_reports_the_holdout():
     dataset = table_dataset(_table(), id_column="id", target="churn", value_column="fee")
     first, second = train(dataset, FAST), train(dataset, FAST)
@@ -107,6 +108,7 @@ def test_train_is_reproducible_and_reports_the_holdout():
     assert first.input_columns == ["id", "x", "z", "plan", "fee"]
 
 
+@pytest.mark.slow  # two trainings
 def test_the_registered_model_is_refit_on_every_row_and_the_metrics_are_not():
     dataset = table_dataset(_table(), id_column="id", target="churn")
     result = train(dataset, FAST)
