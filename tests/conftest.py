@@ -49,3 +49,42 @@ def postgres_database(postgres_url):
 
 
 # --- end records -------------------------------------------------------------------------
+
+
+# --- tracking: an empty MLflow SQLite store, migrated once per session ------------------------
+
+
+@pytest.fixture(scope="session")
+def mlflow_store_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite file with every migration applied, to be copied, never written to.
+
+    Creating a SQLite store runs MLflow's schema migrations (a second or more of CPU each
+    time); a copy of this file is the same empty store at once.  Nothing global is set.
+    """
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db.as_posix()}").search_experiments(max_results=1)
+    return db
+
+
+# --- end tracking ------------------------------------------------------------------------------
+
+
+# --- generated bases shared by several modules (read-only) ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def generated_base_20k(tmp_path_factory) -> Path:
+    """``simulate.generate(20_000, seed=3)`` in one part (row groups of 8,192, 8,192 and 3,616).
+
+    Shared by tests/test_records.py and tests/test_train.py; tests only read it (copy it to change it).
+    """
+    from pipeline import simulate
+
+    folder = tmp_path_factory.mktemp("generated-20k") / "base"
+    simulate.generate(20_000, seed=3, out=folder, chunk_subscribers=20_000)
+    return folder
+
+
+# --- end generated bases ---------------------------------------------------------------------

@@ -55,7 +55,15 @@ def test_the_corpus_is_large_and_named_once():
     assert len({case.name for case in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def _slow(case: Case) -> bool:
+    """Cases with a model need one trained through `churn` (the ``trained`` fixture), and
+    ``train --data`` cases load the training stack and open an MLflow store before they fail:
+    seconds each.  The other cases fail before any of that and stay in the fast subset."""
+    return case.model or case.args[:2] == ("train", "--data")
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.name, marks=[pytest.mark.slow] if _slow(case) else [])
+                                  for case in CASES])
 def test_bad_input_gives_one_error_line_and_changes_nothing(case: Case, tmp_path, request):
     if case.model:
         home = request.getfixturevalue("trained")

@@ -9,6 +9,10 @@ import pytest
 
 from pipeline.records import load_records
 
+# Every test here runs `churn` end to end on a base the module generates and trains a model on
+# (tens of seconds of CPU): all slow.
+pytestmark = pytest.mark.slow
+
 FAST = "[train]\nsearch_iterations = 1\ncv_folds = 3\nblend = false\n"
 LIST_COLUMNS = ["rank", "subscriber_id", "churn_probability", "risk_tier", "expected_loss", "model_version"]
 

@@ -81,6 +81,7 @@ def test_help_answers_at_once():
     assert time.perf_counter() - started < 2.0  # generous: the budget is "well under a second"
 
 
+@pytest.mark.slow  # trains a model through `churn`
 def test_train_registers_champion_logs_metrics_and_scores(workdir):
     out = run([*TRAIN, "--config", "boosting.toml"], workdir)
     assert "version 1 is the first model: it is champion" in out.stdout
@@ -123,6 +124,7 @@ def test_train_registers_champion_logs_metrics_and_scores(workdir):
     assert listed.loc[at_risk, "reason_1"].fillna("").str.len().gt(0).all()
 
 
+@pytest.mark.slow  # trains a model through `churn`
 def test_promotion_gate_and_manual_promote(workdir):
     run([*TRAIN, "--config", "logistic.toml"], workdir)  # v1: linear on a non-linear problem
     second = run([*TRAIN, "--config", "boosting.toml"], workdir)  # v2: boosting sees x squared
@@ -148,12 +150,14 @@ def test_promotion_gate_and_manual_promote(workdir):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "--data", "missing.csv", "--target", "Churn"], "error: missing.csv: not found (expected a record folder, a database URL or a CSV or Parquet table)"),
-        (["train", "--data", "table.csv", "--target", "Nope"], "error: table.csv: missing column(s) Nope"),
-        (["train", "--data", "table.csv", "--target", "Churn", "--positive", "Gone"],
-         "no row has the positive label 'Gone'"),
-        (["train", "--data", "table.csv", "--target", "contract"], "which is not 1/0, true/false or yes/no"),
-        (["score", "--data", "table.csv", "--output", "x.csv"], "error: cannot load model"),
+        # slow: these load the training or scoring stack and open an MLflow store before they fail
+        pytest.param(["train", "--data", "missing.csv", "--target", "Churn"], "error: missing.csv: not found (expected a record folder, a database URL or a CSV or Parquet table)", marks=pytest.mark.slow),
+        pytest.param(["train", "--data", "table.csv", "--target", "Nope"], "error: table.csv: missing column(s) Nope", marks=pytest.mark.slow),
+        pytest.param(["train", "--data", "table.csv", "--target", "Churn", "--positive", "Gone"],
+                     "no row has the positive label 'Gone'", marks=pytest.mark.slow),
+        pytest.param(["train", "--data", "table.csv", "--target", "contract"], "which is not 1/0, true/false or yes/no",
+                     marks=pytest.mark.slow),
+        pytest.param(["score", "--data", "table.csv", "--output", "x.csv"], "error: cannot load model", marks=pytest.mark.slow),
         (["score", "--data", "table.csv", "--output", "x.xlsx"], "unsupported output type '.xlsx'"),
     ],
 )
@@ -168,6 +172,7 @@ def test_errors_are_one_line_with_no_output_and_no_registration(workdir, args, m
         assert _client(workdir).search_registered_models() == []
 
 
+@pytest.mark.slow  # loads the training stack first (seconds); tests/test_tracking_server.py checks the same line fast
 def test_unreachable_tracking_server_fails_fast(workdir):
     started = time.perf_counter()
     result = run([*TRAIN, "--tracking-uri", "http://127.0.0.1:9"], workdir, check=False)
@@ -186,6 +191,7 @@ def scored_model(tmp_path_factory):
     return work
 
 
+@pytest.mark.slow  # trains a model through `churn`
 def test_chunked_and_one_shot_scoring_agree_exactly(scored_model):
     work = scored_model
     (work / "small_chunks.toml").write_text("[scoring]\nchunk_rows = 97\n")
@@ -195,6 +201,7 @@ def test_chunked_and_one_shot_scoring_agree_exactly(scored_model):
     assert (work / "chunked.csv").read_bytes() == (work / "whole.csv").read_bytes()
 
 
+@pytest.mark.slow  # trains a model through `churn`
 def test_drift_is_logged_and_warned(scored_model):
     work = scored_model
     shifted = churn_table().assign(x=lambda t: t["x"] + 3.0, tenure=lambda t: t["tenure"] * 3)
@@ -211,6 +218,7 @@ def test_drift_is_logged_and_warned(scored_model):
     assert len(runs[0].data.params["input_sha256"]) == 64
 
 
+@pytest.mark.slow  # trains a model through `churn`
 def test_signature_check_names_every_missing_and_mistyped_column(scored_model):
     work = scored_model
     broken = churn_table().drop(columns=["tenure", "contract"]).assign(x="high")
@@ -224,6 +232,7 @@ def test_signature_check_names_every_missing_and_mistyped_column(scored_model):
     assert not (work / "broken_out.csv").exists()
 
 
+@pytest.mark.slow  # trains a model through `churn`
 def test_budget_and_capacity_targeting(scored_model):
     work = scored_model
     out = run(["score", "--data", "table.csv", "--output", "cap.csv", "--all", "--capacity", "25"], work)
@@ -238,6 +247,7 @@ def test_budget_and_capacity_targeting(scored_model):
     assert "targeting by churn risk (response assumed) (budget 500)" in out.stdout
 
 
+@pytest.mark.slow  # trains a model through `churn`
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_interrupted_scoring_leaves_no_output(scored_model, signal_name):
     import signal
@@ -261,6 +271,7 @@ def test_interrupted_scoring_leaves_no_output(scored_model, signal_name):
     assert not [p for p in work.iterdir() if p.name.startswith(".big_out.csv")]
 
 
+@pytest.mark.slow  # trains a model through `churn`
 def test_a_table_of_several_snapshots_trains_with_folds_by_time(workdir):
     months = [churn_table(600, seed=m).assign(month=f"2025-0{m + 1}-01") for m in range(4)]
     pd.concat(months, ignore_index=True).to_csv(workdir / "stacked.csv", index=False)

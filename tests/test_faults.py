@@ -171,7 +171,8 @@ def silent_server():
     listener.close()
 
 
-@pytest.mark.parametrize("delay", [0.4, 1.5, 4.0], ids=["importing", "loading", "connecting"])
+@pytest.mark.parametrize("delay", [pytest.param(0.4, id="importing"), pytest.param(1.5, id="loading"),
+                                   pytest.param(4.0, id="connecting", marks=pytest.mark.slow)])  # waits 4 s
 def test_an_interrupt_while_starting_stops_cleanly(tmp_path, silent_server, delay):
     table(100).to_csv(tmp_path / "t.csv", index=False)
     process = subprocess.Popen([CHURN, "train", "--data", "t.csv", "--target", "Churn", "--positive", "Yes",

@@ -733,13 +733,13 @@ def test_file_chunks_split_by_subscriber(tmp_path, records):
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    """A generated base in one part of 20,000 subscribers: row groups of 8,192, 8,192 and 3,616."""
-    from pipeline import simulate
+def generated(generated_base_20k):
+    """A generated base in one part of 20,000 subscribers: row groups of 8,192, 8,192 and 3,616.
 
-    folder = tmp_path_factory.mktemp("generated") / "base"
-    simulate.generate(20_000, seed=3, out=folder, chunk_subscribers=20_000)
-    return folder
+    ``simulate.generate(20_000, seed=3, chunk_subscribers=20_000)``, shared with tests/test_train.py
+    (tests/conftest.py); read only.
+    """
+    return generated_base_20k
 
 
 def test_a_big_part_is_split_by_its_aligned_row_groups(generated):

@@ -244,6 +244,7 @@ def test_selection_and_calibration_never_touch_the_holdout(monkeypatch):
     assert fits[-1] == frozenset(result.train_index)  # ... after a fit on the training rows only
 
 
+@pytest.mark.slow  # three trainings
 def test_train_response_is_reproducible_by_seed():
     X, t, y = _synthetic(1500, seed=6)
     config = ResponseConfig(learners=("x_learner",), families=("hist_gradient_boosting",), cv_folds=3)
@@ -266,8 +267,8 @@ def test_train_response_needs_every_treatment_and_outcome():
         train_response(X, t, y, config=ResponseConfig(learners=("causal_forest",)), seed=0, n_threads=1)
 
 
-@pytest.mark.parametrize("learner, family", [("x_learner", "hist_gradient_boosting"), ("class_transformation", "logistic"),
-                                             ("two_model", "logistic")])
+@pytest.mark.parametrize("learner, family", [pytest.param("x_learner", "hist_gradient_boosting", marks=pytest.mark.slow),
+                                             ("class_transformation", "logistic"), ("two_model", "logistic")])
 def test_skops_round_trip_gives_identical_predictions(learner, family):
     import skops.io
 

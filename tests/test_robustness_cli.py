@@ -211,6 +211,9 @@ def workdir(tmp_path):
     return tmp_path
 
 
+# Slow: each case runs `churn` in a subprocess that loads the training stack or MLflow before it
+# fails (seconds each); tests/test_bad_inputs.py keeps fast cases of one-line errors.
+@pytest.mark.slow
 @pytest.mark.parametrize("args, expected, secret", [
     (["train", "--data", "table.csv", "--target", "email"],
      "error: table.csv: column email: rows 0, 1, 2, 3, 4 (and 295 more) have values (300 distinct value(s), not shown: "

@@ -52,7 +52,8 @@ def _runs(scores: pd.DataFrame, folder: Path, size: int) -> list[Path]:
     return paths
 
 
-@pytest.mark.parametrize("size,buffer_rows", [(700, 2000), (1, 50_000), (5000, 10)])
+@pytest.mark.parametrize("size,buffer_rows", [(700, 2000), pytest.param(1, 50_000, marks=pytest.mark.slow),  # a file per row
+                                               (5000, 10)])
 def test_merged_runs_equal_the_in_memory_ranking_ties_included(tmp_path, size, buffer_rows):
     scores = _tied_scores()
     expected = rank_scores(scores)
@@ -151,6 +152,7 @@ def trained(tmp_path_factory):
     return work
 
 
+@pytest.mark.slow  # trains a model through `churn`
 @pytest.mark.parametrize("name,extra", [("all.parquet", ["--all"]), ("all.csv", ["--all"]),
                                         ("list.csv", []), ("cap.parquet", ["--all", "--capacity", "40"])])
 def test_many_chunks_on_many_threads_give_the_bytes_of_one_chunk(trained, name, extra):
@@ -162,6 +164,7 @@ def test_many_chunks_on_many_threads_give_the_bytes_of_one_chunk(trained, name, 
     assert not [p for p in work.iterdir() if p.name.startswith((f".small-{name}", f".whole-{name}"))]
 
 
+@pytest.mark.slow  # trains a model through `churn`
 def test_reasons_go_to_the_first_rows_worth_a_call(trained):
     work = trained
     churn("score", "--data", "base", "--output", "every.parquet", "--all", "--config", "small.toml", cwd=work)
@@ -180,6 +183,7 @@ def test_reasons_go_to_the_first_rows_worth_a_call(trained):
     assert every["rank"].tolist() == list(range(1, len(every) + 1))
 
 
+@pytest.mark.slow  # trains a model through `churn`
 def test_many_sorted_runs_merged_give_the_same_bytes(trained, tmp_path):
     work = trained
     churn("score", "--data", "base", "--output", "reference.parquet", "--all", "--config", "whole.toml", cwd=work)
@@ -207,6 +211,7 @@ print(json.dumps([outcome.rows_written, outcome.rows_scored]))
                                                           "merged.report.html", "merged.summary.json"]
 
 
+@pytest.mark.slow  # trains a model through `churn`
 def test_rules_on_reasons_apply_to_explained_rows_only(trained):
     work = trained
     # a cheap offer with the response assumed: the at-risk subscribers are worth a call, so
@@ -229,6 +234,7 @@ def test_rules_on_reasons_apply_to_explained_rows_only(trained):
 
 
 
+@pytest.mark.slow  # trains a model through `churn`
 def test_control_groups_are_random_reproducible_and_the_same_whatever_the_chunks(trained):
     work = trained
     for name, scoring in (("small", "chunk_rows = 300\nworkers = 3"), ("whole", "chunk_rows = 100000\nworkers = 1")):

@@ -45,12 +45,19 @@ def trained():
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    """MLflow pointed at a fresh SQLite store under ``tmp_path`` (global URIs restored afterwards)."""
+def store(tmp_path, monkeypatch, mlflow_store_template):
+    """MLflow pointed at a fresh SQLite store under ``tmp_path`` (global URIs restored afterwards).
+
+    The store starts as a copy of the session's empty, migrated store (tests/conftest.py), so
+    that MLflow's migrations run once per session rather than once per test.
+    """
+    import shutil
+
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     saved = tracking_utils._tracking_uri, registry_utils._registry_uri
+    shutil.copyfile(mlflow_store_template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
@@ -91,6 +98,7 @@ def _gate(run_id, score, champion_score=lambda version: 0.5, **kwargs):
 # --- the gate ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # logs four models to MLflow
 def test_gate_registers_first_model_then_promotes_only_a_better_one(trained, store):
     first = _gate(_log(trained, store), 0.7, champion_score=lambda version: pytest.fail("no champion yet"))
     assert (first.version, first.promoted, first.message) == (1, True, "version 1 is the first model: it is champion")
@@ -121,6 +129,7 @@ def test_gate_serves_a_second_registered_model_with_its_own_metric(trained, stor
     assert _snapshot() == ([1], {"champion": 1, "challenger": 1})  # the churn model untouched
 
 
+@pytest.mark.slow  # logs three models to MLflow
 def test_a_champion_that_cannot_be_scored_registers_nothing_and_fails_the_run(trained, store):
     _gate(_log(trained, store), 0.7)
     _gate(_log(trained, store), 0.6, champion_score=lambda version: 0.7)
@@ -152,6 +161,7 @@ def _failing_tag(monkeypatch, key):
     monkeypatch.setattr(MlflowClient, "set_model_version_tag", failing)
 
 
+@pytest.mark.slow  # logs four models to MLflow
 def test_a_failure_after_registration_rolls_the_registry_back(trained, store, monkeypatch):
     _gate(_log(trained, store), 0.7)
     _gate(_log(trained, store), 0.6, champion_score=lambda version: 0.7)
@@ -364,6 +374,7 @@ def test_a_version_tag_that_disagrees_with_its_run_is_refused(trained, store):
 # --- the trusted types ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # fits every family and learner, CatBoost included
 def test_trusted_types_are_exactly_what_the_model_families_need():
     import skops.io
 

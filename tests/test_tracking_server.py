@@ -111,6 +111,7 @@ def _champion_probabilities(server_url: str, rows: pd.DataFrame, folder: Path) -
     return np.asarray(model.predict(signature_frame(rows.drop(columns=["customer_name"]))))[:, 1]
 
 
+@pytest.mark.slow  # `churn` in a subprocess loads MLflow before it fails (seconds each)
 @pytest.mark.parametrize("command", [TRAIN, ["score", "--data", "unlabelled.csv", "--output", "out.csv"]])
 def test_unreachable_server_fails_fast_before_any_work(tmp_path, command):
     _write_inputs(tmp_path)
@@ -131,6 +132,7 @@ class _NotMlflow(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow  # `churn` in a subprocess loads MLflow before it fails (seconds)
 def test_a_server_that_is_not_mlflow_fails_fast_with_its_status(tmp_path):
     _write_inputs(tmp_path)
     httpd = http.server.HTTPServer((HOST, 0), _NotMlflow)

@@ -96,6 +96,7 @@ def test_training_runs_in_the_configured_number_of_threads():
         len(__import__("os").sched_getaffinity(0)) == 1
 
 
+@pytest.mark.slow  # two trainings
 def test_train_is_reproducible_and_reports_the_holdout():
     dataset = table_dataset(_table(), id_column="id", target="churn", value_column="fee")
     first, second = train(dataset, FAST), train(dataset, FAST)
@@ -107,6 +108,7 @@ def test_train_is_reproducible_and_reports_the_holdout():
     assert first.input_columns == ["id", "x", "z", "plan", "fee"]
 
 
+@pytest.mark.slow  # two trainings
 def test_the_registered_model_is_refit_on_every_row_and_the_metrics_are_not():
     dataset = table_dataset(_table(), id_column="id", target="churn")
     result = train(dataset, FAST)
@@ -119,6 +121,7 @@ def test_the_registered_model_is_refit_on_every_row_and_the_metrics_are_not():
     np.testing.assert_array_equal(kept.holdout_proba, result.holdout_proba)
 
 
+@pytest.mark.slow  # trains every CatBoost path (tens of seconds)
 def test_catboost_family_trains_explains_exactly_and_round_trips_through_skops():
     import skops.io
 
@@ -177,6 +180,7 @@ def test_too_few_churners_is_a_clear_error():
         train(table_dataset(frame, id_column="id", target="churn"), FAST)
 
 
+@pytest.mark.slow  # a search over two families
 def test_skops_round_trip_gives_identical_probabilities(tmp_path):
     import skops.io
 
@@ -193,14 +197,12 @@ def test_skops_round_trip_gives_identical_probabilities(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def records_model(tmp_path_factory):
+def records_model(generated_base_20k):
     from pipeline.dataset import records_dataset
     from pipeline.records import load_records
-    from pipeline.simulate import generate
 
-    out = tmp_path_factory.mktemp("base") / "base"
-    generate(20_000, seed=3, out=out)
-    dataset = records_dataset(load_records(out))
+    # generate(20_000, seed=3), shared with tests/test_records.py (tests/conftest.py)
+    dataset = records_dataset(load_records(generated_base_20k))
     config = with_overrides(Config(), train={"search_iterations": 0, "cv_folds": 3, "blend": False,
                                              "candidates": ("hist_gradient_boosting",)})
     result = train(dataset, config)
@@ -208,6 +210,7 @@ def records_model(tmp_path_factory):
     return result.model, replace(dataset, frame=dataset.frame[result.input_columns])
 
 
+@pytest.mark.slow  # trains on a generated base of 20,000 (records_model)
 def test_falling_usage_raises_risk(records_model):
     model, dataset = records_model
     rows = dataset.frame.head(2000)
@@ -218,6 +221,7 @@ def test_falling_usage_raises_risk(records_model):
     assert model.predict_proba(falling)[:, 1].mean() > model.predict_proba(steady)[:, 1].mean()
 
 
+@pytest.mark.slow  # trains on a generated base of 20,000 (records_model)
 def test_porting_inquiries_raise_risk(records_model):
     model, dataset = records_model
     rows = dataset.frame.head(2000)
@@ -365,6 +369,7 @@ def test_race_out_stops_a_draw_only_when_it_clearly_trails_the_leader():
     assert not race_out(np.array([0.80, 0.80]), None)  # no leader yet
 
 
+@pytest.mark.slow  # two searches of four draws on four folds
 def test_racing_stops_hopeless_draws_and_keeps_the_choice():
     dataset = table_dataset(_table(), id_column="id", target="churn")
     config = with_overrides(FAST, train={"candidates": ("logistic", "hist_gradient_boosting"), "search_iterations": 4,
@@ -425,6 +430,7 @@ def test_the_selection_clock_estimates_a_family_not_fit_yet_from_its_prior():
     assert large._family_cost("other") == pytest.approx(SelectionClock.UNSEEN_FACTOR * 0.5)
 
 
+@pytest.mark.slow  # trains three times on 20,000 rows
 def test_the_time_budget_is_honoured_and_says_what_it_skipped():
     import time
 
