@@ -29,6 +29,7 @@ import pandas as pd
 from pipeline.errors import DataError
 from pipeline.output import plain_text
 
+#: The risk tiers, lowest first (``pipeline.score.risk_tiers``).
 TIERS = ("low", "medium", "high")
 
 
@@ -61,9 +62,9 @@ OUTPUT_COLUMNS = (
 )
 
 
+#: The reason columns, filled by ``pipeline.score.explain_rows`` (blank for rows not explained).
 REASON_COLUMNS = ("reason_1", "reason_2", "reason_3")
-
-
+#: Each scored row's position in the base while a list is built (explanations are merged by it).
 SEQ = "_seq"
 
 
@@ -97,6 +98,7 @@ def sorts_before(keys, bound: tuple, *, inclusive: bool) -> np.ndarray:
 
 
 def last_key(keys) -> tuple:
+    """The keys of the last row of ``keys`` (``key_arrays``), as a tuple ``sorts_before`` takes."""
     missing, loss, proba, ids = keys
     return bool(missing[-1]), float(loss[-1]), float(proba[-1]), ids[len(ids) - 1].as_py()
 
