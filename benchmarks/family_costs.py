@@ -81,28 +81,12 @@ def selection_fold(dataset, config):
     Stratified hold-out, column screen on the training part, ``train.selection_max_rows``
     subsample, first of the selection folds (stratified; folds by time when the rows come
     from several snapshots, as in ``train``)."""
-    import numpy as np
+    from pipeline.train import selection_folds, selection_rows, training_split
 
-    from pipeline.train import _checked_labels, _screen, _splits, _stratified_split, _subsample, _time_split
-
-    y_all = _checked_labels(dataset, config)
-    periods = None if dataset.period is None else dataset.period.to_numpy(dtype="datetime64[ns]")
-    by_time = periods is not None and len(np.unique(periods)) >= 2
-    if by_time:
-        train_idx, _ = _time_split(dataset, y_all, periods, config, lambda message: None)
-    else:
-        train_idx, _ = _stratified_split(y_all, config)
-    drop = tuple(c for c in (dataset.id_column,) if c in dataset.frame.columns)
-    screen = _screen(dataset, config, train_idx, drop)
-    frame = dataset.frame[list(screen.input_columns)]
-    X_train = frame.iloc[train_idx].reset_index(drop=True)
-    y_train = y_all[train_idx]
-    periods_train = periods[train_idx] if by_time and len(np.unique(periods[train_idx])) >= 2 else None
-    kept = _subsample(y_train, config.train.selection_max_rows, config.train.seed)
-    X_sel, y_sel = X_train.iloc[kept].reset_index(drop=True), y_train[kept]
-    periods_sel = None if periods_train is None else periods_train[kept]
-    fit, _ = _splits(X_sel, y_sel, config, periods_sel)[0]
-    return X_sel.iloc[fit], y_sel[fit], drop
+    split = training_split(dataset, config)
+    X_sel, y_sel, periods_sel = selection_rows(split.X_train, split.y_train, split.periods_train, config)
+    fit, _ = selection_folds(X_sel, y_sel, config, periods_sel)[0]
+    return X_sel.iloc[fit], y_sel[fit], split.drop
 
 
 def measure(dataset, families: list[str], repeats: int) -> list[dict]:

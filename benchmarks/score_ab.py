@@ -60,7 +60,7 @@ def main() -> int:
         (work / "fast.toml").write_text(FAST)
         run(a, ["train", "--data", "base", "--config", "fast.toml", "--no-response", *uri], work)
     cases = {"--all (Parquet)": ["--output", "all.parquet", "--all"], "at-risk CSV": ["--output", "list.csv"]}
-    print(f"| case | A wall s | B wall s | B/A wall | A CPU s | B CPU s | B/A CPU |\n|---|---:|---:|---:|---:|---:|---:|")
+    print("| case | A wall s | B wall s | B/A wall | A CPU s | B CPU s | B/A CPU |\n|---|---:|---:|---:|---:|---:|---:|")
     for name, extra in cases.items():
         times: dict[str, list[tuple[float, float]]] = {"a": [], "b": []}
         for _ in range(args.repeat):

@@ -100,7 +100,9 @@ def purge_overlap(periods: np.ndarray, train_idx: np.ndarray, holdout_idx: np.nd
     return train_idx[periods[train_idx] + np.timedelta64(int(horizon_days), "D") <= first]
 
 
-def _splits(X: pd.DataFrame, y: np.ndarray, config: Config, periods: np.ndarray | None):
+def selection_folds(X: pd.DataFrame, y: np.ndarray, config: Config, periods: np.ndarray | None):
+    """Selection's cross-validation folds, as (fit rows, scored rows) pairs: stratified, or by
+    time when ``periods`` (the rows' snapshot dates) are given."""
     if periods is None:
         return list(_folds(config).split(X, y))
     folds = time_folds(periods, config.train.cv_folds, horizon_days=config.data.horizon_days)
@@ -255,7 +257,7 @@ def _oof_proba(estimator, X: pd.DataFrame, y: np.ndarray, config: Config,
 
     proba = np.full(len(y), np.nan, dtype="float64")
     fold_auc = []
-    splits = _splits(X, y, config, periods)
+    splits = selection_folds(X, y, config, periods)
     for number, (train_idx, test_idx) in enumerate(splits, start=1):
         fitted = clone(estimator).fit(X.iloc[train_idx], y[train_idx])
         proba[test_idx] = fitted.predict_proba(X.iloc[test_idx])[:, 1]
@@ -302,6 +304,15 @@ def _subsample(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
     kept, _ = train_test_split(np.arange(len(y)), train_size=limit, stratify=y, random_state=seed)
     return np.sort(kept)
+
+
+def selection_rows(X_train: pd.DataFrame, y_train: np.ndarray, periods_train: np.ndarray | None,
+                   config: Config) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+    """The rows selection cross-validates on: the training part, subsampled (stratified) to at most
+    ``train.selection_max_rows``, with their snapshot dates when folds go by time."""
+    kept = _subsample(y_train, config.train.selection_max_rows, config.train.seed)
+    return (X_train.iloc[kept].reset_index(drop=True), y_train[kept],
+            None if periods_train is None else periods_train[kept])
 
 
 def _families(config: Config, train_rows: int, say: Callable[[str], None]) -> list[str]:
@@ -464,15 +475,31 @@ def train(dataset: Dataset, config: Config, *, progress: Callable[[str], None] |
         return _train(dataset, config, threads, progress or (lambda message: log.info(message)))
 
 
-def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], None]) -> TrainResult:
-    """``train``'s stages, within its thread limit: split off the hold-out, screen the columns,
-    select a candidate (or a blend), calibrate it and fit it on the training part, evaluate
-    it on the hold-out, and refit it on every row for the registered model."""
-    from sklearn.base import clone
+@dataclass
+class TrainingSplit:
+    """The rows ``train`` learns from: labels, the training part and the hold-out, the screened columns."""
 
+    y_all: np.ndarray
+    train_idx: np.ndarray
+    holdout_idx: np.ndarray
+    #: Columns never given to the model (the id).
+    drop: tuple[str, ...]
+    screen: object
+    #: Every row, the screened input columns only.
+    frame: pd.DataFrame
+    X_train: pd.DataFrame
+    y_train: np.ndarray
+    #: Snapshot dates of the training part when selection folds go by time, else None.
+    periods_train: np.ndarray | None
+    #: Whether the hold-out was split off by time (the rows come from several snapshots).
+    by_time: bool
+
+
+def training_split(dataset: Dataset, config: Config, say: Callable[[str], None] = lambda message: None
+                   ) -> TrainingSplit:
+    """Split off the hold-out (by time when the rows come from several snapshots, else stratified)
+    and screen the columns on the training part, as ``train`` does before selection."""
     y_all = _checked_labels(dataset, config)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
     periods = None if dataset.period is None else dataset.period.to_numpy(dtype="datetime64[ns]")
     by_time = periods is not None and len(np.unique(periods)) >= 2
     if by_time:
@@ -482,11 +509,25 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
     drop = tuple(c for c in (dataset.id_column,) if c in dataset.frame.columns)
     screen = _screen(dataset, config, train_idx, drop)
     frame = dataset.frame[list(screen.input_columns)]
-    X_train = frame.iloc[train_idx].reset_index(drop=True)
-    y_train = y_all[train_idx]
     periods_train = periods[train_idx] if by_time and len(np.unique(periods[train_idx])) >= 2 else None
     if by_time and periods_train is None:
         say("only one snapshot date left for selection: its folds are stratified, not by time")
+    return TrainingSplit(y_all=y_all, train_idx=train_idx, holdout_idx=holdout_idx, drop=drop, screen=screen,
+                         frame=frame, X_train=frame.iloc[train_idx].reset_index(drop=True), y_train=y_all[train_idx],
+                         periods_train=periods_train, by_time=by_time)
+
+
+def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], None]) -> TrainResult:
+    """``train``'s stages, within its thread limit: split off the hold-out, screen the columns,
+    select a candidate (or a blend), calibrate it and fit it on the training part, evaluate
+    it on the hold-out, and refit it on every row for the registered model."""
+    from sklearn.base import clone
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    split = training_split(dataset, config, say)
+    y_all, holdout_idx, drop, screen, by_time = split.y_all, split.holdout_idx, split.drop, split.screen, split.by_time
+    frame, X_train, y_train, periods_train = split.frame, split.X_train, split.y_train, split.periods_train
 
     selection = _run_selection(X_train, y_train, periods_train, all_rows=len(y_all), source=dataset.source,
                                drop=drop, config=config, threads=threads, started=started, say=say)
@@ -648,13 +689,11 @@ def _run_selection(X_train: pd.DataFrame, y_train: np.ndarray, periods_train: np
     from pipeline.model import make_candidate
 
     seed = config.train.seed
-    kept = _subsample(y_train, config.train.selection_max_rows, seed)
-    X_sel, y_sel = X_train.iloc[kept].reset_index(drop=True), y_train[kept]
-    periods_sel = None if periods_train is None else periods_train[kept]
+    X_sel, y_sel, periods_sel = selection_rows(X_train, y_train, periods_train, config)
     families = _families(config, len(y_train), say)
     rows, oof_by_key, estimators, fold_aucs, raced = [], {}, {}, {}, []
     grid = _candidate_grid(config, families)
-    folds = len(_splits(X_sel, y_sel, config, periods_sel))
+    folds = len(selection_folds(X_sel, y_sel, config, periods_sel))
     clock = SelectionClock(
         budget=config.train.time_budget_seconds, started=started, folds=folds,
         fold_rows=int(len(y_sel) * (folds - 1) / folds), train_rows=len(y_train),
