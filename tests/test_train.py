@@ -430,43 +430,12 @@ def test_the_selection_clock_estimates_a_family_not_fit_yet_from_its_prior():
     assert large._family_cost("other") == pytest.approx(SelectionClock.UNSEEN_FACTOR * 0.5)
 
 
-@pytest.mark.slow  # trains three times on 20,000 rows
-def test_the_time_budget_is_honoured_and_says_what_it_skipped():
+def _within_a_third(dataset, config):
+    """Train without a budget, then with a third of that time: check the budget is honoured within
+    a tenth (on the clock train keeps itself, its timings) and what was skipped is said; return
+    the unlimited and the limited results and the progress messages of the limited run."""
     import time
 
-    # One family, so that the clock's estimates rest on fits like the ones it plans; racing off,
-    # so that every draw costs what the first did.  The budget is checked on the clock train
-    # keeps itself (its timings), with a tenth of it as the tolerance the issue sets.
-    dataset = table_dataset(_table(20000), id_column="id", target="churn")
-    config = with_overrides(FAST, train={"candidates": ("logistic",), "search_iterations": 9, "cv_folds": 5,
-                                         "n_threads": 1, "racing": False})
-    unlimited = train(dataset, config)
-    budget = unlimited.timings["total_seconds"] / 3
-    messages = []
-    started = time.perf_counter()
-    limited = train(dataset, with_overrides(config, train={"time_budget_seconds": budget}), progress=messages.append)
-    took = time.perf_counter() - started
-    assert limited.timings["total_seconds"] <= 1.1 * budget, (limited.timings, budget, took)
-    assert limited.skipped and len(limited.candidates) < len(unlimited.candidates)
-    assert any(m.startswith(f"time budget of {budget:g}s") and "skipped" in m for m in messages)
-    # the same seed and data choose the same model
-    again = train(dataset, config)
-    assert (again.family, again.params, again.calibration) == (unlimited.family, unlimited.params,
-                                                                unlimited.calibration)
-    np.testing.assert_array_equal(again.holdout_proba, unlimited.holdout_proba)
-
-
-@pytest.mark.slow
-def test_the_time_budget_is_honoured_with_every_family():
-    import time
-
-    # The default three families: after logistic regression the clock must guess what
-    # HistGradientBoosting's and CatBoost's first fits cost (their priors); racing off, so that
-    # every draw costs what its family's first did.  A third of the unlimited time, a tenth of
-    # the budget as the tolerance, on the clock train keeps itself (its timings).
-    dataset = table_dataset(_table(4000), id_column="id", target="churn")
-    config = with_overrides(FAST, train={"candidates": ("logistic", "hist_gradient_boosting", "catboost"),
-                                         "search_iterations": 2, "cv_folds": 3, "n_threads": 1, "racing": False})
     unlimited = train(dataset, config)
     budget = unlimited.timings["total_seconds"] / 3
     messages = []
@@ -478,6 +447,35 @@ def test_the_time_budget_is_honoured_with_every_family():
     assert limited.timings["total_seconds"] <= 1.1 * budget, (limited.timings, budget, took)
     assert limited.skipped and len(limited.candidates) < len(unlimited.candidates)
     assert any(m.startswith(f"time budget of {budget:g}s") and "skipped" in m for m in messages)
+    return unlimited, limited, messages
+
+
+@pytest.mark.slow  # trains three times on 20,000 rows
+def test_the_time_budget_is_honoured_and_says_what_it_skipped():
+    # One family, so that the clock's estimates rest on fits like the ones it plans; racing off,
+    # so that every draw costs what the first did.  The budget is checked on the clock train
+    # keeps itself (its timings), with a tenth of it as the tolerance the issue sets.
+    dataset = table_dataset(_table(20000), id_column="id", target="churn")
+    config = with_overrides(FAST, train={"candidates": ("logistic",), "search_iterations": 9, "cv_folds": 5,
+                                         "n_threads": 1, "racing": False})
+    unlimited, limited, messages = _within_a_third(dataset, config)
+    # the same seed and data choose the same model
+    again = train(dataset, config)
+    assert (again.family, again.params, again.calibration) == (unlimited.family, unlimited.params,
+                                                                unlimited.calibration)
+    np.testing.assert_array_equal(again.holdout_proba, unlimited.holdout_proba)
+
+
+@pytest.mark.slow
+def test_the_time_budget_is_honoured_with_every_family():
+    # The default three families: after logistic regression the clock must guess what
+    # HistGradientBoosting's and CatBoost's first fits cost (their priors); racing off, so that
+    # every draw costs what its family's first did.  A third of the unlimited time, a tenth of
+    # the budget as the tolerance, on the clock train keeps itself (its timings).
+    dataset = table_dataset(_table(4000), id_column="id", target="churn")
+    config = with_overrides(FAST, train={"candidates": ("logistic", "hist_gradient_boosting", "catboost"),
+                                         "search_iterations": 2, "cv_folds": 3, "n_threads": 1, "racing": False})
+    _, limited, messages = _within_a_third(dataset, config)
     assert all(name in "; ".join(messages) for name in limited.skipped)
 
 
