@@ -26,6 +26,11 @@ Inputs (all made here, nothing downloaded):
   ``--telco PATH`` names the IBM Telco customer churn CSV, that table too, read in place),
   trained and scored with ``--all`` and ``--capacity``.
 
+A caveat for references made from another checkout with this venv: ``PYTHONPATH`` puts that
+checkout's ``pipeline`` first, but the venv's editable install still resolves modules that only
+the installed tree has (so an old checkout can import a new module from it). The notebook step
+then fails loudly rather than mixing the two; the ``churn`` runs are not affected.
+
 Run ids, timestamps and paths differ between runs, so summaries, reports and data dictionaries
 are hashed for information only (``other``); the lists (``*.csv``, ``*.parquet``, call lists)
 are what is compared.  The ``churn`` command is run as ``python -c 'from pipeline.cli import
