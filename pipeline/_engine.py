@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import DataError
 from pipeline.lists import key_arrays, last_key, rank_order, sorts_before
 
 def in_order(tasks, *, workers: int = 2):
@@ -127,7 +126,7 @@ class IdCheck:
         return pd.util.hash_array(ids.to_numpy(dtype=object), categorize=False)
 
     def add(self, ids: pd.Series, hashed: np.ndarray | None = None) -> None:
-        from pipeline.errors import first_rows
+        from pipeline.errors import repeated_ids_error
 
         hashed = self.hashes(ids) if hashed is None else hashed
         order = np.sort(hashed)
@@ -143,8 +142,7 @@ class IdCheck:
         if len(repeated):
             text = ids.to_numpy(dtype=object)
             shown = pd.unique(text[np.isin(hashed, repeated)])
-            raise DataError("subscriber ids repeat across the input: "
-                            + first_rows(shown).replace("rows ", "").replace("row ", ""))
+            raise repeated_ids_error(shown)
         np.bitwise_or.at(self.seen, byte, bit)
         self.levels.append(order)
         while len(self.levels) > 1 and len(self.levels[-1]) >= len(self.levels[-2]):

@@ -38,6 +38,12 @@ def first_rows(labels, limit: int = 5) -> str:
     return f"{noun} {shown}{more}"
 
 
+def repeated_ids_error(ids) -> DataError:
+    """The error for subscriber ids that appear more than once in one input, naming the first few."""
+    return DataError("subscriber ids repeat across the input: "
+                     + first_rows(ids).replace("rows ", "").replace("row ", ""))
+
+
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s/?#@]*(?:@[^\s/?#@]*)*)@")
 _SECRET_QUERY = re.compile(
     r"(?P<key>[?&;](?:password|passwd|pwd|pass|token|access_token|secret|api_key|apikey|access_key|sslpassword)=)"

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import DataError
 from pipeline.output import plain_text
 
 #: The risk tiers, lowest first (``pipeline.score.risk_tiers``).
@@ -229,12 +228,11 @@ def finalize(scores: pd.DataFrame, *, budget: float | None = None, capacity: int
     share of the targeted is held out (``group``, ``campaign_id``), as ``choose`` says.
     Reasons are the rows' own (``score_dataset`` explains every row worth explaining).
     """
-    from pipeline.errors import first_rows
+    from pipeline.errors import repeated_ids_error
 
     duplicated = scores["subscriber_id"].duplicated(keep=False)
     if duplicated.any():
-        ids = scores.loc[duplicated, "subscriber_id"].unique()
-        raise DataError(f"subscriber ids repeat across the input: {first_rows(ids).replace('rows ', '').replace('row ', '')}")
+        raise repeated_ids_error(scores.loc[duplicated, "subscriber_id"].unique())
     ranked = rank_scores(scores)
     choice = choose(ranked, budget=budget, capacity=capacity, control_share=control_share, seed=seed)
     return list_rows(cut(ranked, choice, write_all=write_all), campaign_id=campaign_id), choice.summary

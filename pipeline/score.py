@@ -331,7 +331,7 @@ class ScoreStream:
 
         ``X`` holds the inputs of every row of ``out``, or with ``rows`` only those of ``rows``.
         """
-        from pipeline.targeting import targeting_arrays, offer_sweep
+        from pipeline.targeting import offer_sweep, targeting_arrays
 
         out = out.reset_index(drop=True)
         if rows is None:
