@@ -9,6 +9,7 @@ they are ordinary estimator parameters, so ``get_params()`` is what the run logs
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +31,40 @@ MISSING_CATEGORY = "__missing__"
 
 
 _PREDICT_LIMIT = threading.local()
+_FIT_DEADLINE = threading.local()
+
+
+class OutOfTime(Exception):
+    """A fit stopped at the deadline ``fit_deadline`` set: it has no usable model."""
+
+
+@contextmanager
+def fit_deadline(deadline: float | None):
+    """Stop CatBoost fits made on this thread once ``time.perf_counter()`` passes ``deadline``.
+
+    The fit then raises ``OutOfTime`` (a booster cut short is never kept).  CatBoost is the
+    family whose one fit can take a large share of a time budget; scikit-learn's fits cannot be
+    stopped from outside and are checked between folds instead (``pipeline.train``).
+    ``None`` sets no deadline.
+    """
+    before = getattr(_FIT_DEADLINE, "at", None)
+    _FIT_DEADLINE.at = deadline
+    try:
+        yield
+    finally:
+        _FIT_DEADLINE.at = before
+
+
+class _Deadline:
+    """CatBoost callback: stop adding trees once the deadline has passed (and remember it)."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.passed = False
+
+    def after_iteration(self, info) -> bool:
+        self.passed = time.perf_counter() > self.deadline
+        return not self.passed
 
 
 @contextmanager
@@ -131,12 +166,18 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
             chosen["iterations"] = self.large_fit_iterations
         booster = CatBoostClassifier(random_seed=self.random_seed, thread_count=self.thread_count, verbose=0,
                                      allow_writing_files=False, cat_features=self.categorical_columns_, **chosen)
+        deadline = getattr(_FIT_DEADLINE, "at", None)
+        watch = _Deadline(deadline) if deadline is not None else None
+        callbacks = [watch] if watch is not None else None
         if held is None:
-            booster.fit(frame, target)
+            booster.fit(frame, target, callbacks=callbacks)
         else:
             fit_rows, eval_rows = held
             booster.fit(frame.iloc[fit_rows], target[fit_rows], eval_set=(frame.iloc[eval_rows], target[eval_rows]),
-                        early_stopping_rounds=int(self.early_stopping_rounds), use_best_model=True)
+                        early_stopping_rounds=int(self.early_stopping_rounds), use_best_model=True,
+                        callbacks=callbacks)
+        if watch is not None and watch.passed:
+            raise OutOfTime(f"CatBoost stopped at the deadline after {booster.tree_count_} trees")
         self.tree_count_ = int(booster.tree_count_)
         self.model_blob_ = bytes(booster._serialize_model())
         self._booster = booster

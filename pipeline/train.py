@@ -211,6 +211,33 @@ class SelectionClock:
         elapsed = time.perf_counter() - self.started
         return elapsed + self.folds * self._family_cost(family) + self.reserve(family) <= self.budget
 
+    def deadline(self) -> float | None:
+        """The ``time.perf_counter()`` by which a running candidate must be stopped to leave the
+        fits after selection of the candidates already finished their time; ``None`` without a
+        budget, and for the first candidate (a model is needed whatever the budget)."""
+        if not self.budget or not self.per_fold:
+            return None
+        return self.started + self.budget - self.reserve()
+
+    def finishes(self, family: str, seconds_per_fold: float, folds_left: int) -> bool:
+        """Whether a running candidate, at the seconds per fold it has taken so far, can still
+        finish its other folds and the fits after selection within the budget."""
+        if not self.budget or not self.per_fold:
+            return True
+        seen = SelectionClock(budget=self.budget, started=self.started, folds=self.folds, fold_rows=self.fold_rows,
+                              train_rows=self.train_rows, all_rows=self.all_rows,
+                              per_fold={**self.per_fold, family: [seconds_per_fold]})
+        elapsed = time.perf_counter() - self.started
+        return elapsed + folds_left * seconds_per_fold + seen.reserve() <= self.budget
+
+
+class OutOfBudget(Exception):
+    """A candidate stopped before its last fold: the time budget would not let it finish."""
+
+    def __init__(self, folds_done: int):
+        super().__init__(f"stopped after {folds_done} folds")
+        self.folds_done = folds_done
+
 
 class RacedOut(Exception):
     """A candidate stopped before its last fold: it can no longer win (``race_out``)."""
@@ -244,27 +271,43 @@ def race_out(fold_auc: np.ndarray, leader_auc: np.ndarray | None) -> bool:
 
 def _oof_proba(estimator, X: pd.DataFrame, y: np.ndarray, config: Config,
                periods: np.ndarray | None = None, *,
-               stop: Callable[[np.ndarray], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               stop: Callable[[np.ndarray], bool] | None = None,
+               in_time: Callable[[float, int], bool] | None = None,
+               deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold churn probabilities of an unfitted estimator, and its ROC AUC on each fold.
 
     Stratified folds, or folds by time when ``periods`` (each row's snapshot date) is given;
     then rows of the earliest dates are never validated and their probabilities are NaN.
     ``stop`` is asked after each fold with the fold AUCs so far; when it says so, ``RacedOut``
-    is raised and the remaining folds are not fit.
+    is raised and the remaining folds are not fit.  ``in_time`` is asked after each fold with
+    the seconds per fold so far and the folds left, and a fit still running at ``deadline``
+    (a ``time.perf_counter()`` value) is stopped (``model.fit_deadline``); either raises
+    ``OutOfBudget``.
     """
     from sklearn.base import clone
     from sklearn.metrics import roc_auc_score
 
+    from pipeline.model import OutOfTime, fit_deadline
+
     proba = np.full(len(y), np.nan, dtype="float64")
     fold_auc = []
     splits = selection_folds(X, y, config, periods)
+    started = time.perf_counter()
     for number, (train_idx, test_idx) in enumerate(splits, start=1):
-        fitted = clone(estimator).fit(X.iloc[train_idx], y[train_idx])
+        try:
+            with fit_deadline(deadline):
+                fitted = clone(estimator).fit(X.iloc[train_idx], y[train_idx])
+        except OutOfTime:
+            raise OutOfBudget(number - 1) from None
         proba[test_idx] = fitted.predict_proba(X.iloc[test_idx])[:, 1]
         if len(np.unique(y[test_idx])) == 2:
             fold_auc.append(roc_auc_score(y[test_idx], proba[test_idx]))
-        if stop is not None and number < len(splits) and stop(np.asarray(fold_auc)):
+        if number == len(splits):
+            break
+        if stop is not None and stop(np.asarray(fold_auc)):
             raise RacedOut(number, np.asarray(fold_auc))
+        if in_time is not None and not in_time((time.perf_counter() - started) / number, len(splits) - number):
+            raise OutOfBudget(number)
     return proba, np.asarray(fold_auc)
 
 
@@ -710,7 +753,13 @@ def _run_selection(X_train: pd.DataFrame, y_train: np.ndarray, periods_train: np
         stop = ((lambda aucs, leader=leader: race_out(aucs, fold_aucs[leader]))
                 if params and leader is not None and config.train.racing else None)
         try:
-            oof, fold_auc = _oof_proba(estimator, X_sel, y_sel, config, periods_sel, stop=stop)
+            oof, fold_auc = _oof_proba(estimator, X_sel, y_sel, config, periods_sel, stop=stop,
+                                       in_time=lambda seconds, left, family=family: clock.finishes(family, seconds, left),
+                                       deadline=clock.deadline())
+        except OutOfBudget as out:
+            clock.record(family, (time.perf_counter() - t0) / max(out.folds_done, 1))
+            clock.skipped.append(f"{family} ({shown or 'defaults'}, stopped after {out.folds_done} of {folds} folds)")
+            continue
         except RacedOut as out:
             clock.record(family, (time.perf_counter() - t0) / out.folds_done)
             raced.append({"candidate": f"{family}#{number}", "family": family, "folds": out.folds_done,

@@ -430,6 +430,37 @@ def test_the_selection_clock_estimates_a_family_not_fit_yet_from_its_prior():
     assert large._family_cost("other") == pytest.approx(SelectionClock.UNSEEN_FACTOR * 0.5)
 
 
+def test_the_selection_clock_stops_a_running_candidate_that_would_overrun():
+    import time
+
+    from pipeline.train import SelectionClock
+
+    clock = SelectionClock(budget=10.0, started=time.perf_counter(), folds=5, fold_rows=800, train_rows=1000,
+                           all_rows=0)
+    assert clock.deadline() is None and clock.finishes("catboost", 100.0, 4)  # the first candidate always runs
+    clock.record("logistic", 0.1)
+    # stopped in time, a candidate leaves the finished ones' fits after selection their time
+    assert clock.deadline() == pytest.approx(clock.started + 10.0 - 0.1 * 1000 / 800)
+    assert clock.finishes("catboost", 1.0, 4)  # 4 s of folds, 1.25 s and 0.125 s of final fits
+    assert not clock.finishes("catboost", 2.0, 4)  # 8 s of folds, 2.5 s and 0.125 s of final fits
+
+
+def test_a_catboost_fit_past_its_deadline_is_stopped_and_never_kept():
+    import time
+
+    from pipeline.model import CatBoostModel, OutOfTime, fit_deadline
+
+    frame = _table(2000)
+    X, y = frame[["x", "z"]], frame["churn"].to_numpy()
+    with fit_deadline(time.perf_counter()), pytest.raises(OutOfTime, match="stopped at the deadline"):
+        CatBoostModel(iterations=50, random_seed=3).fit(X, y)
+    # a deadline that does not pass changes nothing
+    with fit_deadline(time.perf_counter() + 3600):
+        timed = CatBoostModel(iterations=50, random_seed=3).fit(X, y)
+    np.testing.assert_array_equal(timed.predict_proba(X), CatBoostModel(iterations=50, random_seed=3).fit(X, y)
+                                  .predict_proba(X))
+
+
 def _within_a_third(dataset, config):
     """Train without a budget, then with a third of that time: check the budget is honoured within
     a tenth (on the clock train keeps itself, its timings) and what was skipped is said; return
@@ -467,7 +498,7 @@ def test_the_time_budget_is_honoured_and_says_what_it_skipped():
 
 
 @pytest.mark.slow
-def test_the_time_budget_is_honoured_with_every_family():
+def test_the_time_budget_is_honoured_with_every_family(monkeypatch):
     # The default three families: after logistic regression the clock must guess what
     # HistGradientBoosting's and CatBoost's first fits cost (their priors); racing off, so that
     # every draw costs what its family's first did.  A third of the unlimited time, a tenth of
@@ -475,8 +506,19 @@ def test_the_time_budget_is_honoured_with_every_family():
     dataset = table_dataset(_table(4000), id_column="id", target="churn")
     config = with_overrides(FAST, train={"candidates": ("logistic", "hist_gradient_boosting", "catboost"),
                                          "search_iterations": 2, "cv_folds": 3, "n_threads": 1, "racing": False})
-    _, limited, messages = _within_a_third(dataset, config)
+    unlimited, limited, messages = _within_a_third(dataset, config)
     assert all(name in "; ".join(messages) for name in limited.skipped)
+    import pipeline.train as train_module
+
+    # A prior far below CatBoost's real cost lets it start; the running fit is stopped at the
+    # deadline, so the budget still holds (it ran 2.5 times over before fits were stopped).
+    monkeypatch.setitem(train_module.COST_RELATIVE_TO_LOGISTIC, "catboost", 1.0)
+    budget = unlimited.timings["total_seconds"] / 3
+    misled = train(dataset, with_overrides(config, train={"time_budget_seconds": budget}))
+    print(f"with a wrong prior: budget {budget:.2f}s, took {misled.timings['total_seconds']:.2f}s, {misled.skipped}")
+    assert misled.timings["total_seconds"] <= 1.1 * budget, (misled.timings, budget)
+    assert any(name.startswith("catboost (defaults, stopped after") for name in misled.skipped)
+    assert misled.family != "catboost"
 
 
 def test_catboost_stops_early_on_held_out_rows_and_is_reproducible():
