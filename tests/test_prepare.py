@@ -55,6 +55,21 @@ def test_transform_coerces_numbers_blanks_booleans_and_unseen_levels():
     assert list(out["contract"].cat.categories) == ["Month-to-month", "One year", OTHER]
 
 
+def test_a_category_reads_the_same_from_text_categorical_and_mixed_columns():
+    typer = TableTyper(min_level_count=1).set_output(transform="pandas")
+    typer.fit(pd.DataFrame({"plan": ["a", "b", "a", "1", "b"], "n": [1, 2, 3, 4, 5]}))
+    assert typer.levels_["plan"] == ["1", "a", "b", OTHER]
+    text = [" a", "c", None, " ", "1"]
+    expected = ["a", OTHER, None, None, "1"]
+    for column in (pd.Series(text, dtype=object), pd.Series(text, dtype="string"), pd.Series(text, dtype="category")):
+        out = typer.transform(pd.DataFrame({"plan": column, "n": 1}))["plan"]
+        assert out.astype(object).where(out.notna(), None).tolist() == expected, column.dtype
+    # objects are read as text value by value: 1 is "1", 1.0 is "1.0" (unseen), True is "True"
+    mixed = typer.transform(pd.DataFrame({"plan": pd.Series([1, 1.0, True, "b"], dtype=object), "n": 1}))["plan"]
+    assert mixed.tolist() == ["1", OTHER, OTHER, "b"]
+    assert list(mixed.cat.categories) == ["1", "a", "b", OTHER]
+
+
 def test_personal_data_is_detected_by_name_and_by_value():
     assert looks_personal("Phone Number", pd.Series(["x"])) == "personal data (column name)"
     assert looks_personal("contact", pd.Series(["010-1234-5678", "010-9876-5432"])) == "personal data (phone numbers)"
