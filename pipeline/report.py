@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,31 +37,66 @@ LIST_COLUMNS = ("rank", "subscriber_id", "churn_probability", "risk_tier", "expe
 _TEXT = ("subscriber_id", "risk_tier", "reason_1", "reason_2", "reason_3", "action", "group")
 
 
+#: Rows of a list read at a time: the report's memory does not grow with the list.
+LIST_BATCH_ROWS = 262_144
+
+
 def read_list(path: str | Path) -> pd.DataFrame:
     """The columns of a list the report reads (CSV or Parquet), text blanks as ``""``."""
+    return pd.concat(list(read_list_batches(path)), ignore_index=True)
+
+
+def read_list_batches(path: str | Path, batch_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """``read_list``'s rows, ``batch_rows`` (``LIST_BATCH_ROWS``) at a time, in the list's order (at least one batch)."""
+    batch_rows = batch_rows or LIST_BATCH_ROWS
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such list (give the file `churn score --output` wrote)")
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv"):
+        raise DataError(f"{path}: unsupported list type {suffix!r} (expected .csv or .parquet)")
     try:
-        if suffix in (".parquet", ".pq"):
+        if suffix == ".csv":
+            header = pd.read_csv(path, nrows=0).columns
+            columns = [c for c in LIST_COLUMNS if c in header]
+            _check_list_columns(path, columns)
+            batches = pd.read_csv(path, usecols=columns, dtype={c: "str" for c in _TEXT if c in header},
+                                  keep_default_na=False, na_values={c: [""] for c in header if c not in _TEXT},
+                                  chunksize=batch_rows)
+        else:
             import pyarrow.parquet as pq
 
-            present = set(pq.ParquetFile(path).schema_arrow.names)
-            frame = pd.read_parquet(path, columns=[c for c in LIST_COLUMNS if c in present])
-        elif suffix == ".csv":
-            header = pd.read_csv(path, nrows=0).columns
-            frame = pd.read_csv(path, usecols=[c for c in LIST_COLUMNS if c in header],
-                                dtype={c: "str" for c in _TEXT if c in header}, keep_default_na=False,
-                                na_values={c: [""] for c in header if c not in _TEXT})
-        else:
-            raise DataError(f"{path}: unsupported list type {suffix!r} (expected .csv or .parquet)")
+            source = pq.ParquetFile(path)
+            columns = [c for c in LIST_COLUMNS if c in set(source.schema_arrow.names)]
+            _check_list_columns(path, columns)
+            empty = source.schema_arrow.empty_table().select(columns)
+            batches = (batch.to_pandas() for batch in
+                       _at_least_one(source.iter_batches(batch_size=batch_rows, columns=columns), empty))
+        for frame in _at_least_one(batches, None):
+            yield _normalise_list(frame if frame is not None else pd.DataFrame(columns=columns))
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: cannot read the list ({str(err).splitlines()[0]})") from err
+
+
+def _at_least_one(items: Iterable, empty: Any) -> Iterator:
+    """The items, or ``empty`` alone when there are none."""
+    seen = False
+    for item in items:
+        seen = True
+        yield item
+    if not seen:
+        yield empty
+
+
+def _check_list_columns(path: Path, columns: list[str]) -> None:
     missing = [c for c in ("rank", "subscriber_id", "churn_probability", "risk_tier", "action", "targeted")
-               if c not in frame.columns]
+               if c not in columns]
     if missing:
         raise DataError(f"{path}: not a list written by `churn score` (no column {', '.join(missing)})")
+
+
+def _normalise_list(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text blanks as ``""``, ``targeted`` and ``do_not_contact`` as booleans."""
     for name in _TEXT:
         if name in frame.columns:
             frame[name] = frame[name].fillna("").astype("str")
@@ -101,34 +137,78 @@ class ListFigures:
     @classmethod
     def of(cls, listed: pd.DataFrame) -> ListFigures:
         """Count and add up a list (``read_list``)."""
-        targeted = listed["targeted"].to_numpy(dtype=bool)
-        control = listed["group"].to_numpy(dtype=object) == "control" if "group" in listed else np.zeros(len(listed), bool)
-        contacted = targeted & ~control
+        return cls.of_batches([listed])
 
-        def total(column: str, where: np.ndarray) -> float:
-            if column not in listed:
+    @classmethod
+    def of_batches(cls, batches: Iterable[pd.DataFrame], *, first_rows: int = 0) -> ListFigures:
+        """Count and add up a list read in batches (``read_list_batches``), in memory that does not
+        grow with the list: the money columns, the reasons given and (with ``first_rows``) only the
+        first ``first_rows`` calls are kept.  ``extra["watch"]`` holds the list's first
+        ``first_rows`` rows."""
+        from pipeline.lists import CALL_ORDER, REASON_COLUMNS, call_list
+
+        rows, tiers, actions = 0, dict.fromkeys(("low", "medium", "high"), 0), pd.Series(dtype="int64")
+        counts = dict.fromkeys(("targeted", "control", "contacted", "do_not_contact", "at_risk"), 0)
+        money: dict[str, list[np.ndarray]] = {c: [] for c in ("expected_save", "expected_cost", "expected_net_value",
+                                                               "expected_loss")}
+        present: set[str] = set()
+        calls, watch = [], []
+        reasons: dict[str, dict[str, list[pd.Series]]] = {pool: {c: [] for c in REASON_COLUMNS}
+                                                           for pool in ("contacted", "at_risk")}
+        for listed in batches:
+            present |= set(listed.columns)
+            targeted = listed["targeted"].to_numpy(dtype=bool)
+            control = (listed["group"].to_numpy(dtype=object) == "control" if "group" in listed
+                       else np.zeros(len(listed), bool))
+            contacted = targeted & ~control
+            at_risk = listed["risk_tier"].isin(("medium", "high")).to_numpy(dtype=bool)
+            rows += len(listed)
+            for tier in tiers:
+                tiers[tier] += int((listed["risk_tier"] == tier).sum())
+            for name, where in (("targeted", targeted), ("control", control), ("contacted", contacted),
+                                ("at_risk", at_risk)):
+                counts[name] += int(where.sum())
+            if "do_not_contact" in listed:
+                counts["do_not_contact"] += int(listed["do_not_contact"].sum())
+            for column, values in money.items():
+                if column in listed:
+                    where = slice(None) if column == "expected_loss" else contacted
+                    values.append(listed[column].to_numpy(dtype="float64", na_value=np.nan)[where])
+            for pool, where in (("contacted", contacted), ("at_risk", at_risk)):
+                for column in REASON_COLUMNS:
+                    if column in listed:
+                        text = listed[column][where]
+                        reasons[pool][column].append(text[text != ""])
+            actions = actions.add(listed["action"].value_counts(), fill_value=0)
+            called = call_list(listed)
+            calls.append(called.head(first_rows) if first_rows else called)
+            if not watch or sum(len(w) for w in watch) < first_rows:
+                watch.append(listed.head(first_rows))
+
+        def total(column: str) -> float:
+            if column not in present:
                 return float("nan")
-            return float(np.nansum(listed[column].to_numpy(dtype="float64", na_value=np.nan)[where]))
+            return float(np.nansum(np.concatenate(money[column]))) if money[column] else 0.0
 
-        calls = call_order(listed)
-        pool = listed[contacted] if contacted.any() else listed[listed["risk_tier"].isin(("medium", "high"))]
-        reasons = pd.concat([pool[c] for c in ("reason_1", "reason_2", "reason_3") if c in pool], ignore_index=True)
-        reasons = reasons[reasons != ""]
-        table = (reasons.value_counts().rename_axis("reason").reset_index(name="subscribers").head(10)
-                 if len(reasons) else pd.DataFrame(columns=["reason", "subscribers"]))
-        table["share"] = table["subscribers"] / max(len(pool), 1)
-        actions = listed["action"].value_counts()
-        return cls(
-            rows=len(listed),
-            tiers={t: int((listed["risk_tier"] == t).sum()) for t in ("low", "medium", "high")},
-            targeted=int(targeted.sum()), control=int(control.sum()), contacted=int(contacted.sum()),
-            expected_saves=total("expected_save", contacted), expected_cost=total("expected_cost", contacted),
-            expected_net_value=total("expected_net_value", contacted),
-            expected_loss=total("expected_loss", np.ones(len(listed), dtype=bool)),
-            do_not_contact=int(listed["do_not_contact"].sum()) if "do_not_contact" in listed else 0,
-            actions={str(k): int(v) for k, v in actions.items()}, calls=calls, reasons=table,
-            reasons_of="the subscribers to call" if contacted.any() else "the subscribers at risk",
+        pool = "contacted" if counts["contacted"] else "at_risk"
+        texts = [piece for column in REASON_COLUMNS for piece in reasons[pool][column]]
+        said = pd.concat(texts, ignore_index=True) if texts else pd.Series(dtype="str")
+        table = (said.value_counts().rename_axis("reason").reset_index(name="subscribers").head(10)
+                 if len(said) else pd.DataFrame(columns=["reason", "subscribers"]))
+        table["share"] = table["subscribers"] / max(counts[pool], 1)
+        called = call_list(pd.concat(calls, ignore_index=True).drop(columns=[CALL_ORDER]))
+        called = called.head(first_rows) if first_rows else called
+        figures = cls(
+            rows=rows, tiers=tiers, targeted=counts["targeted"], control=counts["control"],
+            contacted=counts["contacted"], expected_saves=total("expected_save"), expected_cost=total("expected_cost"),
+            expected_net_value=total("expected_net_value"), expected_loss=total("expected_loss"),
+            do_not_contact=counts["do_not_contact"],
+            actions={str(k): int(v) for k, v in actions.items()},
+            calls=called,
+            reasons=table, reasons_of="the subscribers to call" if counts["contacted"] else "the subscribers at risk",
         )
+        figures.extra["watch"] = pd.concat(watch, ignore_index=True).head(first_rows)
+        return figures
 
 
 # --------------------------------------------------------------------------------------
@@ -591,9 +671,7 @@ def render(list_path: str | Path, summary: dict, *, baseline: dict | None = None
            ids: bool = True) -> str:
     """The report page for the list at ``list_path`` and its scoring summary (and a no-breach ``baseline`` summary);
     ``ids=False`` leaves subscriber ids out."""
-    listed = read_list(list_path)
-    figures = ListFigures.of(listed)
-    figures.extra["watch"] = listed.head(first_calls)
+    figures = ListFigures.of_batches(read_list_batches(list_path), first_rows=first_calls)
     currency = summary.get("currency") or ""
     plots: list[str] = []
     models = summary.get("models") or {}

@@ -177,8 +177,8 @@ class BaseTotals:
             rows = np.column_stack([np.ones_like(p), p, q, q * (1 - 2 * p), p * v, waived * p, (tier != "low").astype(float),
                                     worth.astype(float)])
             for name in segments.columns:
-                levels = segments[name].astype("str").to_numpy(dtype=object)
-                keys, codes = np.unique(levels, return_inverse=True)
+                # sorted levels and each row's level, by hashing (np.unique sorts every row's text)
+                codes, keys = pd.factorize(segments[name].astype("str").to_numpy(dtype=object), sort=True)
                 sums = np.zeros((len(keys), rows.shape[1]))
                 np.add.at(sums, codes, rows)
                 for key, total in zip(keys, sums):

@@ -318,7 +318,7 @@ def _list_figures(listed: pd.DataFrame) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_the_report_says_what_the_list_says_and_rebuilds_from_files(scored, tmp_path):
+def test_the_report_says_what_the_list_says_and_rebuilds_from_files(scored, tmp_path, monkeypatch):
     work, _, out, _ = scored
     page = (work / "list.report.html").read_text()
     assert "report: " in out.stdout and "<script" not in page and "http://" not in page and "https://" not in page
@@ -334,6 +334,13 @@ def test_the_report_says_what_the_list_says_and_rebuilds_from_files(scored, tmp_
     # `churn report` rebuilds the same page from the list and its summary alone
     again = churn("report", "--scores", "list.csv", "--out", str(tmp_path), cwd=work)
     assert (tmp_path / "list.report.html").read_text() == page
+    # and the same page when the list is read a few rows at a time (its memory does not grow with the list)
+    from pipeline import report
+
+    summary = json.loads((work / "list.summary.json").read_text())
+    monkeypatch.setattr(report, "LIST_BATCH_ROWS", 7)
+    assert len(list(report.read_list_batches(work / "list.csv"))) > 10
+    assert report.render(work / "list.csv", summary) == page
     assert "added to scoring run" in again.stdout
 
 
