@@ -114,17 +114,13 @@ def _as_text(column: pd.Series) -> pd.Series:
     return text.mask(text == "")
 
 
-def _personal_numbers(values: pd.Series | np.ndarray) -> str | None:
-    """Why whole numbers look like phone or identity numbers stored as numbers, or None.
+def _personal_numbers(numbers: np.ndarray) -> str | None:
+    """Why whole numbers (float64, none missing) look like phone or identity numbers stored as numbers, or None.
 
     Mostly values of 9 to 13 digits (a phone number without its leading 0 such as
     1012345678, +82 10... as 821012345678, a 13-digit resident registration number, a
     9-digit social security number), mostly distinct: no count or amount looks like that.
     """
-    if getattr(values, "dtype", None) is not None and values.dtype.kind == "b":
-        return None
-    numbers = _finite_or_nan(values)
-    numbers = numbers[~np.isnan(numbers)]
     if not len(numbers):
         return None
     whole = numbers[np.isfinite(numbers) & (numbers == np.round(numbers))]
@@ -137,13 +133,6 @@ def _personal_numbers(values: pd.Series | np.ndarray) -> str | None:
     if len(np.unique(whole)) < max(2, 0.5 * len(whole)):
         return None
     return "personal data (phone or identity numbers stored as numbers)"
-
-
-def _finite_or_nan(values: pd.Series | np.ndarray) -> np.ndarray:
-    """Numbers as a float64 array, missing values as NaN (infinities kept: they are not whole)."""
-    if isinstance(values, pd.Series):
-        return values.to_numpy(dtype="float64", na_value=np.nan)
-    return np.asarray(values, dtype="float64")
 
 
 def _personal_text(sample: pd.Series) -> str | None:
@@ -207,7 +196,7 @@ def looks_personal(name: object, values: pd.Series) -> str | None:
     if values.dtype.kind in "cmM":
         return None
     if values.dtype.kind in "iuf":
-        numbers = _finite_or_nan(values)
+        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
         return _personal_numbers(numbers[~np.isnan(numbers)][:_SAMPLE])
     if values.dtype.kind == "b":
         return None
@@ -216,7 +205,7 @@ def looks_personal(name: object, values: pd.Series) -> str | None:
         return None
     reason = _personal_text(sample)
     numbers = text_numbers(sample) if reason is None else None
-    return _personal_numbers(numbers) if numbers is not None else reason
+    return _personal_numbers(numbers.dropna().to_numpy()) if numbers is not None else reason
 
 
 def yes_no_levels(values: pd.Series) -> list[str]:
@@ -252,10 +241,8 @@ def _fold_levels(column: pd.Series, levels: list[str]) -> pd.Categorical:
     text = _as_text(pd.Series(np.asarray(distinct, dtype=object), dtype=object)).astype(object)
     where = known.get_indexer(text)
     mapped = np.where(text.isna().to_numpy(), -1, np.where(where >= 0, where, len(levels) - 1))
-    codes = np.asarray(codes)
-    if not len(mapped):
-        return pd.Categorical.from_codes(np.full(len(codes), -1), categories=levels)
-    return pd.Categorical.from_codes(np.where(codes >= 0, mapped[np.clip(codes, 0, None)], -1), categories=levels)
+    # a missing value's code, -1, takes the -1 appended last
+    return pd.Categorical.from_codes(np.append(mapped, -1)[np.asarray(codes)], categories=levels)
 
 
 class TableTyper(TransformerMixin, BaseEstimator):

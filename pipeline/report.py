@@ -22,6 +22,7 @@ import html
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,9 @@ _TEXT = ("subscriber_id", "risk_tier", "reason_1", "reason_2", "reason_3", "acti
 LIST_BATCH_ROWS = 262_144
 
 
-def read_list(path: str | Path) -> pd.DataFrame:
-    """The columns of a list the report reads (CSV or Parquet), text blanks as ``""``."""
-    return pd.concat(list(read_list_batches(path)), ignore_index=True)
-
-
 def read_list_batches(path: str | Path, batch_rows: int | None = None) -> Iterator[pd.DataFrame]:
-    """``read_list``'s rows, ``batch_rows`` (``LIST_BATCH_ROWS``) at a time, in the list's order (at least one batch)."""
+    """The columns of a list the report reads (CSV or Parquet), text blanks as ``""``, ``batch_rows``
+    (``LIST_BATCH_ROWS``) rows at a time in the list's order; at least one batch."""
     batch_rows = batch_rows or LIST_BATCH_ROWS
     path = Path(path)
     if not path.is_file():
@@ -60,20 +57,19 @@ def read_list_batches(path: str | Path, batch_rows: int | None = None) -> Iterat
             header = pd.read_csv(path, nrows=0).columns
             columns = [c for c in LIST_COLUMNS if c in header]
             _check_list_columns(path, columns)
-            batches = pd.read_csv(path, usecols=columns, dtype={c: "str" for c in _TEXT if c in header},
-                                  keep_default_na=False, na_values={c: [""] for c in header if c not in _TEXT},
-                                  chunksize=batch_rows)
+            read = partial(pd.read_csv, path, usecols=columns, dtype={c: "str" for c in _TEXT if c in header},
+                           keep_default_na=False, na_values={c: [""] for c in header if c not in _TEXT})
+            batches, empty = read(chunksize=batch_rows), read(nrows=0)
         else:
             import pyarrow.parquet as pq
 
             source = pq.ParquetFile(path)
             columns = [c for c in LIST_COLUMNS if c in set(source.schema_arrow.names)]
             _check_list_columns(path, columns)
-            empty = source.schema_arrow.empty_table().select(columns)
-            batches = (batch.to_pandas() for batch in
-                       _at_least_one(source.iter_batches(batch_size=batch_rows, columns=columns), empty))
-        for frame in _at_least_one(batches, None):
-            yield _normalise_list(frame if frame is not None else pd.DataFrame(columns=columns))
+            batches = (batch.to_pandas() for batch in source.iter_batches(batch_size=batch_rows, columns=columns))
+            empty = source.schema_arrow.empty_table().select(columns).to_pandas()
+        for frame in _at_least_one(batches, empty):
+            yield _normalise_list(frame)
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: cannot read the list ({str(err).splitlines()[0]})") from err
 
@@ -107,13 +103,6 @@ def _normalise_list(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def call_order(listed: pd.DataFrame) -> pd.DataFrame:
-    """The rows to call (targeted, not control), largest expected net value first (``score.call_list``)."""
-    from pipeline.lists import call_list
-
-    return call_list(listed)
-
-
 @dataclass
 class ListFigures:
     """What a list says, computed from its rows (so the report equals the list)."""
@@ -133,11 +122,6 @@ class ListFigures:
     reasons: pd.DataFrame
     reasons_of: str
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, listed: pd.DataFrame) -> ListFigures:
-        """Count and add up a list (``read_list``)."""
-        return cls.of_batches([listed])
 
     @classmethod
     def of_batches(cls, batches: Iterable[pd.DataFrame], *, first_rows: int = 0) -> ListFigures:
@@ -188,7 +172,7 @@ class ListFigures:
         def total(column: str) -> float:
             if column not in present:
                 return float("nan")
-            return float(np.nansum(np.concatenate(money[column]))) if money[column] else 0.0
+            return float(np.nansum(np.concatenate(money[column])))
 
         pool = "contacted" if counts["contacted"] else "at_risk"
         texts = [piece for column in REASON_COLUMNS for piece in reasons[pool][column]]

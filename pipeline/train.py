@@ -224,9 +224,7 @@ class SelectionClock:
         finish its other folds and the fits after selection within the budget."""
         if not self.budget or not self.per_fold:
             return True
-        seen = SelectionClock(budget=self.budget, started=self.started, folds=self.folds, fold_rows=self.fold_rows,
-                              train_rows=self.train_rows, all_rows=self.all_rows,
-                              per_fold={**self.per_fold, family: [seconds_per_fold]})
+        seen = replace(self, per_fold={**self.per_fold, family: [seconds_per_fold]})
         elapsed = time.perf_counter() - self.started
         return elapsed + folds_left * seconds_per_fold + seen.reserve() <= self.budget
 
