@@ -7,7 +7,8 @@ Internal to scoring; what a list holds is decided in ``pipeline.lists``, not her
 - ``IdCheck``: repeated subscriber ids across a base, from 64-bit hashes, 8 bytes a subscriber;
 - ``merge_runs``: an external k-way merge of sorted Parquet runs (``--all``), in Arrow;
 - ``compact`` / ``as_arrow``: scored rows held compactly (text as fixed categories);
-- ``release_memory``: freed memory handed back to the system between chunks.
+- ``release_memory``: freed memory handed back to the system between chunks;
+- ``parquet_batches``: a Parquet file read in batches, one row group at a time.
 """
 
 from __future__ import annotations
@@ -161,6 +162,18 @@ def compact(frame: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFra
     return frame.astype({c: pd.CategoricalDtype(levels) for c, levels in categories.items() if c in frame.columns})
 
 
+def parquet_batches(file, *, batch_rows: int, columns: list[str] | None = None) -> Iterator:
+    """The Arrow record batches of a ``pyarrow.parquet.ParquetFile``, at most ``batch_rows`` rows
+    each, read one row group at a time.
+
+    ``ParquetFile.iter_batches`` over the whole file reads row groups ahead of the batches
+    asked for: iterating a 10M-row list of 100,000-row groups held about 0.55 GB of Arrow memory,
+    against 0.05 GB a row group at a time (same rows, same time).
+    """
+    for group in range(file.num_row_groups):
+        yield from file.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns)
+
+
 def merge_runs(paths: list[Path], *, buffer_rows: int):
     """Merge Parquet runs, each sorted in ``rank_order``, into Arrow tables in ``rank_order`` overall.
 
@@ -174,7 +187,7 @@ def merge_runs(paths: list[Path], *, buffer_rows: int):
 
     files = [pq.ParquetFile(path) for path in paths]
     step = max(1, buffer_rows // max(1, len(files)))
-    batches = [file.iter_batches(batch_size=step) for file in files]
+    batches = [parquet_batches(file, batch_rows=step) for file in files]
     unread = [file.metadata.num_rows for file in files]
     pending: list = [None] * len(files)
     keys: list = [None] * len(files)

@@ -329,8 +329,10 @@ def table_chunks(path: str | Path, *, rows: int, id_column: str | None, value_co
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
+        from pipeline._engine import parquet_batches
+
         try:
-            batches = (batch.to_pandas() for batch in pq.ParquetFile(path).iter_batches(batch_size=rows))
+            batches = (batch.to_pandas() for batch in parquet_batches(pq.ParquetFile(path), batch_rows=rows))
         except (OSError, ValueError) as err:
             raise DataError(f"{path}: cannot read ({str(err).splitlines()[0]})") from err
     elif suffix in (".csv", ".txt", ".gz"):
@@ -367,7 +369,9 @@ def table_sample(path: str | Path, rows: int = 2000) -> pd.DataFrame:
         if path.suffix.lower() in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
+            from pipeline._engine import parquet_batches
+
+            batch = next(parquet_batches(pq.ParquetFile(path), batch_rows=rows), None)
             return batch.to_pandas() if batch is not None else pd.DataFrame()
         return pd.read_csv(path, nrows=rows, low_memory=False)
     except (OSError, ValueError, pd.errors.ParserError) as err:

@@ -327,14 +327,45 @@ def column_values(frame, name: str, dtype=None) -> np.ndarray:
         column = frame.column(name)
         if pa.types.is_dictionary(column.type):
             column = column.cast(pa.string())
+        if dtype is object and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            return column.fill_null("").to_numpy(zero_copy_only=False)  # already Python text
         values = column.to_numpy(zero_copy_only=False)
     else:
         values = frame[name].to_numpy(dtype=object if dtype is object else None)
     if dtype is object:
         values = np.asarray(values, dtype=object)
-        values[pd.isna(values)] = ""
-        return values.astype(str).astype(object)
+        missing = pd.isna(values)
+        if missing.any():
+            values = values.copy()  # pandas' arrays can be read-only views
+            values[missing] = ""
+        # text stays as it is; anything else is written as text (str() of each value)
+        return values if pd.api.types.infer_dtype(values) == "string" else values.astype(str).astype(object)
     return np.asarray(values, dtype=dtype) if dtype is not None else values
+
+
+def value_counts(frame, name: str, where: np.ndarray | None = None) -> dict[str, int]:
+    """How many rows (of those ``where`` is True, else all) hold each text of one column of a
+    frame or an Arrow table; blanks count as ``""``, as in :func:`column_values`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(frame, pa.Table):
+        column = frame.column(name)
+        if where is not None:
+            column = column.filter(pa.array(where))
+        counted = pc.value_counts(column)
+        pairs = zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist())
+    else:
+        column = frame[name] if where is None else frame[name][where]
+        counted = column.value_counts(dropna=False, sort=False)
+        pairs = zip(counted.index.tolist(), counted.tolist())
+    out: dict[str, int] = {}
+    for value, count in pairs:
+        if not count:  # a category no row holds
+            continue
+        text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+        out[text] = out.get(text, 0) + int(count)
+    return out
 
 
 def consistent_actions(frame):
@@ -412,19 +443,17 @@ class ListTally:
         names = batch.column_names if isinstance(batch, pa.Table) else list(batch.columns)
         self.columns = self.columns or list(names)
         self.rows += n
-        tier = column_values(batch, "risk_tier", object)
         targeted = column_values(batch, "targeted", bool)
+        tiers, targeted_tiers = value_counts(batch, "risk_tier"), value_counts(batch, "risk_tier", targeted)
         for name in TIERS:
-            at = tier == name
-            self.tiers[name] += int(np.count_nonzero(at))
-            self.targeted_by_tier[name] += int(np.count_nonzero(at & targeted))
+            self.tiers[name] += tiers.get(name, 0)
+            self.targeted_by_tier[name] += targeted_tiers.get(name, 0)
         self.targeted += int(np.count_nonzero(targeted))
         self.do_not_contact += int(np.count_nonzero(column_values(batch, "do_not_contact", bool)))
         if "group" in names:
-            self.control += int(np.count_nonzero(column_values(batch, "group", object) == "control"))
-        actions, counts = np.unique(column_values(batch, "action", object).astype(str), return_counts=True)
-        for action, count in zip(actions, counts):
-            self.actions[str(action)] = self.actions.get(str(action), 0) + int(count)
+            self.control += value_counts(batch, "group").get("control", 0)
+        for action, count in value_counts(batch, "action").items():
+            self.actions[action] = self.actions.get(action, 0) + count
         if self.keep_calls and targeted.any():
             where = np.flatnonzero(targeted)
             rows = batch.take(pa.array(where)).to_pandas() if isinstance(batch, pa.Table) else batch.iloc[where]

@@ -63,10 +63,12 @@ def read_list_batches(path: str | Path, batch_rows: int | None = None) -> Iterat
         else:
             import pyarrow.parquet as pq
 
+            from pipeline._engine import parquet_batches
+
             source = pq.ParquetFile(path)
             columns = [c for c in LIST_COLUMNS if c in set(source.schema_arrow.names)]
             _check_list_columns(path, columns)
-            batches = (batch.to_pandas() for batch in source.iter_batches(batch_size=batch_rows, columns=columns))
+            batches = (batch.to_pandas() for batch in parquet_batches(source, batch_rows=batch_rows, columns=columns))
             empty = source.schema_arrow.empty_table().select(columns).to_pandas()
         for frame in _at_least_one(batches, empty):
             yield _normalise_list(frame)

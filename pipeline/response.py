@@ -464,9 +464,22 @@ class ResponseModel(BaseEstimator):
         check_is_fitted(self, ["learner_", "slope_"])
         return self.learner_.predict(X)
 
+    def line_input(self, X) -> np.ndarray:
+        """What the calibration line reads for each row of ``X``: the learner's raw scores.
+
+        Without detected heterogeneity the line is flat (every finite score maps to
+        ``intercept_``, with the standard error ``intercept_se_``), so the learner is not run: the
+        rows are checked and each gets ``centre_``.  The calibrated uplifts and standard errors
+        are the same, and scoring a base costs nothing for the response model.
+        """
+        check_is_fitted(self, ["learner_", "slope_"])
+        if self.heterogeneity_:
+            return self.predict_raw(X)
+        return np.full(len(self.learner_._check_X(X)), self.centre_, dtype="float64")
+
     def predict(self, X) -> np.ndarray:
         """Calibrated uplift: the churn probability a call removes, per row."""
-        return self.calibrate(self.predict_raw(X))
+        return self.calibrate(self.line_input(X))
 
     def calibrate(self, raw) -> np.ndarray:
         """Map raw uplift scores to calibrated ones."""
@@ -480,7 +493,7 @@ class ResponseModel(BaseEstimator):
         uncorrelated: the scores are centred); without detected heterogeneity, the average
         effect's standard error for every row.
         """
-        return self.uncertainty(self.predict_raw(X))
+        return self.uncertainty(self.line_input(X))
 
     def uncertainty_of(self, uplift) -> np.ndarray:
         """``predict_se`` from calibrated uplifts (the calibration line inverted), e.g. from a served model."""

@@ -159,28 +159,28 @@ class BaseTotals:
         totals.etf_forgone = float((waived * p).sum())
         totals.waived = int(np.count_nonzero(waived > 0))
         tier = out["risk_tier"].astype("str").to_numpy(dtype=object)
+        at = {name: tier == name for name in totals.tiers}
         for name in totals.tiers:
-            totals.tiers[name] = int(np.count_nonzero(tier == name))
+            totals.tiers[name] = int(np.count_nonzero(at[name]))
         net = out["expected_net_value"].to_numpy(dtype="float64")
         harmful = out["do_not_contact"].to_numpy(dtype=bool)
         worth = net > 0
         idle = ~worth & ~harmful
         totals.reasons = {"do_not_contact": int(np.count_nonzero(harmful)),
-                          "lost_cause": int(np.count_nonzero(idle & (tier == "high"))),
-                          "not_worth": int(np.count_nonzero(idle & (tier == "medium"))),
-                          "low_risk": int(np.count_nonzero(idle & (tier == "low"))),
+                          "lost_cause": int(np.count_nonzero(idle & at["high"])),
+                          "not_worth": int(np.count_nonzero(idle & at["medium"])),
+                          "low_risk": int(np.count_nonzero(idle & at["low"])),
                           "worth_a_call": int(np.count_nonzero(worth & ~harmful))}
         totals.net_values = [net.astype("float32")]
         totals.probabilities = [p.astype("float32")]
         segments = segment_frame(inputs)
         if len(segments.columns) and len(segments) == len(p):
-            rows = np.column_stack([np.ones_like(p), p, q, q * (1 - 2 * p), p * v, waived * p, (tier != "low").astype(float),
-                                    worth.astype(float)])
+            rows = [np.ones_like(p), p, q, q * (1 - 2 * p), p * v, waived * p, (~at["low"]).astype(float),
+                    worth.astype(float)]
             for name in segments.columns:
                 # sorted levels and each row's level, by hashing (np.unique sorts every row's text)
                 codes, keys = pd.factorize(segments[name].astype("str").to_numpy(dtype=object), sort=True)
-                sums = np.zeros((len(keys), rows.shape[1]))
-                np.add.at(sums, codes, rows)
+                sums = np.column_stack([np.bincount(codes, weights=column, minlength=len(keys)) for column in rows])
                 for key, total in zip(keys, sums):
                     totals.segments[(name, str(key))] = total
         return totals

@@ -854,10 +854,13 @@ def list_actions(action, *, targeted, do_not_contact, risk_tier, expected_net_va
     worth = np.nan_to_num(np.asarray(expected_net_value, dtype="float64"), nan=0.0) > 0
     control = np.zeros(len(rule), dtype=bool) if group is None else np.asarray(group, dtype=object) == "control"
     offered = targeted & ~control & ~harmful
-    conditions = [control, harmful, offered & is_contact(rule), offered, worth, tier == "high", tier == "medium"]
-    choices = [CONTROL_ACTION, DO_NOT_CONTACT, "", TARGETED_ACTION, BEYOND_LIMIT_ACTION, LOST_CAUSE_ACTION,
-               NOT_WORTH_ACTION]
-    out = np.select(conditions, choices, default=DEFAULT_ACTION).astype(object)
-    keep = offered & is_contact(rule)
+    keep = offered.copy()  # offered a call, with the rule table's contact: its action stays
+    keep[offered] = is_contact(rule[offered])
+    conditions = [control, harmful, keep, offered, worth, tier == "high", tier == "medium"]
+    # By position, then one shared text per choice: no per-row text is built (a 500,000-row
+    # batch of long fixed-width texts took 200 MB).
+    choices = np.asarray([CONTROL_ACTION, DO_NOT_CONTACT, "", TARGETED_ACTION, BEYOND_LIMIT_ACTION, LOST_CAUSE_ACTION,
+                          NOT_WORTH_ACTION, DEFAULT_ACTION], dtype=object)
+    out = choices[np.select(conditions, np.arange(len(conditions), dtype=np.int8), default=len(conditions))]
     out[keep] = rule[keep]
     return out

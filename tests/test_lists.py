@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.config import Config
 from pipeline.errors import DataError
-from pipeline.lists import (GROUP_CODES, SEQ, choose, cut, finalize, in_list_order, list_rows, rank_scores,
-                            with_explanations)
+from pipeline.lists import (GROUP_CODES, SEQ, ListTally, choose, cut, finalize, in_list_order, list_rows,
+                            rank_scores, value_counts, with_explanations)
 from pipeline.score import ScoringModel, score_rows
 from pipeline.targeting import CONTROL_ACTION, is_contact
 
@@ -91,6 +91,40 @@ def test_list_rows_are_the_same_from_a_frame_and_from_an_arrow_table():
     assert list(from_frame.columns) == list(from_arrow.columns)
     for column in from_frame.columns:
         assert from_frame[column].astype(str).tolist() == from_arrow[column].astype(str).tolist(), column
+
+
+@pytest.mark.parametrize("kind", ["str", "object", "category", "arrow", "arrow dictionary"])
+def test_value_counts_count_blanks_as_empty_text_whatever_the_column_type(kind):
+    values = ["b", None, "a", "b", "", "c", None]
+    where = np.array([1, 0, 1, 1, 1, 0, 1], dtype=bool)
+    column = {"str": pd.array(values, dtype="str"), "object": pd.Series(values, dtype=object),
+              "category": pd.Categorical(values, categories=["a", "b", "c", "", "unused"]),
+              "arrow": pa.array(values), "arrow dictionary": pa.array(values).dictionary_encode()}[kind]
+    table = pa.table({"x": column}) if kind.startswith("arrow") else pd.DataFrame({"x": column})
+    assert value_counts(table, "x") == {"a": 1, "b": 2, "c": 1, "": 3}
+    assert value_counts(table, "x", where) == {"a": 1, "b": 2, "": 2}
+
+
+def test_the_tally_counts_a_list_the_same_from_frames_and_from_arrow_batches():
+    ranked = rank_scores(_scores())
+    ranked[SEQ] = np.arange(len(ranked), dtype="int64")
+    rows = list_rows(cut(ranked, choose(ranked, capacity=50, control_share=0.2, seed=1), write_all=True),
+                     campaign_id="x")
+    from_frames, from_arrow = ListTally(), ListTally()
+    for start in range(0, len(rows), 64):
+        batch = rows.iloc[start:start + 64]
+        from_frames.add(batch)
+        from_arrow.add(pa.Table.from_pandas(batch, preserve_index=False).unify_dictionaries())
+    tier, targeted = rows["risk_tier"].astype(str), rows["targeted"].astype(bool)
+    expected = {
+        "rows": len(rows), "tiers": {name: int((tier == name).sum()) for name in ("low", "medium", "high")},
+        "targeted": 50, "targeted_by_tier": {name: int((tier[targeted] == name).sum()) for name in ("low", "medium", "high")},
+        "control": 10, "do_not_contact": int(rows["do_not_contact"].sum()),
+        "actions": rows["action"].astype(str).value_counts().to_dict(),
+    }
+    for tally in (from_frames, from_arrow):
+        got = tally.as_dict()
+        assert {key: got[key] for key in expected} == expected
 
 
 def test_explanations_land_on_their_rows_by_position_in_the_base():

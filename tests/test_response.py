@@ -146,6 +146,26 @@ def test_response_model_fit_detects_a_strong_effect():
     assert np.array_equal(model.predict_raw(X), model.learner_.predict(X))
 
 
+def test_a_flat_response_model_answers_the_average_effect_without_running_its_learner():
+    X, t, y = _synthetic(3000, seed=2)
+    model = ResponseModel(make_learner("two_model", "logistic", drop_columns=("subscriber_id",)), cv=3).fit(X, t, y)
+    raw = model.predict_raw(X)
+    noise = np.random.default_rng(9).random(len(X))
+    flat = model.fit_map(noise, t, y)  # the same fitted learner behind a flat line
+    assert not flat.heterogeneity_
+    expected_uplift, expected_se = flat.calibrate(raw), flat.uncertainty(raw)
+
+    def never(_X):
+        raise AssertionError("the learner ran")
+
+    flat.learner_.predict = never
+    assert np.array_equal(flat.predict(X), expected_uplift)
+    assert np.array_equal(flat.predict_se(X), expected_se)
+    assert np.all(expected_uplift == flat.intercept_) and np.all(expected_se == flat.intercept_se_)
+    with pytest.raises(ModelError, match="lacks 1 training column"):
+        flat.predict(X.drop(columns="segment"))
+
+
 # -- selection and training ------------------------------------------------------------------
 
 
