@@ -18,7 +18,7 @@ import pytest
 
 from pipeline.drift import DriftCounter
 from pipeline.errors import DataError
-from pipeline._engine import IdCheck, merge_runs
+from pipeline._engine import IdCheck, merge_runs, parquet_batches
 from pipeline.lists import in_list_order, rank_order, rank_scores
 from pipeline.output import ListWriter, write_output
 
@@ -42,27 +42,40 @@ def _tied_scores(n=5000, seed=3) -> pd.DataFrame:
     })
 
 
-def _runs(scores: pd.DataFrame, folder: Path, size: int) -> list[Path]:
+def _runs(scores: pd.DataFrame, folder: Path, size: int, group_rows: int | None = None) -> list[Path]:
     paths = []
     for number, start in enumerate(range(0, len(scores), size)):
         chunk = scores.iloc[start:start + size]
         path = folder / f"run-{number}.parquet"
-        pq.write_table(pa.Table.from_pandas(chunk.take(rank_order(chunk)), preserve_index=False), path)
+        pq.write_table(pa.Table.from_pandas(chunk.take(rank_order(chunk)), preserve_index=False), path,
+                       row_group_size=group_rows)
         paths.append(path)
     return paths
 
 
-@pytest.mark.parametrize("size,buffer_rows", [(700, 2000), pytest.param(1, 50_000, marks=pytest.mark.slow),  # a file per row
-                                               (5000, 10)])
-def test_merged_runs_equal_the_in_memory_ranking_ties_included(tmp_path, size, buffer_rows):
+@pytest.mark.parametrize("size,buffer_rows,group_rows", [(700, 2000, None), (700, 2000, 64),  # runs of many row groups
+                                                         pytest.param(1, 50_000, None, marks=pytest.mark.slow),  # a file per row
+                                                         (5000, 10, None)])
+def test_merged_runs_equal_the_in_memory_ranking_ties_included(tmp_path, size, buffer_rows, group_rows):
     scores = _tied_scores()
     expected = rank_scores(scores)
-    merged = pa.concat_tables(list(merge_runs(_runs(scores, tmp_path, size), buffer_rows=buffer_rows))).to_pandas()
+    merged = pa.concat_tables(list(merge_runs(_runs(scores, tmp_path, size, group_rows),
+                                              buffer_rows=buffer_rows))).to_pandas()
     assert merged["subscriber_id"].tolist() == expected["subscriber_id"].tolist()
     # ties: equal losses and probabilities go by id; unknown losses last
     tied = expected[expected["expected_loss"].eq(expected["expected_loss"].iloc[0])]
     assert tied["subscriber_id"].is_monotonic_increasing and len(tied) > 10
     assert expected["expected_loss"].iloc[-1] != expected["expected_loss"].iloc[-1]
+
+
+def test_parquet_batches_read_every_row_in_order_a_row_group_at_a_time(tmp_path):
+    table = pa.table({"a": np.arange(250), "b": [f"t{i}" for i in range(250)]})
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=100)
+    batches = list(parquet_batches(pq.ParquetFile(tmp_path / "t.parquet"), batch_rows=30, columns=["b"]))
+    assert [batch.num_rows for batch in batches] == [30, 30, 30, 10] * 2 + [30, 20]  # never across two groups
+    assert pa.Table.from_batches(batches).equals(table.select(["b"]))
+    pq.write_table(table.slice(0, 0), tmp_path / "empty.parquet")
+    assert list(parquet_batches(pq.ParquetFile(tmp_path / "empty.parquet"), batch_rows=30)) == []
 
 
 def test_lexsort_ranking_matches_a_three_key_sort():
