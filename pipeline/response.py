@@ -639,7 +639,12 @@ def train_response(
 def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_columns) -> ResponseResult:
     """``train_response``'s stages, within its thread limit: split off the hold-out,
     cross-validate the candidates and keep one, calibrate it and fit it on the training
-    part, evaluate it on the hold-out, and refit it on every row."""
+    part, evaluate it on the hold-out, and refit it on every row.  Fits of a family that runs
+    faster on one thread (``pipeline.model.fit_threads``) use one."""
+    from threadpoolctl import threadpool_limits
+
+    from pipeline.model import fit_threads
+
     order = _candidate_order(config)
     t_all, y_all, risk_all = _checked_pilot(X, treatment, y, risk, config)
     started = time.perf_counter()
@@ -649,7 +654,7 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
     t_train, y_train = t_all[train_idx], y_all[train_idx]
 
     candidates, oof_by_key, learners = _cross_validate(order, X_train, t_train, y_train, config=config, seed=seed,
-                                                       drop_columns=drop_columns, say=say)
+                                                       threads=threads, drop_columns=drop_columns, say=say)
     timings["selection_seconds"] = time.perf_counter() - started
     chosen_key = _mark_chosen(candidates, say)
     chosen = learners[chosen_key]
@@ -662,7 +667,8 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
     calibrated = _calibration_line(chosen, chosen_key, oof, t_train, y_train, significance=significance,
                                    config=config, seed=seed, say=say)
     say(f"fit of {chosen_key} on {len(train_idx):,} rows")
-    holdout_model = calibrated.set_fitted(clone(chosen).fit(X_train, t_train, y_train))
+    with threadpool_limits(limits=fit_threads(family, threads)):
+        holdout_model = calibrated.set_fitted(clone(chosen).fit(X_train, t_train, y_train))
     timings["final_fit_seconds"] = time.perf_counter() - t0
 
     holdout = _evaluate_holdout(holdout_model, X, t_all, y_all, risk_all, holdout_idx, config)
@@ -674,7 +680,9 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
     if config.refit_all_rows:
         say(f"refit of {chosen_key} on all {len(X):,} rows")
         t0 = time.perf_counter()
-        model = clone(calibrated).fit_map(oof, t_train, y_train).set_fitted(clone(chosen).fit(X, t_all, y_all))
+        with threadpool_limits(limits=fit_threads(family, threads)):
+            refit = clone(chosen).fit(X, t_all, y_all)
+        model = clone(calibrated).fit_map(oof, t_train, y_train).set_fitted(refit)
         timings["refit_seconds"] = time.perf_counter() - t0
     timings["total_seconds"] = time.perf_counter() - started
     return ResponseResult(
@@ -738,7 +746,7 @@ def _pilot_split(t_all: np.ndarray, y_all: np.ndarray, config: ResponseConfig, s
 
 def _cross_validate(
     order: list[tuple[str, str]], X_train: pd.DataFrame, t_train: np.ndarray, y_train: np.ndarray, *,
-    config: ResponseConfig, seed: int, drop_columns: tuple[str, ...], say: Callable[[str], None],
+    config: ResponseConfig, seed: int, threads: int, drop_columns: tuple[str, ...], say: Callable[[str], None],
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, BaseEstimator]]:
     """Every candidate of ``order`` cross-validated on the training rows, on the same seeded folds.
 
@@ -746,7 +754,10 @@ def _cross_validate(
     position in ``order``), and each candidate's out-of-fold raw uplift and unfitted learner
     by key (``learner/family``).
     """
+    from threadpoolctl import threadpool_limits
+
     from pipeline import evaluate
+    from pipeline.model import fit_threads
 
     folds = response_folds(t_train, y_train, config.cv_folds, seed)
     rows, oof_by_key, learners = [], {}, {}
@@ -755,7 +766,8 @@ def _cross_validate(
         say(f"candidate {number}/{len(order)}: {key}")
         t0 = time.perf_counter()
         learner = make_learner(learner_name, family, drop_columns=drop_columns, seed=seed)
-        oof, fold_qini = _out_of_fold_uplift(learner, key, X_train, t_train, y_train, folds)
+        with threadpool_limits(limits=fit_threads(family, threads)):
+            oof, fold_qini = _out_of_fold_uplift(learner, key, X_train, t_train, y_train, folds)
         oof_by_key[key], learners[key] = oof, learner
         rows.append({
             "candidate": key,

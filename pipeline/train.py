@@ -727,7 +727,9 @@ def _run_selection(X_train: pd.DataFrame, y_train: np.ndarray, periods_train: np
     it fits in the time budget; a search draw stops early when it trails the leader
     (``train.racing``).  A candidate that cannot be fit is a ``ModelError``.
     """
-    from pipeline.model import make_candidate
+    from threadpoolctl import threadpool_limits
+
+    from pipeline.model import fit_threads, make_candidate
 
     seed = config.train.seed
     X_sel, y_sel, periods_sel = selection_rows(X_train, y_train, periods_train, config)
@@ -751,9 +753,11 @@ def _run_selection(X_train: pd.DataFrame, y_train: np.ndarray, periods_train: np
         stop = ((lambda aucs, leader=leader: race_out(aucs, fold_aucs[leader]))
                 if params and leader is not None and config.train.racing else None)
         try:
-            oof, fold_auc = _oof_proba(estimator, X_sel, y_sel, config, periods_sel, stop=stop,
-                                       in_time=lambda seconds, left, family=family: clock.finishes(family, seconds, left),
-                                       deadline=clock.deadline())
+            with threadpool_limits(limits=fit_threads(family, threads)):
+                oof, fold_auc = _oof_proba(
+                    estimator, X_sel, y_sel, config, periods_sel, stop=stop,
+                    in_time=lambda seconds, left, family=family: clock.finishes(family, seconds, left),
+                    deadline=clock.deadline())
         except OutOfBudget as out:
             clock.record(family, (time.perf_counter() - t0) / max(out.folds_done, 1))
             clock.skipped.append(f"{family} ({shown or 'defaults'}, stopped after {out.folds_done} of {folds} folds)")
