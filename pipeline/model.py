@@ -74,9 +74,12 @@ class _Deadline:
 SINGLE_THREADED_FAMILIES = frozenset({"logistic"})
 
 
-def fit_threads(family: str, threads: int) -> int:
-    """The thread limit (``threadpoolctl``: BLAS and OpenMP) for fitting a ``family`` model."""
-    return 1 if family in SINGLE_THREADED_FAMILIES else int(threads)
+def fit_threads(family: str, threads: int):
+    """The thread pools (BLAS and OpenMP, ``threadpoolctl``) limited for fitting a ``family``
+    model, as a context: ``with fit_threads(family, threads): ...`` (the limit applies at the call)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1 if family in SINGLE_THREADED_FAMILIES else int(threads))
 
 
 @contextmanager

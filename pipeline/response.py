@@ -641,8 +641,6 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
     cross-validate the candidates and keep one, calibrate it and fit it on the training
     part, evaluate it on the hold-out, and refit it on every row.  Fits of a family that runs
     faster on one thread (``pipeline.model.fit_threads``) use one."""
-    from threadpoolctl import threadpool_limits
-
     from pipeline.model import fit_threads
 
     order = _candidate_order(config)
@@ -667,7 +665,7 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
     calibrated = _calibration_line(chosen, chosen_key, oof, t_train, y_train, significance=significance,
                                    config=config, seed=seed, say=say)
     say(f"fit of {chosen_key} on {len(train_idx):,} rows")
-    with threadpool_limits(limits=fit_threads(family, threads)):
+    with fit_threads(family, threads):
         holdout_model = calibrated.set_fitted(clone(chosen).fit(X_train, t_train, y_train))
     timings["final_fit_seconds"] = time.perf_counter() - t0
 
@@ -680,7 +678,7 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
     if config.refit_all_rows:
         say(f"refit of {chosen_key} on all {len(X):,} rows")
         t0 = time.perf_counter()
-        with threadpool_limits(limits=fit_threads(family, threads)):
+        with fit_threads(family, threads):
             refit = clone(chosen).fit(X, t_all, y_all)
         model = clone(calibrated).fit_map(oof, t_train, y_train).set_fitted(refit)
         timings["refit_seconds"] = time.perf_counter() - t0
@@ -754,8 +752,6 @@ def _cross_validate(
     position in ``order``), and each candidate's out-of-fold raw uplift and unfitted learner
     by key (``learner/family``).
     """
-    from threadpoolctl import threadpool_limits
-
     from pipeline import evaluate
     from pipeline.model import fit_threads
 
@@ -766,7 +762,7 @@ def _cross_validate(
         say(f"candidate {number}/{len(order)}: {key}")
         t0 = time.perf_counter()
         learner = make_learner(learner_name, family, drop_columns=drop_columns, seed=seed)
-        with threadpool_limits(limits=fit_threads(family, threads)):
+        with fit_threads(family, threads):
             oof, fold_qini = _out_of_fold_uplift(learner, key, X_train, t_train, y_train, folds)
         oof_by_key[key], learners[key] = oof, learner
         rows.append({

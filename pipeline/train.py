@@ -727,8 +727,6 @@ def _run_selection(X_train: pd.DataFrame, y_train: np.ndarray, periods_train: np
     it fits in the time budget; a search draw stops early when it trails the leader
     (``train.racing``).  A candidate that cannot be fit is a ``ModelError``.
     """
-    from threadpoolctl import threadpool_limits
-
     from pipeline.model import fit_threads, make_candidate
 
     seed = config.train.seed
@@ -753,7 +751,7 @@ def _run_selection(X_train: pd.DataFrame, y_train: np.ndarray, periods_train: np
         stop = ((lambda aucs, leader=leader: race_out(aucs, fold_aucs[leader]))
                 if params and leader is not None and config.train.racing else None)
         try:
-            with threadpool_limits(limits=fit_threads(family, threads)):
+            with fit_threads(family, threads):
                 oof, fold_auc = _oof_proba(
                     estimator, X_sel, y_sel, config, periods_sel, stop=stop,
                     in_time=lambda seconds, left, family=family: clock.finishes(family, seconds, left),
