@@ -200,7 +200,32 @@ def looks_personal(name: object, values: pd.Series) -> str | None:
         return _personal_numbers(numbers[~np.isnan(numbers)][:_SAMPLE])
     if values.dtype.kind == "b":
         return None
-    sample = _as_text(values.dropna().iloc[: 4 * _SAMPLE]).dropna().iloc[:_SAMPLE]
+    raw = values.dropna().iloc[: 4 * _SAMPLE]
+    key = _text_key(raw)
+    if key not in _TEXT_VERDICTS:
+        if len(_TEXT_VERDICTS) >= _TEXT_VERDICTS_KEPT:
+            _TEXT_VERDICTS.clear()
+        _TEXT_VERDICTS[key] = _text_verdict(_as_text(raw).dropna().iloc[:_SAMPLE])
+    return _TEXT_VERDICTS[key]
+
+
+#: Verdicts of ``looks_personal`` on text, by the values it looked at (``_text_key``): model
+#: selection types the same fold's rows once per candidate, and the verdict of the same values
+#: is the same.  At most ``_TEXT_VERDICTS_KEPT`` are kept.
+_TEXT_VERDICTS: dict[tuple[str, bytes], str | None] = {}
+_TEXT_VERDICTS_KEPT = 4096
+
+
+def _text_key(raw: pd.Series) -> tuple[str, bytes]:
+    """The dtype and a 128-bit digest of ``raw``'s values, in order (not its index)."""
+    import hashlib
+
+    hashed = pd.util.hash_pandas_object(raw, index=False).to_numpy()
+    return str(raw.dtype), hashlib.blake2b(hashed.tobytes(), digest_size=16).digest()
+
+
+def _text_verdict(sample: pd.Series) -> str | None:
+    """``looks_personal``'s verdict on the first non-blank texts of a column."""
     if sample.empty:
         return None
     reason = _personal_text(sample)

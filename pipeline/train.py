@@ -60,10 +60,19 @@ class TrainResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def _folds(config: Config):
+def _folds(config: Config, n_folds: int | None = None):
     from sklearn.model_selection import StratifiedKFold
 
-    return StratifiedKFold(n_splits=config.train.cv_folds, shuffle=True, random_state=config.train.seed)
+    return StratifiedKFold(n_splits=n_folds or config.train.cv_folds, shuffle=True, random_state=config.train.seed)
+
+
+def selection_fold_count(config: Config, n_rows: int) -> int:
+    """Selection's number of folds on ``n_rows`` rows: ``train.cv_folds``, or
+    ``train.large_cv_folds`` when fewer and the rows are at least ``train.large_cv_rows``."""
+    train = config.train
+    if train.large_cv_rows and n_rows >= train.large_cv_rows:
+        return min(train.cv_folds, train.large_cv_folds)
+    return train.cv_folds
 
 
 def time_folds(periods: np.ndarray, n_folds: int, *, horizon_days: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -103,9 +112,10 @@ def purge_overlap(periods: np.ndarray, train_idx: np.ndarray, holdout_idx: np.nd
 def selection_folds(X: pd.DataFrame, y: np.ndarray, config: Config, periods: np.ndarray | None):
     """Selection's cross-validation folds, as (fit rows, scored rows) pairs: stratified, or by
     time when ``periods`` (the rows' snapshot dates) are given."""
+    n_folds = selection_fold_count(config, len(y))
     if periods is None:
-        return list(_folds(config).split(X, y))
-    folds = time_folds(periods, config.train.cv_folds, horizon_days=config.data.horizon_days)
+        return list(_folds(config, n_folds).split(X, y))
+    folds = time_folds(periods, n_folds, horizon_days=config.data.horizon_days)
     if not folds:
         raise DataError(
             f"no fold by time is left once rows whose label window ({config.data.horizon_days} days, "
@@ -774,7 +784,7 @@ def _run_selection(X_train: pd.DataFrame, y_train: np.ndarray, periods_train: np
         estimators[key] = estimator
         fold_aucs[key] = fold_auc
         clock.record(family, (time.perf_counter() - t0) / folds)
-        rows.append(_candidate_row(key, family, params, y_sel, oof, fold_auc, t0, config))
+        rows.append(_candidate_row(key, family, params, y_sel, oof, fold_auc, t0))
     _say_unfinished(clock, raced, say)
     candidates = pd.DataFrame(rows).sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
     return _Selection(candidates=candidates, oof=oof_by_key, estimators=estimators, y=y_sel, raced=raced,
@@ -788,7 +798,7 @@ def _shown_params(params: dict[str, Any]) -> str:
 
 
 def _candidate_row(key: str, family: str, params: dict[str, Any], y_sel: np.ndarray, oof: np.ndarray,
-                   fold_auc: np.ndarray, t0: float, config: Config) -> dict[str, Any]:
+                   fold_auc: np.ndarray, t0: float) -> dict[str, Any]:
     """A finished candidate's row of the candidates table: its scores on the out-of-fold
     probabilities, the standard error of its fold AUCs, and its seconds per fold since ``t0``."""
     return {
@@ -798,7 +808,7 @@ def _candidate_row(key: str, family: str, params: dict[str, Any], y_sel: np.ndar
         **_scores(y_sel, oof),
         "roc_auc_se": float(fold_auc.std(ddof=1) / np.sqrt(len(fold_auc))) if len(fold_auc) > 1 else float("nan"),
         "tuned": bool(params),
-        "fit_seconds": (time.perf_counter() - t0) / config.train.cv_folds,
+        "fit_seconds": (time.perf_counter() - t0) / max(len(fold_auc), 1),
     }
 
 

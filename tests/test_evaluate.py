@@ -471,6 +471,33 @@ def test_permutation_importance_subsamples_above_max_rows():
     assert sampled["signal"] != full["signal"]
 
 
+@pytest.mark.parametrize("batch_rows", [1, 250, 10_000])
+def test_permutation_importance_equals_scikit_learns_however_the_copies_are_batched(batch_rows):
+    """The same shuffles and scores as sklearn.inspection.permutation_importance, on a typed
+    pipeline with text categories, missing values and a column it drops; one copy per call
+    (batch_rows=1), a few per call, or all of them in one call."""
+    from sklearn.inspection import permutation_importance
+
+    from pipeline.model import make_candidate
+
+    rng = np.random.default_rng(5)
+    n = 240
+    frame = pd.DataFrame({
+        "tenure": rng.integers(1, 72, n).astype(float),
+        "plan": rng.choice(["basic", "plus", "max"], n),
+        "charges": np.where(rng.random(n) < 0.1, np.nan, rng.normal(60, 20, n)),
+        "constant": 1.0,
+    })
+    labels = ((frame["plan"] == "max") & (frame["tenure"] < 30) | (rng.random(n) < 0.15)).astype(int).to_numpy()
+    model = make_candidate("hist_gradient_boosting", drop_columns=(), seed=0, n_threads=1).fit(frame, labels)
+    ours = evaluate.permutation_importance_table(model, frame, labels, n_repeats=3, seed=4, batch_rows=batch_rows)
+    theirs = permutation_importance(model, frame, labels, scoring="roc_auc", n_repeats=3, random_state=4)
+    expected = pd.Series(theirs.importances_mean, index=frame.columns)
+    assert ours.index.tolist() == expected.sort_values(ascending=False, kind="stable").index.tolist()
+    np.testing.assert_allclose(ours[frame.columns].to_numpy(), expected.to_numpy(), rtol=0, atol=1e-12)
+    assert ours["constant"] == 0.0 and ours["plan"] > 0.05
+
+
 def test_permutation_importance_rejects_arrays():
     model, frame, labels = _fitted_pipeline(50)
     with pytest.raises(ModelError, match="X must be a DataFrame of raw input columns, got ndarray"):

@@ -183,3 +183,24 @@ def test_one_numeric_share_rule_at_its_boundary():
     # 18 numbers and 1 word: text
     assert text_numbers(pd.Series([*(str(i) for i in range(18)), "word"])) is None
     assert text_numbers(pd.Series([None, " "], dtype="object")) is None
+
+
+def test_a_text_verdict_is_remembered_by_the_values_looked_at_not_by_the_column():
+    from pipeline import prepare
+
+    prepare._TEXT_VERDICTS.clear()
+    phones = pd.Series([f"010-{i:04d}-{i * 7 % 10_000:04d}" for i in range(3_000)])
+    plans = pd.Series(["Month-to-month", "One year", "Two year"] * 1_000)
+    assert looks_personal("a", phones) == "personal data (phone numbers)"
+    assert looks_personal("b", plans) is None
+    assert len(prepare._TEXT_VERDICTS) == 2
+    # the same values under another name, index or as categories: the same verdicts, one more entry (the dtype)
+    assert looks_personal("c", phones.set_axis(range(10, 3_010))) == "personal data (phone numbers)"
+    assert looks_personal("d", plans.astype("category")) is None
+    assert len(prepare._TEXT_VERDICTS) == 3
+    # other values among the first 4,000 non-blank ones: a new entry, judged on its own values
+    longer = pd.concat([phones, pd.Series([None] * 10 + ["x"] * 5_000)], ignore_index=True)
+    assert looks_personal("e", longer) == "personal data (phone numbers)" and len(prepare._TEXT_VERDICTS) == 4
+    # ... but values after them change nothing: the same entry
+    assert looks_personal("f", pd.concat([longer, pd.Series(["y"] * 10)], ignore_index=True)) == looks_personal("e", longer)
+    assert len(prepare._TEXT_VERDICTS) == 4

@@ -284,6 +284,7 @@ def test_control_groups_are_random_reproducible_and_the_same_whatever_the_chunks
     assert len(other_control) == 15 and other_control != set(control["subscriber_id"])
 
 
+@pytest.mark.slow  # trains a model through `churn`
 def test_the_notebook_path_and_churn_score_write_the_same_list(trained, tmp_path):
     """One list stage: a frame scored in memory and cut with ``finalize`` (the notebooks) gives
     the bytes of ``churn score`` streaming the base, with a budget and a control group."""

@@ -553,3 +553,26 @@ def test_openmp_threads_wait_passively_unless_the_user_says_otherwise():
                           env=unset).stdout.strip() == "PASSIVE"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**unset, "OMP_WAIT_POLICY": "ACTIVE"}).stdout.strip() == "ACTIVE"
+
+
+def test_selection_uses_fewer_larger_folds_on_a_large_sample():
+    from pipeline.train import selection_fold_count, selection_folds
+
+    config = Config()
+    assert [selection_fold_count(config, n) for n in (1_000, 29_999, 30_000, 40_000)] == [5, 5, 3, 3]
+    assert selection_fold_count(with_overrides(config, train={"large_cv_rows": 0}), 40_000) == 5
+    assert selection_fold_count(with_overrides(config, train={"cv_folds": 2}), 40_000) == 2
+    y = np.tile([0, 0, 0, 1], 7_500)
+    X = pd.DataFrame({"x": np.arange(len(y))})
+    folds = selection_folds(X, y, config, None)
+    assert len(folds) == 3
+    scored = np.concatenate([check for _, check in folds])
+    assert np.array_equal(np.sort(scored), np.arange(len(y)))  # every row scored once
+    assert all(abs(y[check].mean() - 0.25) < 1e-3 for _, check in folds)  # stratified
+
+
+def test_large_cv_settings_are_validated():
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.large_cv_folds must be at least 2"):
+        with_overrides(Config(), train={"large_cv_folds": 1})
