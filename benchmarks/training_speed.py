@@ -42,8 +42,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 HOLDOUT = re.compile(r"hold-out: ROC AUC ([0-9.]+), PR AUC ([0-9.]+), Brier ([0-9.]+)")
 
 
-def run(code: Path, args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> dict:
-    """Run ``churn`` from ``code`` in ``cwd``; wall, CPU and peak memory of that one process.
+def run(code: Path, args: list[str], cwd: Path, extra_env: dict[str, str] | None = None, *,
+        keep_stdout: bool = False) -> dict:
+    """Run ``churn`` from ``code`` in ``cwd``; wall, CPU and peak memory of that one process
+    (and its standard output, with ``keep_stdout``).
 
     Each measurement runs in its own intermediate Python process, so that the peak memory of
     ``RUSAGE_CHILDREN`` is that run's alone (it is a maximum over every child ever waited for)."""
@@ -66,7 +68,7 @@ def run(code: Path, args: list[str], cwd: Path, extra_env: dict[str, str] | None
     found = HOLDOUT.search(result["stdout"])
     return {"wall": result["wall"], "cpu": result["cpu"], "peak_mib": result["rss_kib"] / 1024,
             "roc_auc": float(found.group(1)) if found else None, "pr_auc": float(found.group(2)) if found else None,
-            "brier": float(found.group(3)) if found else None}
+            "brier": float(found.group(3)) if found else None, **({"stdout": result["stdout"]} if keep_stdout else {})}
 
 
 def prepare_tables(names: list[str], datasets: Path, work: Path, subscribers: int) -> dict[str, list[str]]:
