@@ -171,6 +171,24 @@ def silent_server():
     listener.close()
 
 
+def _wait_until_it_handles_sigterm(pid: int, timeout: float = 60.0) -> None:
+    """Wait until ``churn`` has set its own signal handlers (the first thing its ``main`` does).
+
+    Python catches SIGINT itself only when it starts with SIGINT not ignored (a job started in
+    the background of a shell starts with it ignored, and an interrupt then is lost until
+    ``main`` sets its handler); SIGTERM is caught by ``churn``'s handler alone, so a set SIGTERM
+    bit in ``/proc/<pid>/status``'s ``SigCgt`` says that ``main`` has begun.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"churn (pid {pid}) set no SIGTERM handler within {timeout} s")
+
+
 @pytest.mark.parametrize("delay", [pytest.param(0.4, id="importing"), pytest.param(1.5, id="loading"),
                                    pytest.param(4.0, id="connecting", marks=pytest.mark.slow)])  # waits 4 s
 def test_an_interrupt_while_starting_stops_cleanly(tmp_path, silent_server, delay):
@@ -178,6 +196,7 @@ def test_an_interrupt_while_starting_stops_cleanly(tmp_path, silent_server, dela
     process = subprocess.Popen([CHURN, "train", "--data", "t.csv", "--target", "Churn", "--positive", "Yes",
                                 "--tracking-uri", silent_server], cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=_clean_environ())
+    _wait_until_it_handles_sigterm(process.pid)  # the delay counts from main's start, however slow the start
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
