@@ -35,8 +35,61 @@ def is_hist_gradient_boosting(classifier) -> bool:
 
 
 def hgb_matrix(classifier, typed) -> np.ndarray:
-    """The float64 matrix the trees read: ``typed`` with categories coded and columns reordered (``_preprocess_X``)."""
-    return np.ascontiguousarray(classifier._preprocess_X(typed, reset=False), dtype="float64")
+    """The float64 matrix the trees read: ``typed`` with categories coded and columns reordered
+    (``_preprocess_X``), column-major.
+
+    The trees read one column per split, so routing rows through them is about twice as fast
+    on a column-major matrix as on the row-major one ``_preprocess_X`` returns (same values,
+    same leaves).  A frame of the typed kind (categorical columns as pandas categories, every
+    other column float64, the fitted column names in order) is coded here without scikit-learn's
+    ``ColumnTransformer``: each category maps through its position in the fitted
+    ``OrdinalEncoder``'s categories, unknown categories and missing values to NaN, exactly as
+    that encoder does.  Anything else goes through ``_preprocess_X`` itself (which also gives
+    its errors).
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    coded = _coded_frame(classifier, typed)
+    if coded is None:
+        coded = HistGradientBoostingClassifier._preprocess_X(classifier, typed, reset=False)
+    return np.asfortranarray(coded, dtype="float64")
+
+
+def _coded_frame(classifier, typed) -> np.ndarray | None:
+    """``_preprocess_X``'s matrix built column by column (column-major), or None when ``typed``
+    is not a frame this can code exactly (then scikit-learn's own path is used)."""
+    import pandas as pd
+
+    preprocessor = getattr(classifier, "_preprocessor", None)
+    categorical = getattr(classifier, "is_categorical_", None)
+    if preprocessor is None or categorical is None or not isinstance(typed, pd.DataFrame):
+        return None
+    names = getattr(preprocessor, "feature_names_in_", None)
+    if names is None or len(names) != typed.shape[1] or list(names) != [str(c) for c in typed.columns]:
+        return None
+    encoders = [t for name, t, _ in preprocessor.transformers_ if name == "encoder"]
+    if len(encoders) != 1 or len(encoders[0].categories_) != int(np.sum(categorical)):
+        return None
+    encoder = encoders[0]
+    order = [j for j in range(typed.shape[1]) if categorical[j]] + [j for j in range(typed.shape[1]) if not categorical[j]]
+    out = np.empty((len(typed), len(order)), dtype="float64", order="F")
+    levels = iter(encoder.categories_)
+    for k, j in enumerate(order):
+        column = typed.iloc[:, j]
+        if categorical[j]:
+            if not isinstance(column.dtype, pd.CategoricalDtype):
+                return None
+            fitted = next(levels)
+            position = pd.Index(fitted).get_indexer(column.cat.categories).astype("float64")
+            position[position < 0] = np.nan
+            codes = column.cat.codes.to_numpy()
+            lookup = np.append(position, np.nan)  # code -1 (missing) reads the NaN at the end
+            out[:, k] = lookup[codes]
+        else:
+            if column.dtype != np.dtype("float64"):
+                return None
+            out[:, k] = column.to_numpy()
+    return out
 
 
 def hgb_preprocessor(classifier):

@@ -60,6 +60,7 @@ TRUSTED_TYPES = (
     "numpy.dtype",
     "pipeline.model.CalibratedModel",
     "pipeline.model.CatBoostModel",
+    "pipeline.model.HistGradientBoosting",
     "pipeline.prepare.TableTyper",
     "pipeline.response.ClassTransformationUplift",
     "pipeline.response.ResponseModel",

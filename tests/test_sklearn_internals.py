@@ -6,6 +6,7 @@ changes them, one of these tests names the function that broke.
 
 from __future__ import annotations
 
+import copy
 import numpy as np
 import pandas as pd
 import pytest
@@ -104,6 +105,31 @@ def test_preprocessor_puts_each_input_column_where_the_trees_read_it(fitted):
             assert (pairs.groupby("code")["category"].nunique() == 1).all() and pairs["code"].nunique() >= 2
         else:
             np.testing.assert_array_equal(matrix[:, position], typed[column].to_numpy(dtype="float64"))
+
+
+def test_the_matrix_is_scikit_learns_own_column_major_and_the_fast_model_predicts_the_same(fitted):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from pipeline.model import HistGradientBoosting
+
+    classifier, typed, _ = fitted
+    assert type(classifier) is HistGradientBoosting  # make_candidate's class
+    edge = typed.copy()
+    edge.loc[edge.index[2], "charges"] = np.inf  # passed through as scikit-learn does
+    reference = HistGradientBoostingClassifier._preprocess_X(classifier, edge, reset=False)
+    matrix = internals.hgb_matrix(classifier, edge)
+    assert matrix.flags.f_contiguous and matrix.dtype == np.float64
+    np.testing.assert_array_equal(matrix, reference)  # NaN where scikit-learn has NaN (unseen, missing)
+    assert np.isnan(matrix[0]).any() and np.isnan(matrix[1]).sum() >= 3
+    # Frames not of the typed kind (text instead of categories, columns in another order) take
+    # scikit-learn's own path.
+    for other in (edge.assign(Contract=edge["Contract"].astype(object)), edge[edge.columns[::-1]]):
+        np.testing.assert_array_equal(internals.hgb_matrix(classifier, other),
+                                      HistGradientBoostingClassifier._preprocess_X(classifier, other, reset=False))
+    plain = copy.copy(classifier)
+    plain.__class__ = HistGradientBoostingClassifier  # the same fitted trees, scikit-learn's own predict
+    for frame in (typed, edge):
+        np.testing.assert_array_equal(classifier.predict_proba(frame), plain.predict_proba(frame))
 
 
 def test_onehot_output_counts_match_the_public_feature_names():

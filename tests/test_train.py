@@ -41,6 +41,25 @@ def test_calibration_improves_brier_of_a_miscalibrated_model():
     assert scores[method] < 0.8 * scores["none"]
 
 
+def test_selection_shares_the_steps_before_the_model_between_candidates_and_scores_the_same():
+    from pipeline.model import make_candidate
+
+    frame = _table()
+    X, y = frame.drop(columns=["churn"]), frame["churn"].to_numpy()
+    candidates = [make_candidate("logistic", drop_columns=("id",)),
+                  make_candidate("logistic", drop_columns=("id",), classifier__C=0.05),
+                  make_candidate("hist_gradient_boosting", drop_columns=("id",), classifier__max_iter=20)]
+    shared: dict = {}
+    for candidate in candidates:
+        alone, alone_auc = _oof_proba(candidate, X, y, FAST)
+        together, together_auc = _oof_proba(candidate, X, y, FAST, fitted_steps=shared)
+        np.testing.assert_array_equal(together, alone)
+        np.testing.assert_array_equal(together_auc, alone_auc)
+    # Per fold: one typing step for all three, one encoding for both logistic regressions.
+    assert len(shared) == 3 * 2
+    assert sorted(len(key) for key in shared) == [2, 2, 2, 3, 3, 3]
+
+
 def test_no_calibration_when_scores_are_already_honest():
     # Scores that are true probabilities: here neither method lowers the cross-validated Brier.
     rng = np.random.default_rng(2)
@@ -539,6 +558,10 @@ def test_catboost_stops_early_on_held_out_rows_and_is_reproducible():
     large = CatBoostModel(iterations=400, early_stopping_rounds=20, early_stopping_min_rows=2000, random_seed=3,
                           large_fit_iterations=50)
     assert large.fit(X, y).tree_count_ <= 50  # a large fit: at most large_fit_iterations trees, stopped early
+    # Category combinations are switched off on large fits only.
+    assert "max_ctr_complexity" not in large.booster().get_params()
+    assert small.set_params(large_fit_ctr_complexity=1).fit(X, y).booster().get_params().get("max_ctr_complexity") is None
+    assert large.set_params(large_fit_ctr_complexity=1).fit(X, y).booster().get_params()["max_ctr_complexity"] == 1
 
 
 def test_openmp_threads_wait_passively_unless_the_user_says_otherwise():
