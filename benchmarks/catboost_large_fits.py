@@ -26,7 +26,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 
 
 def main() -> None:
@@ -45,17 +44,13 @@ def main() -> None:
     from pipeline.dataset import records_dataset
     from pipeline.model import make_candidate
     from pipeline.records import load_records
-    from pipeline.simulate import generate
 
     sys.path.insert(0, str(HERE))
-    from simulated_accuracy import SUBSCRIBER_ONLY
+    from simulated_accuracy import SUBSCRIBER_ONLY, scenario_base
 
     rows = []
     for scenario in args.scenario:
-        base = RESULTS / f"sim-{scenario}-{args.subscribers}-{args.seed}"
-        if not (base / "manifest.json").exists():
-            generate(args.subscribers, seed=args.seed, scenario=scenario, out=base, overwrite=True)
-        dataset = records_dataset(load_records(base))
+        dataset = records_dataset(load_records(scenario_base(scenario, args.subscribers, args.seed)))
         y = dataset.label.to_numpy()
         fit, scored = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=0)
         for columns, name in ((list(dataset.frame.columns), "all features"), (SUBSCRIBER_ONLY, "subscriber table")):

@@ -31,6 +31,16 @@ SUBSCRIBER_ONLY = [
 ]
 
 
+def scenario_base(scenario: str, subscribers: int, seed: int) -> Path:
+    """The generated base of ``scenario`` under ``benchmarks/results/``, generated on first use."""
+    from pipeline.simulate import generate
+
+    base = RESULTS / f"sim-{scenario}-{subscribers}-{seed}"
+    if not (base / "manifest.json").exists():
+        generate(subscribers, seed=seed, scenario=scenario, out=base, overwrite=True)
+    return base
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
@@ -47,14 +57,11 @@ def main() -> None:
     from pipeline.evaluate import top_decile_lift
     from pipeline.model import make_candidate
     from pipeline.records import load_records
-    from pipeline.simulate import generate
     from pipeline.train import train
 
     rows = []
     for scenario in args.scenario:
-        base = RESULTS / f"sim-{scenario}-{args.subscribers}-{args.seed}"
-        if not (base / "manifest.json").exists():
-            generate(args.subscribers, seed=args.seed, scenario=scenario, out=base, overwrite=True)
+        base = scenario_base(scenario, args.subscribers, args.seed)
         dataset = records_dataset(load_records(base))
         truth = pd.read_parquet(base / "truth")[["subscriber_id", "true_churn_probability"]]
         config = Config()

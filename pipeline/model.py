@@ -93,6 +93,7 @@ def predict_threads(limit: int):
     finally:
         _PREDICT_LIMIT.threads = before
 
+
 class HistGradientBoosting(HistGradientBoostingClassifier):
     """scikit-learn's ``HistGradientBoostingClassifier``, predicting from a column-major matrix.
 
@@ -148,9 +149,8 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
     large_fit_ctr_complexity : int or None
         CatBoost's ``max_ctr_complexity`` on a fit that stops early (``None``: CatBoost's
         default, combinations of up to 4 categorical columns).  1 encodes each category on
-        its own: on the 100,000-subscriber generated base this made each tree a third cheaper,
-        at equal or better hold-out ROC AUC, PR AUC and Brier score over three seeds
-        (``docs/BENCHMARKS.md``).
+        its own: on generated breach bases a fit cost 21-49% less CPU, with hold-out ROC AUC
+        within 0.0013 either way (``benchmarks/catboost_large_fits.py``, ``docs/BENCHMARKS.md``).
 
     Attributes
     ----------
