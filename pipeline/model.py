@@ -26,6 +26,10 @@ DEFAULTS_ONLY = ("catboost",)
 #: CatBoost fits of this many rows or more stop early with at most 300 trees (``make_candidate``).
 CATBOOST_LARGE_FIT_ROWS = 20_000
 
+#: CatBoost fits with at least this many categorical columns encode each on its own when
+#: ``CatBoostModel.max_ctr_complexity`` is set (one column has no other to be combined with).
+CTR_COMBINED_MIN_COLUMNS = 2
+
 #: CatBoost's text for a missing category (it takes no missing values in categorical columns).
 MISSING_CATEGORY = "__missing__"
 
@@ -146,11 +150,15 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
         this many stop early, with at most ``large_fit_iterations`` trees.
     large_fit_iterations : int or None
         The bound on trees of a fit that stops early (``None``: ``iterations``).
-    large_fit_ctr_complexity : int or None
-        CatBoost's ``max_ctr_complexity`` on a fit that stops early (``None``: CatBoost's
-        default, combinations of up to 4 categorical columns).  1 encodes each category on
-        its own: on generated breach bases a fit cost 21-49% less CPU, with hold-out ROC AUC
-        within 0.0013 either way (``benchmarks/catboost_large_fits.py``, ``docs/BENCHMARKS.md``).
+    max_ctr_complexity : int or None
+        CatBoost's ``max_ctr_complexity`` on a fit that stops early and on a fit with at least
+        ``CTR_COMBINED_MIN_COLUMNS`` (2) categorical columns (``None``: CatBoost's default,
+        combinations of up to 4 categorical columns and the tree's splits).  1 encodes each
+        category on its own.  Combinations of categorical columns are most of a fit's cost
+        on a table of many of them: with IBM Telco's 11, the whole ``churn train`` cost about 40%
+        less CPU without them, at the same accuracy.  A table with one categorical column has
+        none to combine it with, and combining it with the tree's splits costs little: it
+        keeps CatBoost's default (``docs/BENCHMARKS.md``, Training speed, item 12).
 
     Attributes
     ----------
@@ -163,11 +171,11 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
     validation_fraction = 0.1
     early_stopping_min_rows = 0
     large_fit_iterations = None
-    large_fit_ctr_complexity = None
+    max_ctr_complexity = None
 
     def __init__(self, iterations=None, learning_rate=None, depth=None, l2_leaf_reg=None,
                  random_seed=0, thread_count=1, early_stopping_rounds=None, validation_fraction=0.1,
-                 early_stopping_min_rows=0, large_fit_iterations=None, large_fit_ctr_complexity=None):
+                 early_stopping_min_rows=0, large_fit_iterations=None, max_ctr_complexity=None):
         self.iterations = iterations
         self.learning_rate = learning_rate
         self.depth = depth
@@ -178,7 +186,7 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.early_stopping_min_rows = early_stopping_min_rows
         self.large_fit_iterations = large_fit_iterations
-        self.large_fit_ctr_complexity = large_fit_ctr_complexity
+        self.max_ctr_complexity = max_ctr_complexity
 
     def _as_catboost(self, X):
         categorical = [c for c in self.categorical_columns_ if c in X.columns]
@@ -207,8 +215,9 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
         held = self._early_stopping_split(target)
         if held is not None and self.large_fit_iterations is not None:
             chosen["iterations"] = self.large_fit_iterations
-        if held is not None and self.large_fit_ctr_complexity is not None:
-            chosen["max_ctr_complexity"] = self.large_fit_ctr_complexity
+        combinable = len(self.categorical_columns_) >= CTR_COMBINED_MIN_COLUMNS
+        if self.max_ctr_complexity is not None and (held is not None or combinable):
+            chosen["max_ctr_complexity"] = self.max_ctr_complexity
         booster = CatBoostClassifier(random_seed=self.random_seed, thread_count=self.thread_count, verbose=0,
                                      allow_writing_files=False, cat_features=self.categorical_columns_, **chosen)
         deadline = getattr(_FIT_DEADLINE, "at", None)
@@ -344,13 +353,14 @@ def make_candidate(family: str, *, drop_columns: tuple[str, ...] = (), seed: int
         )
         steps = [("typer", typer), ("classifier", classifier)]
     elif family == "catboost":
-        # CatBoost's defaults (1,000 trees, every row) on small tables, where every row and tree
-        # counts; from 20,000 fit rows on, at most 300 trees (CatBoost then picks a larger
-        # learning rate), stopped 30 rounds after the held-out log-loss last improved, and
-        # categories encoded one at a time (no combinations).
+        # CatBoost's 1,000 trees on every row on small tables, where every row and tree counts;
+        # from 20,000 fit rows on, at most 300 trees (CatBoost then picks a larger learning
+        # rate), stopped 30 rounds after the held-out log-loss last improved.  Categories are
+        # encoded one at a time (no combinations) on large fits and wherever two or more
+        # categorical columns could be combined.
         catboost = CatBoostModel(random_seed=seed, thread_count=n_threads, early_stopping_rounds=30,
                                  early_stopping_min_rows=CATBOOST_LARGE_FIT_ROWS, large_fit_iterations=300,
-                                 large_fit_ctr_complexity=1)
+                                 max_ctr_complexity=1)
         steps = [("typer", typer), ("classifier", catboost)]
     else:
         raise ConfigError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")

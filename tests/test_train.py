@@ -558,10 +558,18 @@ def test_catboost_stops_early_on_held_out_rows_and_is_reproducible():
     large = CatBoostModel(iterations=400, early_stopping_rounds=20, early_stopping_min_rows=2000, random_seed=3,
                           large_fit_iterations=50)
     assert large.fit(X, y).tree_count_ <= 50  # a large fit: at most large_fit_iterations trees, stopped early
-    # Category combinations are switched off on large fits only.
+    # Category combinations: CatBoost's default unless set; when set, on large fits and on fits
+    # with two categorical columns or more, never on a small fit with fewer.
     assert "max_ctr_complexity" not in large.booster().get_params()
-    assert small.set_params(large_fit_ctr_complexity=1).fit(X, y).booster().get_params().get("max_ctr_complexity") is None
-    assert large.set_params(large_fit_ctr_complexity=1).fit(X, y).booster().get_params()["max_ctr_complexity"] == 1
+    one = X.assign(plan=frame["plan"].astype("category"))
+    two = one.assign(band=pd.Categorical(np.where(frame["fee"] > 30, "high", "low")))
+    small.set_params(max_ctr_complexity=1, iterations=50)
+    assert "max_ctr_complexity" not in small.fit(one, y).booster().get_params()
+    assert small.fit(two, y).booster().get_params()["max_ctr_complexity"] == 1
+    assert large.set_params(max_ctr_complexity=1).fit(X, y).booster().get_params()["max_ctr_complexity"] == 1
+    from pipeline.model import make_candidate
+
+    assert make_candidate("catboost").named_steps["classifier"].max_ctr_complexity == 1
 
 
 def test_openmp_threads_wait_passively_unless_the_user_says_otherwise():
