@@ -541,7 +541,7 @@ def test_the_time_budget_is_honoured_with_every_family(monkeypatch):
 
 
 def test_catboost_stops_early_on_held_out_rows_and_is_reproducible():
-    from pipeline.model import CatBoostModel
+    from pipeline.model import CatBoostModel, make_candidate
 
     frame = _table(2000)
     X, y = frame[["x", "z"]], frame["churn"].to_numpy()
@@ -567,8 +567,6 @@ def test_catboost_stops_early_on_held_out_rows_and_is_reproducible():
     assert "max_ctr_complexity" not in small.fit(one, y).booster().get_params()
     assert small.fit(two, y).booster().get_params()["max_ctr_complexity"] == 1
     assert large.set_params(max_ctr_complexity=1).fit(X, y).booster().get_params()["max_ctr_complexity"] == 1
-    from pipeline.model import make_candidate
-
     assert make_candidate("catboost").named_steps["classifier"].max_ctr_complexity == 1
 
 
