@@ -703,7 +703,6 @@ def _write_companions(output: Path, *, data: str, input_sha256: str, config: Con
     import datetime as dt
 
     from pipeline import tracking
-    from pipeline.report import write_report
     from pipeline.lists import CALL_ORDER, OUTPUT_COLUMNS
     from pipeline.summary import column_dictionary, companion, currency_words, write_json
     from pipeline.targeting import acceptance_rate, pilot_size
@@ -755,27 +754,28 @@ def _write_companions(output: Path, *, data: str, input_sha256: str, config: Con
     files["dictionary"] = write_output(dictionary, companion(output, "dictionary", ".csv"))
     if calls_path is not None:
         files["calls"] = calls_path
-    if report:
-        files["report"] = write_report(output, summary, first_calls=config.report.first_calls)
     tracking.log_files(run_id, {f"report/{path.name}": path for key, path in files.items()
                                 if key in ("summary", "dictionary")})
     if report:
-        _log_report(run_id, output, summary, config)
+        files["report"] = _write_and_log_report(run_id, output, summary, config)
     return files
 
 
-def _log_report(run_id: str, list_path: Path | str, summary: dict, config: Config,
-                baseline: dict | None = None) -> None:
-    """Log the report to the scoring run without subscriber ids (MLflow never holds an identifier)."""
+def _write_and_log_report(run_id: str | None, list_path: Path | str, summary: dict, config: Config, *,
+                          out_dir: str | None = None, baseline: dict | None = None) -> Path:
+    """Write the report beside the list (or in ``out_dir``) and, with a ``run_id``, log to that run the
+    same page without subscriber ids (MLflow never holds an identifier); the list is read once."""
     import tempfile
 
     from pipeline import tracking
     from pipeline.report import write_report
 
     with tempfile.TemporaryDirectory(prefix="churn-report-") as tmp:
-        path = write_report(list_path, summary, out_dir=tmp, baseline=baseline,
-                            first_calls=config.report.first_calls, ids=False)
-        tracking.log_files(run_id, {f"report/{path.name}": path})
+        path = write_report(list_path, summary, out_dir=out_dir, baseline=baseline,
+                            first_calls=config.report.first_calls, copy_without_ids=tmp if run_id else None)
+        if run_id:
+            tracking.log_files(run_id, {f"report/{path.name}": Path(tmp) / path.name})
+    return path
 
 
 def _list_header(path: Path) -> list[str]:
@@ -1063,23 +1063,21 @@ def report_job(scores: str, *, config: Config, out_dir: str | None = None, basel
     when that store holds it.  Returns the report's path and the run it was logged to (or None).
     """
     from pipeline import tracking
-    from pipeline.report import write_report
     from pipeline.summary import companion, read_json
 
     say = _say(progress)
     summary = read_json(companion(scores, "summary", ".json"))
     base = read_json(companion(baseline, "summary", ".json")) if baseline else None
     say(f"writing the report of {scores}")
-    path = write_report(scores, summary, out_dir=out_dir, baseline=base, first_calls=config.report.first_calls)
     run_id = summary.get("run_id")
-    if uri is None or not run_id:
-        return path, None
-    tracking.connect(uri)
-    if not tracking.run_exists(run_id):
-        say(f"scoring run {run_id} is not in {hide_credentials(uri)}: the report was not logged")
-        return path, None
-    _log_report(run_id, scores, summary, config, baseline=base)
-    return path, run_id
+    if uri is not None and run_id:
+        tracking.connect(uri)
+        if not tracking.run_exists(run_id):
+            say(f"scoring run {run_id} is not in {hide_credentials(uri)}: the report was not logged")
+            run_id = None
+    else:
+        run_id = None
+    return _write_and_log_report(run_id, scores, summary, config, out_dir=out_dir, baseline=base), run_id
 
 
 def models_job(*, config: Config, uri: str) -> list[dict[str, Any]]:

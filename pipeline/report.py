@@ -12,7 +12,8 @@ test can check it against the list.
 ``write_report`` renders and writes the page (atomically) beside the list.  With
 ``ids=False`` the first-calls table leaves the subscriber ids out (the call order stays, so
 the call list finds each row): that copy is the one logged to MLflow, which never holds an
-identifier of a subscriber.
+identifier of a subscriber.  ``render_pages`` (and ``write_report(copy_without_ids=...)``)
+renders both from one reading of the list.
 """
 
 from __future__ import annotations
@@ -657,6 +658,15 @@ def render(list_path: str | Path, summary: dict, *, baseline: dict | None = None
            ids: bool = True) -> str:
     """The report page for the list at ``list_path`` and its scoring summary (and a no-breach ``baseline`` summary);
     ``ids=False`` leaves subscriber ids out."""
+    return render_pages(list_path, summary, baseline=baseline, first_calls=first_calls, ids=(ids,))[ids]
+
+
+def render_pages(list_path: str | Path, summary: dict, *, baseline: dict | None = None, first_calls: int = 50,
+                 ids: tuple[bool, ...] = (True, False)) -> dict[bool, str]:
+    """The report page with subscriber ids (``True``) and without (``False``), from one reading of the list.
+
+    The list's figures and the plots are computed once; only the first-calls table differs.
+    """
     figures = ListFigures.of_batches(read_list_batches(list_path), first_rows=first_calls)
     currency = summary.get("currency") or ""
     plots: list[str] = []
@@ -671,25 +681,36 @@ def render(list_path: str | Path, summary: dict, *, baseline: dict | None = None
               f"{_e(currency or 'the value column currency')}.</p>"
               '<nav><a href="#impact">Breach impact</a><a href="#campaign">The campaign</a>'
               '<a href="#health">Model health</a><a href="#calls">First calls</a></nav>')
-    body = [header, _impact(summary, figures, baseline, currency, plots), _campaign(summary, figures, currency, plots),
-            _health(summary, currency, plots), _calls(figures, summary, currency, first_calls, ids)]
+    body = "".join([header, _impact(summary, figures, baseline, currency, plots),
+                    _campaign(summary, figures, currency, plots), _health(summary, currency, plots)])
     footer = (f"<footer>Written by <code>churn report</code> from {_e(Path(list_path).name)} and its scoring summary "
               f"(scoring run {_e(summary.get('run_id'))}). Plots: {_e(', '.join(plots))}.</footer>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main data-plots=\"{_e(','.join(plots))}\">"
-            + "".join(body) + footer + "</main></body></html>\n")
+    top = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+           f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main data-plots=\"{_e(','.join(plots))}\">")
+    return {with_ids: top + body + _calls(figures, summary, currency, first_calls, with_ids) + footer
+            + "</main></body></html>\n" for with_ids in ids}
 
 
 def write_report(list_path: str | Path, summary: dict, *, out_dir: str | Path | None = None,
-                 baseline: dict | None = None, first_calls: int = 50, ids: bool = True) -> Path:
+                 baseline: dict | None = None, first_calls: int = 50, ids: bool = True,
+                 copy_without_ids: str | Path | None = None) -> Path:
     """Render the report and write it as ``NAME.report.html`` in ``out_dir`` (default: beside the list);
-    ``ids=False`` leaves subscriber ids out (the copy for MLflow)."""
+    ``ids=False`` leaves subscriber ids out (the copy for MLflow).
+
+    ``copy_without_ids``: a folder that also receives the page without subscriber ids, from the
+    same rendering (the list is read and the plots drawn once).
+    """
     from pipeline.summary import write_text
 
     list_path = Path(list_path)
     folder = Path(out_dir) if out_dir is not None else list_path.parent
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder for the report")
-    page = render(list_path, summary, baseline=baseline, first_calls=first_calls, ids=ids)
-    return write_text(page, folder / f"{list_path.stem}.report.html")
+    for where in (folder, *([] if copy_without_ids is None else [Path(copy_without_ids)])):
+        if not where.is_dir():
+            raise DataError(f"{where}: no such folder for the report")
+    kinds = (ids,) if copy_without_ids is None else (ids, False)
+    pages = render_pages(list_path, summary, baseline=baseline, first_calls=first_calls, ids=tuple(dict.fromkeys(kinds)))
+    name = f"{list_path.stem}.report.html"
+    if copy_without_ids is not None:
+        write_text(pages[False], Path(copy_without_ids) / name)
+    return write_text(pages[ids], folder / name)

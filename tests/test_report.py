@@ -342,6 +342,13 @@ def test_the_report_says_what_the_list_says_and_rebuilds_from_files(scored, tmp_
     assert len(list(report.read_list_batches(work / "list.csv"))) > 10
     assert report.render(work / "list.csv", summary) == page
     assert "added to scoring run" in again.stdout
+    # both pages (with ids, and the copy for MLflow without) come from one reading of the list
+    readings = []
+    read = report.read_list_batches
+    monkeypatch.setattr(report, "read_list_batches", lambda path: readings.append(path) or read(path))
+    pages = report.render_pages(work / "list.csv", summary)
+    assert len(readings) == 1 and pages[True] == page
+    assert pages[False] == report.render(work / "list.csv", summary, ids=False) != page
 
 
 @pytest.mark.slow
@@ -359,6 +366,9 @@ def test_the_report_is_logged_to_the_scoring_run_and_models_are_listed(scored):
     logged = Path(client.download_artifacts(run_id, "report/list.report.html", str(work / "logged"))).read_text()
     assert all(sid in on_disk for sid in ids) and not [sid for sid in ids if sid in logged]
     assert 'class="id"' not in logged and logged.count('<tr data-row="calls.') == on_disk.count('<tr data-row="calls.')
+    from pipeline import report
+
+    assert logged == report.render(work / "list.csv", json.loads((work / "list.summary.json").read_text()), ids=False)
     shutil.rmtree(work / "logged")
     listing = churn("models", cwd=work)
     assert "post-breach-churn" in listing.stdout and "champion" in listing.stdout and "roc_auc=" in listing.stdout
