@@ -101,7 +101,7 @@ def train_job(
     from pipeline.train import train
 
     say = _say(progress)
-    tracking.connect(uri)  # fail fast, before any work, when the store is unreachable
+    tracking.connect(uri, models=True)  # fail fast, before any work, when the store is unreachable
     say(f"loading {data}")
     wants_response = use_response and config.response.enabled
     # A table's treatment column is read either way: its offered rows never train the churn model.
@@ -487,7 +487,7 @@ def score_job(
     check_paths(data, output)
     share = config.scoring.control_share if control_share is None else control_share
     _check_score_options(budget=budget, capacity=capacity, engine=engine, share=share, campaign_id=campaign_id)
-    tracking.connect(uri)
+    tracking.connect(uri, models=True)
     model_uri = model or tracking.model_uri(config.tracking.model_name)
     say(f"loading model {model_uri}")
     scoring = scoring_model(tracking.load_model(model_uri))
