@@ -37,11 +37,14 @@ matrix (``pipeline.dataset.records_dataset`` chunk by chunk, as scoring computes
     .venv/bin/python benchmarks/scoring.py --subscribers 1000000 --profile --stages   # 3 runs each, medians
     .venv/bin/python benchmarks/scoring.py --subscribers 1000000 --only a --config my.toml --tag chunk500k
     .venv/bin/python benchmarks/scoring.py --subscribers 1000000 --iterations 200     # a 200-tree model
+    .venv/bin/python benchmarks/scoring.py --subscribers 1000000 --default-model     # churn train's own model
     .venv/bin/python benchmarks/scoring.py --report benchmarks/results/scoring-1000000.json
 
 ``--iterations N`` trains a model whose boosting runs exactly N iterations (early stopping
 off; the same ``churn train`` otherwise, with ``pipeline.model.make_candidate`` wrapped in
-the training subprocess), like the issue's 200-iteration reference model.  ``--profile``
+the training subprocess), like the issue's 200-iteration reference model.  ``--default-model``
+scores with the model ``churn train`` registers with no configuration (every family, the search
+and the blend), the one a user gets; (b') is then left out when that model is a blend.  ``--profile``
 runs (a) once more under ``cProfile`` (chunks and reasons on the main thread, so that the profile
 sees them: CPU, not wall, time) and reports each stage's cumulative time;
 ``--stages`` times the stages without a profiler, calling the library functions
@@ -141,8 +144,10 @@ from pipeline.model import final_estimator
 started = time.perf_counter()
 model = mlflow.sklearn.load_model({uri!r})
 load_seconds = time.perf_counter() - started
-inner = final_estimator(model)
-typer, booster = inner.named_steps["typer"], inner.named_steps["classifier"]
+steps = getattr(final_estimator(model), "named_steps", {{}})
+typer, booster = steps.get("typer"), steps.get("classifier")
+if typer is None or not hasattr(booster, "n_iter_"):  # a blend: no single booster to time alone
+    typer = booster = None
 read = predict = typing = booster_predict = predict_cpu = booster_cpu = 0.0
 rows = 0
 batches = pq.ParquetFile({features!r}).iter_batches(batch_size={chunk})
@@ -156,10 +161,13 @@ with threadpool_limits(limits={threads}):
         t1, c1 = time.perf_counter(), time.process_time()
         model.predict_proba(frame)
         t2, c2 = time.perf_counter(), time.process_time()
-        typed = typer.transform(frame)
-        t3, c3 = time.perf_counter(), time.process_time()
-        booster.predict_proba(typed)
-        t4, c4 = time.perf_counter(), time.process_time()
+        if booster is not None:
+            typed = typer.transform(frame)
+            t3, c3 = time.perf_counter(), time.process_time()
+            booster.predict_proba(typed)
+            t4, c4 = time.perf_counter(), time.process_time()
+        else:
+            typed, t3, c3, t4, c4 = None, t2, c2, t2, c2
         read += t1 - t0; predict += t2 - t1; typing += t3 - t2; booster_predict += t4 - t3
         predict_cpu += c2 - c1; booster_cpu += c4 - c3
         rows += len(frame)
@@ -167,8 +175,9 @@ with threadpool_limits(limits={threads}):
 print(json.dumps({{"rows": rows, "load_seconds": load_seconds, "read_seconds": read, "predict_seconds": predict,
                   "typing_seconds": typing, "booster_predict_seconds": booster_predict,
                   "predict_cpu_seconds": predict_cpu, "booster_predict_cpu_seconds": booster_cpu,
-                  "booster_iterations": int(booster.n_iter_), "leaves": booster.max_leaf_nodes,
-                  "columns": int(booster.n_features_in_)}}))
+                  "booster_iterations": None if booster is None else int(booster.n_iter_),
+                  "leaves": None if booster is None else booster.max_leaf_nodes,
+                  "columns": None if booster is None else int(booster.n_features_in_)}}))
 """
 
 # (c): mlflow.pyfunc on the whole prepared frame in one call.
@@ -325,9 +334,14 @@ def ensure_base(n: int, seed: int, part: int) -> Path:
     return folder
 
 
-def ensure_model(train_subscribers: int, iterations: int | None) -> dict:
-    """Train the benchmark's model once with ``churn train`` into its own store; return what it is."""
-    folder = RESULTS / (f"scoring-model-{train_subscribers}" + (f"-hgb{iterations}" if iterations else ""))
+def ensure_model(train_subscribers: int, iterations: int | None, default: bool = False) -> dict:
+    """Train the benchmark's model once with ``churn train`` into its own store; return what it is.
+
+    ``default``: ``churn train`` with no config (every candidate family, search and blend), the
+    model a user gets, instead of the fast single-booster configuration.
+    """
+    folder = RESULTS / (f"scoring-model-{train_subscribers}" + (f"-hgb{iterations}" if iterations else "")
+                        + ("-default" if default else ""))
     stamp = folder / "model.json"
     if stamp.exists():
         return json.loads(stamp.read_text(encoding="utf-8"))
@@ -335,20 +349,21 @@ def ensure_model(train_subscribers: int, iterations: int | None) -> dict:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    (folder / "train.toml").write_text(TRAIN_TOML, encoding="utf-8")
     uri = f"sqlite:///{(folder / 'mlflow.db').as_posix()}"
-    argv = ["train", "--data", str(base), "--tracking-uri", uri, "--config", str(folder / "train.toml")]
+    argv = ["train", "--data", str(base), "--tracking-uri", uri]
+    if not default:
+        (folder / "train.toml").write_text(TRAIN_TOML, encoding="utf-8")
+        argv += ["--config", str(folder / "train.toml")]
     started = time.perf_counter()
     _run(_TRAIN.format(root=str(ROOT), iterations=iterations, argv=argv), env=child_env(uri),
          what="churn train")
     seconds = time.perf_counter() - started
     model = {"uri": uri, "model_uri": f"models:/{MODEL_NAME}@champion", "train_base": str(base),
              "train_command": " ".join(["churn", *argv]), "iterations_forced": iterations,
-             "train_seconds": seconds}
+             "train_seconds": seconds, "default_config": default}
     model.update(_describe_model(model))
     stamp.write_text(json.dumps(model, indent=2) + "\n", encoding="utf-8")
-    print(f"trained the benchmark model in {seconds:.0f} s ({model['booster_iterations']} iterations)",
-          file=sys.stderr)
+    print(f"trained the benchmark model in {seconds:.0f} s ({model_words(model)})", file=sys.stderr)
     return model
 
 
@@ -361,10 +376,13 @@ from pipeline import tracking
 from pipeline.model import final_estimator
 tracking.connect({model['uri']!r})
 loaded = tracking.load_model({model['model_uri']!r})
-booster = final_estimator(loaded.model).named_steps["classifier"]
-print(json.dumps({{"input_columns": loaded.metadata["input_columns"], "booster_iterations": int(booster.n_iter_),
-                  "leaves": booster.max_leaf_nodes, "version": loaded.version,
-                  "calibration": loaded.metadata.get("calibration")}}))
+steps = getattr(final_estimator(loaded.model), "named_steps", {{}})
+booster = steps.get("classifier") if "typer" in steps else None
+single = booster is not None and hasattr(booster, "n_iter_")  # one HistGradientBoosting, not a blend
+print(json.dumps({{"input_columns": loaded.metadata["input_columns"],
+                  "booster_iterations": int(booster.n_iter_) if single else None,
+                  "leaves": booster.max_leaf_nodes if single else None, "version": loaded.version,
+                  "family": loaded.metadata.get("family"), "calibration": loaded.metadata.get("calibration")}}))
 """
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=child_env(model["uri"]),
                           capture_output=True, text=True, check=True)
@@ -514,6 +532,15 @@ def _fmt_load(runs: list[dict]) -> str:
     return f"{min(values):.1f}-{max(values):.1f}"
 
 
+def model_words(model: dict) -> str:
+    """The benchmark model in words: its booster's size, or its family when it is a blend."""
+    calibration = f"{model.get('calibration')} calibration"
+    if model.get("booster_iterations") is not None:
+        return (f"HistGradientBoosting {model['booster_iterations']} iterations x {model['leaves']} leaves, "
+                f"{calibration}")
+    return f"{model.get('family')} (churn train's defaults), {calibration}"
+
+
 def summarise(results: dict) -> dict:
     """Medians of each measurement: rows/s by wall time and by CPU time, wall, peak RSS."""
     n, runs, summary = results["subscribers"], results["runs"], {}
@@ -527,6 +554,8 @@ def summarise(results: dict) -> dict:
     if "b" in runs:
         inner = [r["inner"] for r in runs["b"]]
         for key, prefix in (("b", ""), ("b-booster", "booster_")):
+            if key == "b-booster" and inner[0].get("booster_iterations") is None:
+                continue
             wall = statistics.median(i[f"{prefix}predict_seconds"] for i in inner)
             cpu = statistics.median(i.get(f"{prefix}predict_cpu_seconds", float("nan")) for i in inner)
             summary[key] = {"rows": n, "wall": wall, "cpu": cpu, "rows_per_second": n / wall,
@@ -553,9 +582,8 @@ def summarise(results: dict) -> dict:
 def report(results: dict) -> list[str]:
     """The markdown tables and goal lines of a results dict (as saved in the JSON file)."""
     n, runs, summary, model = results["subscribers"], results["runs"], results["summary"], results["model"]
-    lines = [f"{n:,} subscribers, {results['columns']} feature columns; model: HistGradientBoosting "
-             f"{model['booster_iterations']} iterations x {model['leaves']} leaves, {model['calibration']} "
-             f"calibration; {results['repeat']} run(s) of each; {results['machine']}", "",
+    lines = [f"{n:,} subscribers, {results['columns']} feature columns; model: {model_words(model)}; "
+             f"{results['repeat']} run(s) of each; {results['machine']}", "",
              "| measurement | what is timed | rows/s | wall (median) | runs (s) | CPU | rows per CPU-s | peak RSS "
              "| load avg |", "|---|---|---:|---:|---|---:|---:|---:|---|"]
 
@@ -574,8 +602,9 @@ def report(results: dict) -> list[str]:
         inner = [r["inner"] for r in runs["b"]]
         row("(b) bare model (`mlflow.sklearn`)", "`predict_proba` only, in batches", "b",
             _seconds(inner, "predict_seconds"), _fmt_load(runs["b"]))
-        row("(b') its booster alone", "`HistGradientBoostingClassifier.predict_proba` on the typed matrix",
-            "b-booster", _seconds(inner, "booster_predict_seconds"), "same process")
+        if "b-booster" in summary:
+            row("(b') its booster alone", "`HistGradientBoostingClassifier.predict_proba` on the typed matrix",
+                "b-booster", _seconds(inner, "booster_predict_seconds"), "same process")
     if "c" in summary:
         found = summary["c"]
         inner = [r["inner"] for r in runs["c"]]
@@ -621,6 +650,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-subscribers", type=int, default=100_000, help="size of the training base")
     parser.add_argument("--iterations", type=int, default=None,
                         help="fix the booster to this many iterations (early stopping off)")
+    parser.add_argument("--default-model", action="store_true",
+                        help="score with the model `churn train` registers with no config (all families, blend), "
+                             "not the fast single booster")
     parser.add_argument("--repeat", type=int, default=None,
                         help="runs of each measurement, medians reported (default 3, or 1 above 2,000,000)")
     parser.add_argument("--only", nargs="*", choices=("a", "a-csv", "b", "c"), default=("a", "a-csv", "b", "c"),
@@ -646,10 +678,10 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT))
     base = ensure_base(args.subscribers, args.seed, args.part_subscribers)
-    model = ensure_model(args.train_subscribers, args.iterations)
+    model = ensure_model(args.train_subscribers, args.iterations, args.default_model)
     env = child_env(model["uri"])
-    name = f"scoring-{args.subscribers}" + (f"-hgb{args.iterations}" if args.iterations else "") + (
-        f"-{args.tag}" if args.tag else "")
+    name = (f"scoring-{args.subscribers}" + (f"-hgb{args.iterations}" if args.iterations else "")
+            + ("-default" if args.default_model else "") + (f"-{args.tag}" if args.tag else ""))
     out = RESULTS / name
     out.mkdir(parents=True, exist_ok=True)
     n = args.subscribers
