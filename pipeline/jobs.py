@@ -1069,14 +1069,12 @@ def report_job(scores: str, *, config: Config, out_dir: str | None = None, basel
     summary = read_json(companion(scores, "summary", ".json"))
     base = read_json(companion(baseline, "summary", ".json")) if baseline else None
     say(f"writing the report of {scores}")
-    run_id = summary.get("run_id")
-    if uri is not None and run_id:
+    run_id = summary.get("run_id") if uri is not None else None
+    if run_id:
         tracking.connect(uri)
         if not tracking.run_exists(run_id):
             say(f"scoring run {run_id} is not in {hide_credentials(uri)}: the report was not logged")
             run_id = None
-    else:
-        run_id = None
     return _write_and_log_report(run_id, scores, summary, config, out_dir=out_dir, baseline=base), run_id
 
 

@@ -705,12 +705,13 @@ def write_report(list_path: str | Path, summary: dict, *, out_dir: str | Path | 
 
     list_path = Path(list_path)
     folder = Path(out_dir) if out_dir is not None else list_path.parent
-    for where in (folder, *([] if copy_without_ids is None else [Path(copy_without_ids)])):
-        if not where.is_dir():
+    copy = None if copy_without_ids is None else Path(copy_without_ids)
+    for where in (folder, copy):
+        if where is not None and not where.is_dir():
             raise DataError(f"{where}: no such folder for the report")
-    kinds = (ids,) if copy_without_ids is None else (ids, False)
-    pages = render_pages(list_path, summary, baseline=baseline, first_calls=first_calls, ids=tuple(dict.fromkeys(kinds)))
+    pages = render_pages(list_path, summary, baseline=baseline, first_calls=first_calls,
+                         ids=(ids,) if copy is None else (ids, False))
     name = f"{list_path.stem}.report.html"
-    if copy_without_ids is not None:
-        write_text(pages[False], Path(copy_without_ids) / name)
+    if copy is not None:
+        write_text(pages[False], copy / name)
     return write_text(pages[ids], folder / name)
