@@ -69,7 +69,10 @@ def _forms(value) -> set[bytes]:
     forms = {text, json.dumps(text)[1:-1]}
     if text.isdigit():  # digits read back as a number lose a leading 0; floats may be 1.0120079e+09
         number = str(int(text))
-        forms |= {number, f"{number[0]}.{number[1:].rstrip('0')}"}
+        mantissa = f"{number[0]}.{number[1:].rstrip('0')}"
+        forms.add(number)
+        # a short mantissa ("1.012" for 1012000000) also occurs in unrelated metrics: search it with its exponent
+        forms |= {mantissa} if len(mantissa) > 7 else {f"{mantissa}e+{len(number) - 1:02d}", f"{int(number):e}"}
     return {form.encode("utf-8").lower() for form in forms}
 
 
