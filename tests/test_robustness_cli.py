@@ -71,7 +71,8 @@ def _forms(value) -> set[bytes]:
         number = str(int(text))
         mantissa = f"{number[0]}.{number[1:].rstrip('0')}"
         forms.add(number)
-        # a short mantissa ("1.012" for 1012000000) also occurs in unrelated metrics: search it with its exponent
+        # a short mantissa ("1.012" for 1012000000) also occurs by chance (a parameter "1.0" stored beside a run id
+        # "120160d0..." in mlflow.db): search it with its exponent
         forms |= {mantissa} if len(mantissa) > 7 else {f"{mantissa}e+{len(number) - 1:02d}", f"{int(number):e}"}
     return {form.encode("utf-8").lower() for form in forms}
 
