@@ -69,11 +69,13 @@ def _forms(value) -> set[bytes]:
     forms = {text, json.dumps(text)[1:-1]}
     if text.isdigit():  # digits read back as a number lose a leading 0; floats may be 1.0120079e+09
         number = str(int(text))
-        mantissa = f"{number[0]}.{number[1:].rstrip('0')}"
+        significant = number.rstrip("0") or "0"
+        mantissa = f"{significant[0]}.{significant[1:]}"
         forms.add(number)
-        # a short mantissa ("1.012" for 1012000000) also occurs by chance (a parameter "1.0" stored beside a run id
-        # "120160d0..." in mlflow.db): search it with its exponent
-        forms |= {mantissa} if len(mantissa) > 7 else {f"{mantissa}e+{len(number) - 1:02d}", f"{int(number):e}"}
+        # a mantissa of few digits ("1.012" for 1012000000) also occurs by chance (a parameter "1.0" stored beside
+        # a run id "120160d0..." in mlflow.db): search it only with its exponent
+        short = len(significant) < 7
+        forms |= {f"{mantissa}e+{len(number) - 1:02d}", f"{int(number):e}"} if short else {mantissa}
     return {form.encode("utf-8").lower() for form in forms}
 
 
