@@ -182,6 +182,41 @@ def test_catboost_predictions_keep_to_the_calling_threads_limit():
     assert seen == {"limited": 1, "other": 4, "never above the model's own": 4, "restored": 1, "after": 4}
 
 
+def test_catboost_folds_fit_two_at_a_time_on_one_thread_each_score_as_one_after_the_other(monkeypatch):
+    import threading
+
+    from pipeline.model import CATBOOST_LARGE_FIT_ROWS, CatBoostModel, make_candidate
+    from pipeline.train import _folds_at_once
+
+    frame = _table(900)
+    X, y = frame.drop(columns=["churn"]), frame["churn"].to_numpy()
+    fits = []
+    real_fit = CatBoostModel.fit
+
+    def recording_fit(self, X, y):
+        fits.append((threading.current_thread().name, self.thread_count))
+        return real_fit(self, X, y)
+
+    monkeypatch.setattr(CatBoostModel, "fit", recording_fit)
+    candidate = make_candidate("catboost", drop_columns=("id",), n_threads=2, classifier__iterations=60)
+    # A time budget (any ``in_time``) keeps the folds one after the other, on the model's two threads.
+    apart, apart_auc = _oof_proba(candidate, X, y, FAST, in_time=lambda seconds, left: True)
+    assert fits == [("MainThread", 2)] * 3
+    fits.clear()
+    together, together_auc = _oof_proba(candidate, X, y, FAST)
+    assert [threads for _, threads in fits] == [1, 1, 1]
+    assert len({name for name, _ in fits}) == 2 and all(name.startswith("fold") for name, _ in fits)
+    np.testing.assert_array_equal(together, apart)
+    np.testing.assert_array_equal(together_auc, apart_auc)
+    assert candidate.get_params()["classifier__thread_count"] == 2  # the candidate itself is unchanged
+    # Large fits (early stopping) use CatBoost's pool well: their folds stay one after the other.
+    assert (_folds_at_once(candidate, CATBOOST_LARGE_FIT_ROWS - 1), _folds_at_once(candidate, CATBOOST_LARGE_FIT_ROWS)) == (2, 1)
+    # Other families, and CatBoost on one thread, fit their folds one after the other.
+    fits.clear()
+    _oof_proba(make_candidate("catboost", drop_columns=("id",), n_threads=1, classifier__iterations=20), X, y, FAST)
+    assert fits == [("MainThread", 1)] * 3
+
+
 def test_catboost_is_skipped_above_its_row_limit():
     messages = []
     dataset = table_dataset(_table(), id_column="id", target="churn")
