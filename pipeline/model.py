@@ -36,6 +36,7 @@ MISSING_CATEGORY = "__missing__"
 
 
 _PREDICT_LIMIT = threading.local()
+_FIT_LIMIT = threading.local()
 _FIT_DEADLINE = threading.local()
 
 
@@ -85,6 +86,19 @@ def fit_threads(family: str, threads: int):
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1 if family in SINGLE_THREADED_FAMILIES else int(threads))
+
+
+@contextmanager
+def catboost_fit_threads(limit: int | None):
+    """Cap the threads of CatBoost fits made on this thread, without changing the model's
+    ``thread_count`` (its predictions keep it).  Training fits two small CatBoost models at a
+    time on one thread each (``pipeline.train``); ``None`` sets no cap."""
+    before = getattr(_FIT_LIMIT, "threads", None)
+    _FIT_LIMIT.threads = None if limit is None else int(limit)
+    try:
+        yield
+    finally:
+        _FIT_LIMIT.threads = before
 
 
 @contextmanager
@@ -218,7 +232,7 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
         combinable = len(self.categorical_columns_) >= CTR_COMBINED_MIN_COLUMNS
         if self.max_ctr_complexity is not None and (held is not None or combinable):
             chosen["max_ctr_complexity"] = self.max_ctr_complexity
-        booster = CatBoostClassifier(random_seed=self.random_seed, thread_count=self.thread_count, verbose=0,
+        booster = CatBoostClassifier(random_seed=self.random_seed, thread_count=self._fit_threads(), verbose=0,
                                      allow_writing_files=False, cat_features=self.categorical_columns_, **chosen)
         deadline = getattr(_FIT_DEADLINE, "at", None)
         watch = _Deadline(deadline) if deadline is not None else None
@@ -264,6 +278,10 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
     def catboost_frame(self, X):
         """``X`` as CatBoost takes it: categorical columns as text, missing as ``MISSING_CATEGORY``."""
         return self._as_catboost(X)
+
+    def _fit_threads(self) -> int:
+        limit = getattr(_FIT_LIMIT, "threads", None)
+        return self.thread_count if limit is None else max(1, min(self.thread_count, limit))
 
     def _threads(self) -> int:
         limit = getattr(_PREDICT_LIMIT, "threads", None)

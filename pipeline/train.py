@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -355,16 +356,9 @@ def _concurrent_folds(estimator, X: pd.DataFrame, y: np.ndarray, splits: list, a
                       fitted_steps: dict | None):
     """``((fit rows, scored rows), probabilities)`` of each fold in order, ``at_once`` folds fit
     at a time, each on one thread (``_folds_at_once``)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from sklearn.base import clone
-    from sklearn.pipeline import Pipeline
-
-    one_thread = clone(estimator)
-    name = f"{one_thread.steps[-1][0]}__thread_count" if isinstance(one_thread, Pipeline) else "thread_count"
-    one_thread.set_params(**{name: 1})
     with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="fold") as pool:
-        futures = [pool.submit(_fold_proba, one_thread, X, y, fit_rows, scored_rows, number, fitted_steps)
+        futures = [pool.submit(_on_one_thread, _fold_proba, estimator, X, y, fit_rows, scored_rows, number,
+                               fitted_steps)
                    for number, (fit_rows, scored_rows) in enumerate(splits, start=1)]
         try:
             for split, future in zip(splits, futures):
@@ -372,6 +366,18 @@ def _concurrent_folds(estimator, X: pd.DataFrame, y: np.ndarray, splits: list, a
         finally:
             for future in futures:
                 future.cancel()
+
+
+def _on_one_thread(work: Callable, *args):
+    """``work(*args)`` with CatBoost's fits (``model.catboost_fit_threads``) and this thread's
+    OpenMP pool (HistGradientBoosting in a blend) on one thread: fits run side by side this way
+    stay within ``train.n_threads`` together."""
+    from threadpoolctl import threadpool_limits
+
+    from pipeline.model import catboost_fit_threads
+
+    with catboost_fit_threads(1), threadpool_limits(limits=1, user_api="openmp"):
+        return work(*args)
 
 
 def _fold_proba(estimator, X: pd.DataFrame, y: np.ndarray, fit_rows: np.ndarray, scored_rows: np.ndarray,
@@ -676,23 +682,32 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
     t0 = time.perf_counter()
     calibration = _chosen_calibration(choice, selection.y, config)
     method = calibration.method
-    say(f"final fit: {choice.family}, {'no' if method == 'none' else method} calibration, on {len(y_train):,} rows")
-    model = calibration.apply(clone(choice.estimator).fit(X_train, y_train), choice.estimator, config)
-    timings["final_fit_seconds"] = time.perf_counter() - t0
-    proba, metrics = _evaluate_holdout(model, dataset, frame, y_all, holdout_idx, config)
-
-    # The registered model: the same choice, refit on every row (the hold-out included), with
-    # the calibration map learned above.  The hold-out metrics stay those of ``holdout_model``.
-    holdout_model = model
     refit = _refits_all_rows(config, len(y_train))
-    if config.train.refit_all_rows and not refit:
-        say(f"no refit on all rows: {len(y_train):,} training rows is more than train.refit_max_rows "
-            f"({config.train.refit_max_rows:,}); the registered model is the one evaluated on the hold-out")
-    if refit:
-        say(f"refit on all {len(y_all):,} rows")
-        t0 = time.perf_counter()
-        model = calibration.apply(clone(choice.estimator).fit(frame, y_all), choice.estimator, config)
-        timings["refit_seconds"] = time.perf_counter() - t0
+    # The registered model: the same choice, refit on every row (the hold-out included), with
+    # the calibration map learned from selection.  The hold-out metrics stay those of ``holdout_model``.
+    # A small CatBoost model's refit runs beside the fit on the training part (``_fits_at_once``).
+    at_once = _fits_at_once(choice.estimator, len(y_all)) if refit and not config.train.time_budget_seconds else 1
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refit") as pool:
+        beside = pool.submit(_on_one_thread, _timed_fit, clone(choice.estimator), frame, y_all) if at_once > 1 else None
+        say(f"final fit: {choice.family}, {'no' if method == 'none' else method} calibration, on {len(y_train):,} rows"
+            + (f", and its refit on all {len(y_all):,} rows beside it" if beside else ""))
+        fitted = (_on_one_thread(clone(choice.estimator).fit, X_train, y_train) if beside
+                  else clone(choice.estimator).fit(X_train, y_train))
+        model = calibration.apply(fitted, choice.estimator, config)
+        timings["final_fit_seconds"] = time.perf_counter() - t0
+        proba, metrics = _evaluate_holdout(model, dataset, frame, y_all, holdout_idx, config)
+
+        holdout_model = model
+        if config.train.refit_all_rows and not refit:
+            say(f"no refit on all rows: {len(y_train):,} training rows is more than train.refit_max_rows "
+                f"({config.train.refit_max_rows:,}); the registered model is the one evaluated on the hold-out")
+        if refit:
+            if beside is None:
+                say(f"refit on all {len(y_all):,} rows")
+                fitted, timings["refit_seconds"] = _timed_fit(clone(choice.estimator), frame, y_all)
+            else:
+                fitted, timings["refit_seconds"] = beside.result()
+            model = calibration.apply(fitted, choice.estimator, config)
     timings["total_seconds"] = time.perf_counter() - started
 
     return TrainResult(
@@ -717,6 +732,25 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
         raced_out=selection.raced,
         skipped=list(selection.skipped),
     )
+
+
+def _fits_at_once(estimator, rows: int) -> int:
+    """How many of the fits after selection run at once: 2 when ``estimator`` holds a CatBoost
+    model (alone or in a blend) that fits ``rows`` rows as a small fit on two threads or more
+    (see ``_folds_at_once``), else 1.  The fit on the training part and the refit on every
+    row then run side by side on one thread each."""
+    from pipeline.model import CATBOOST_LARGE_FIT_ROWS, CatBoostModel
+
+    threads = [p.thread_count for p in estimator.get_params(deep=True).values() if isinstance(p, CatBoostModel)]
+    if isinstance(estimator, CatBoostModel):
+        threads.append(estimator.thread_count)
+    return 2 if rows < CATBOOST_LARGE_FIT_ROWS and threads and max(threads) >= 2 else 1
+
+
+def _timed_fit(estimator, X: pd.DataFrame, y: np.ndarray):
+    """``(estimator fit on X and y, seconds the fit took)``."""
+    t0 = time.perf_counter()
+    return estimator.fit(X, y), time.perf_counter() - t0
 
 
 def _checked_labels(dataset: Dataset, config: Config) -> np.ndarray:

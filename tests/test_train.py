@@ -194,7 +194,7 @@ def test_catboost_folds_fit_two_at_a_time_on_one_thread_each_score_as_one_after_
     real_fit = CatBoostModel.fit
 
     def recording_fit(self, X, y):
-        fits.append((threading.current_thread().name, self.thread_count))
+        fits.append((threading.current_thread().name, self._fit_threads()))
         return real_fit(self, X, y)
 
     monkeypatch.setattr(CatBoostModel, "fit", recording_fit)
@@ -215,6 +215,43 @@ def test_catboost_folds_fit_two_at_a_time_on_one_thread_each_score_as_one_after_
     fits.clear()
     _oof_proba(make_candidate("catboost", drop_columns=("id",), n_threads=1, classifier__iterations=20), X, y, FAST)
     assert fits == [("MainThread", 1)] * 3
+
+
+@pytest.mark.slow  # CatBoost's default 1,000 trees, ten fits (about 15 s)
+def test_a_small_catboost_model_is_refit_beside_its_hold_out_fit_into_the_same_models(monkeypatch):
+    import threading
+
+    from pipeline.model import CatBoostModel
+
+    fits = []
+    real_fit = CatBoostModel.fit
+
+    def recording_fit(self, X, y):
+        fits.append((threading.current_thread().name.split("_")[0], self._fit_threads(), len(y)))
+        return real_fit(self, X, y)
+
+    monkeypatch.setattr(CatBoostModel, "fit", recording_fit)
+    dataset = table_dataset(_table(1000), id_column="id", target="churn")
+    config = with_overrides(FAST, train={"candidates": ("catboost",), "n_threads": 2})
+    beside = train(dataset, config)
+    # Three folds two at a time, then the fit on the 800 training rows here and the refit on all 1,000 beside it.
+    assert sorted(fits) == sorted([("fold", 1, 533), ("fold", 1, 533), ("fold", 1, 534),
+                                   ("MainThread", 1, 800), ("refit", 1, 1000)])
+    assert beside.fit_rows == 1000 and beside.timings["refit_seconds"] > 0
+    fits.clear()
+    # A time budget keeps every fit one after the other on two threads, so that each can be stopped.
+    apart = train(dataset, with_overrides(config, train={"time_budget_seconds": 10_000}))
+    assert {(name, threads) for name, threads, _ in fits} == {("MainThread", 2)}
+    np.testing.assert_array_equal(beside.holdout_proba, apart.holdout_proba)
+    rows = dataset.frame.head(200)
+    np.testing.assert_array_equal(beside.model.predict_proba(rows), apart.model.predict_proba(rows))
+    # The registered model predicts on the threads it was given, not on the one it was fit on.
+    predicted_on = []
+    real_predict = CatBoostModel.predict_proba
+    monkeypatch.setattr(CatBoostModel, "predict_proba",
+                        lambda self, X: predicted_on.append(self._threads()) or real_predict(self, X))
+    beside.model.predict_proba(rows)
+    assert predicted_on == [2]
 
 
 def test_catboost_is_skipped_above_its_row_limit():
