@@ -89,27 +89,25 @@ def fit_threads(family: str, threads: int):
 
 
 @contextmanager
-def catboost_fit_threads(limit: int | None):
+def _thread_cap(local: threading.local, limit: int):
+    before = getattr(local, "threads", None)
+    local.threads = int(limit)
+    try:
+        yield
+    finally:
+        local.threads = before
+
+
+def catboost_fit_threads(limit: int):
     """Cap the threads of CatBoost fits made on this thread, without changing the model's
     ``thread_count`` (its predictions keep it).  Training fits two small CatBoost models at a
-    time on one thread each (``pipeline.train``); ``None`` sets no cap."""
-    before = getattr(_FIT_LIMIT, "threads", None)
-    _FIT_LIMIT.threads = None if limit is None else int(limit)
-    try:
-        yield
-    finally:
-        _FIT_LIMIT.threads = before
+    time on one thread each (``pipeline.train``)."""
+    return _thread_cap(_FIT_LIMIT, limit)
 
 
-@contextmanager
 def predict_threads(limit: int):
     """Cap the threads of CatBoost predictions made on this thread (``threadpoolctl`` covers OpenMP and BLAS)."""
-    before = getattr(_PREDICT_LIMIT, "threads", None)
-    _PREDICT_LIMIT.threads = int(limit)
-    try:
-        yield
-    finally:
-        _PREDICT_LIMIT.threads = before
+    return _thread_cap(_PREDICT_LIMIT, limit)
 
 
 class HistGradientBoosting(HistGradientBoostingClassifier):
@@ -279,13 +277,15 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
         """``X`` as CatBoost takes it: categorical columns as text, missing as ``MISSING_CATEGORY``."""
         return self._as_catboost(X)
 
-    def _fit_threads(self) -> int:
-        limit = getattr(_FIT_LIMIT, "threads", None)
+    def _capped_threads(self, local: threading.local) -> int:
+        limit = getattr(local, "threads", None)
         return self.thread_count if limit is None else max(1, min(self.thread_count, limit))
 
+    def _fit_threads(self) -> int:
+        return self._capped_threads(_FIT_LIMIT)
+
     def _threads(self) -> int:
-        limit = getattr(_PREDICT_LIMIT, "threads", None)
-        return self.thread_count if limit is None else max(1, min(self.thread_count, limit))
+        return self._capped_threads(_PREDICT_LIMIT)
 
     def predict_proba(self, X):
         return self.booster().predict_proba(self._as_catboost(X), thread_count=self._threads())

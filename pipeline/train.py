@@ -295,7 +295,7 @@ def _oof_proba(estimator, X: pd.DataFrame, y: np.ndarray, config: Config,
     ``OutOfBudget``.  ``fitted_steps``, shared by the candidates of one selection, keeps each
     fold's output of the pipeline steps before the model (``_fold_proba``).  Without any of
     the three (no racing, no time budget), CatBoost's folds are fit two at a time on one thread
-    each (``_folds_at_once``): the same probabilities for less time.
+    each (``_fits_at_once``): the same probabilities for less time.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -305,7 +305,7 @@ def _oof_proba(estimator, X: pd.DataFrame, y: np.ndarray, config: Config,
     fold_auc = []
     splits = selection_folds(X, y, config, periods)
     started = time.perf_counter()
-    at_once = (_folds_at_once(estimator, max(len(fit) for fit, _ in splits))
+    at_once = (_fits_at_once(estimator, max(len(fit) for fit, _ in splits))
                if stop is None and in_time is None and deadline is None else 1)
     if at_once > 1:
         for (_, test_idx), fold in _concurrent_folds(estimator, X, y, splits, at_once, fitted_steps):
@@ -330,32 +330,32 @@ def _oof_proba(estimator, X: pd.DataFrame, y: np.ndarray, config: Config,
     return proba, np.asarray(fold_auc)
 
 
-def _folds_at_once(estimator, fit_rows: int) -> int:
-    """How many selection folds of ``estimator`` are fit at once: CatBoost's thread count on
-    small fits (under ``model.CATBOOST_LARGE_FIT_ROWS`` rows), else 1.
+def _fits_at_once(estimator, rows: int) -> int:
+    """How many fits of ``estimator`` on ``rows`` rows may run side by side, each on one thread:
+    the thread count of the CatBoost model it holds (alone, in a pipeline or in a blend) when
+    that is a small fit (under ``model.CATBOOST_LARGE_FIT_ROWS`` rows), else 1.
 
     CatBoost's own thread pool keeps two cores busy poorly on a small fit: on IBM Telco four
     folds took 53.4 CPU-s (28.1 s) one after the other on two threads each, and 38.8 CPU-s
     (19.9 s) two at a time on one thread each, with identical probabilities (CatBoost splits
-    its work into a fixed number of blocks whatever its threads).  Each fold then runs on one
+    its work into a fixed number of blocks whatever its threads).  Each fit then runs on one
     thread, in a thread of its own (CatBoost releases the GIL while it fits).  On large fits
     (early stopping) its pool is used well: two at a time took the same time on a
-    100,000-subscriber base, with 9% more memory.
+    100,000-subscriber base, with 9% more memory.  Selection fits that many folds at once
+    (``_concurrent_folds``); the fit on the training part and the refit on every row run side
+    by side when it is 2 or more (``_train``).
     """
-    from sklearn.pipeline import Pipeline
-
     from pipeline.model import CATBOOST_LARGE_FIT_ROWS, CatBoostModel
 
-    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-    if not isinstance(final, CatBoostModel) or fit_rows >= CATBOOST_LARGE_FIT_ROWS:
-        return 1
-    return max(1, int(final.thread_count))
+    members = [estimator, *estimator.get_params(deep=True).values()]
+    threads = [m.thread_count for m in members if isinstance(m, CatBoostModel)]
+    return max(1, *threads) if threads and rows < CATBOOST_LARGE_FIT_ROWS else 1
 
 
 def _concurrent_folds(estimator, X: pd.DataFrame, y: np.ndarray, splits: list, at_once: int,
                       fitted_steps: dict | None):
     """``((fit rows, scored rows), probabilities)`` of each fold in order, ``at_once`` folds fit
-    at a time, each on one thread (``_folds_at_once``)."""
+    at a time, each on one thread (``_fits_at_once``)."""
     with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="fold") as pool:
         futures = [pool.submit(_on_one_thread, _fold_proba, estimator, X, y, fit_rows, scored_rows, number,
                                fitted_steps)
@@ -732,19 +732,6 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
         raced_out=selection.raced,
         skipped=list(selection.skipped),
     )
-
-
-def _fits_at_once(estimator, rows: int) -> int:
-    """How many of the fits after selection run at once: 2 when ``estimator`` holds a CatBoost
-    model (alone or in a blend) that fits ``rows`` rows as a small fit on two threads or more
-    (see ``_folds_at_once``), else 1.  The fit on the training part and the refit on every
-    row then run side by side on one thread each."""
-    from pipeline.model import CATBOOST_LARGE_FIT_ROWS, CatBoostModel
-
-    threads = [p.thread_count for p in estimator.get_params(deep=True).values() if isinstance(p, CatBoostModel)]
-    if isinstance(estimator, CatBoostModel):
-        threads.append(estimator.thread_count)
-    return 2 if rows < CATBOOST_LARGE_FIT_ROWS and threads and max(threads) >= 2 else 1
 
 
 def _timed_fit(estimator, X: pd.DataFrame, y: np.ndarray):

@@ -186,7 +186,7 @@ def test_catboost_folds_fit_two_at_a_time_on_one_thread_each_score_as_one_after_
     import threading
 
     from pipeline.model import CATBOOST_LARGE_FIT_ROWS, CatBoostModel, make_candidate
-    from pipeline.train import _folds_at_once
+    from pipeline.train import _fits_at_once
 
     frame = _table(900)
     X, y = frame.drop(columns=["churn"]), frame["churn"].to_numpy()
@@ -210,7 +210,7 @@ def test_catboost_folds_fit_two_at_a_time_on_one_thread_each_score_as_one_after_
     np.testing.assert_array_equal(together_auc, apart_auc)
     assert candidate.get_params()["classifier__thread_count"] == 2  # the candidate itself is unchanged
     # Large fits (early stopping) use CatBoost's pool well: their folds stay one after the other.
-    assert (_folds_at_once(candidate, CATBOOST_LARGE_FIT_ROWS - 1), _folds_at_once(candidate, CATBOOST_LARGE_FIT_ROWS)) == (2, 1)
+    assert (_fits_at_once(candidate, CATBOOST_LARGE_FIT_ROWS - 1), _fits_at_once(candidate, CATBOOST_LARGE_FIT_ROWS)) == (2, 1)
     # Other families, and CatBoost on one thread, fit their folds one after the other.
     fits.clear()
     _oof_proba(make_candidate("catboost", drop_columns=("id",), n_threads=1, classifier__iterations=20), X, y, FAST)
