@@ -159,7 +159,24 @@ def as_arrow(frame: pd.DataFrame):
 
 def compact(frame: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFrame:
     """Repeated text as categories with fixed levels (so chunks concatenate without widening)."""
-    return frame.astype({c: pd.CategoricalDtype(levels) for c, levels in categories.items() if c in frame.columns})
+    columns = {c: as_levels(frame[c], levels) for c, levels in categories.items() if c in frame.columns}
+    return frame.assign(**columns) if columns else frame.copy()
+
+
+def as_levels(column: pd.Series, levels: list[str]) -> pd.Series:
+    """``column.astype(pandas.CategoricalDtype(levels))``, values not among ``levels`` and blanks
+    missing; Arrow-backed text is looked up in Arrow, without a Python object per row (a third
+    of the time on a scored chunk's columns)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    dtype = pd.CategoricalDtype(levels)
+    if not (isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow"):
+        return column.where(column.isin(levels)).astype(dtype)
+    values = pa.array(column.array)
+    codes = pc.index_in(values, value_set=pa.array(levels, type=values.type)).fill_null(-1)
+    return pd.Series(pd.Categorical.from_codes(codes.to_numpy(zero_copy_only=False), dtype=dtype),
+                     index=column.index, name=column.name)
 
 
 def parquet_batches(file, *, batch_rows: int, columns: list[str] | None = None) -> Iterator:

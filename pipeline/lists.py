@@ -301,11 +301,11 @@ def with_explanations(frame, explained: pd.DataFrame):
         columns = {}
         for column in REASON_COLUMNS:
             values = np.full(rows, "", dtype=object)
-            values[hit] = explained[column].to_numpy(dtype=object)[source]
+            values[hit] = explained[column].take(source).to_numpy(dtype=object)
             columns[column] = values
         action = (frame.column("action").cast(pa.string()).to_numpy(zero_copy_only=False) if arrow
                   else frame["action"].astype("str").to_numpy(dtype=object)).astype(object)
-        action[hit] = explained["action"].to_numpy(dtype=object)[source]
+        action[hit] = explained["action"].take(source).to_numpy(dtype=object)
         columns["action"] = action
     for column, values in columns.items():
         if not arrow:

@@ -69,12 +69,24 @@ def to_numbers(values: pd.Series) -> pd.Series:
     """
     if values.dtype.kind in "biuf":
         return values.astype("float64")
-    text = values.astype("string").str.strip()
+    text = values.astype("string")
+    codes, distinct = pd.factorize(text)
+    if 2 * len(distinct) <= len(text):  # repeated texts (levels, codes): parse each once
+        parsed = _parse_numbers(pd.Series(distinct, dtype=text.dtype))
+        numbers = np.full(len(text), np.nan)
+        numbers[codes >= 0] = parsed[codes[codes >= 0]]
+    else:
+        numbers = _parse_numbers(text)
+    return pd.Series(numbers, index=values.index, name=values.name)
+
+
+def _parse_numbers(text: pd.Series) -> np.ndarray:
+    """``to_numbers``' parser on a ``string`` Series, as float64."""
+    text = text.str.strip()
     grouped = text.str.match(_THOUSANDS).fillna(False).to_numpy(dtype=bool)
     if grouped.any():
         text = text.where(~grouped, text.str.replace(",", "", regex=False))
-    numbers = pd.to_numeric(text, errors="coerce")
-    return pd.Series(np.asarray(numbers, dtype="float64"), index=values.index, name=values.name)
+    return np.asarray(pd.to_numeric(text, errors="coerce"), dtype="float64")
 
 
 #: A text column holds numbers when at least this share of its non-blank values are numbers

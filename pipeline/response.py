@@ -29,6 +29,7 @@ evaluates it on the hold-out and refits it.  Nothing here reads files or talks t
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -200,6 +201,35 @@ class _ResponseLearner(BaseEstimator):
         return make_classifier(self.family, drop_columns=self.drop_columns, seed=self.random_state,
                                params=self.params)
 
+    def _fit_classifier(self, X, labels, shared: _SharedFits | None):
+        """``_classifier()`` fit on one group's rows, or the same fit made before (``shared``)."""
+        if shared is None:
+            return self._classifier().fit(X, labels)
+        return shared.classifier(self, X, labels)
+
+
+class _SharedFits:
+    """Group classifiers fit during one cross-validation, for the learners that fit the same one.
+
+    The two-model learner and the X-learner's first stage fit the same classifier (family,
+    parameters, seed) on the same group of the same fold's rows.  Keyed by the classifier's
+    settings, the rows (their labels in the cross-validated frame, whose index must be unique)
+    and their outcomes, each such fit is made once: the second learner gets the same fitted
+    classifier, so the same scores, for half the fits.
+    """
+
+    def __init__(self) -> None:
+        self._fitted: dict[tuple, object] = {}
+
+    def classifier(self, learner: _ResponseLearner, X: pd.DataFrame, labels: np.ndarray):
+        settings = (learner.family, tuple(sorted((k, repr(v)) for k, v in (learner.params or {}).items())),
+                    tuple(learner.drop_columns), learner.random_state)
+        rows = (tuple(map(str, X.columns)), X.index.to_numpy().tobytes(), np.asarray(labels, dtype=np.int8).tobytes())
+        key = (settings, rows)
+        if key not in self._fitted:
+            self._fitted[key] = learner._classifier().fit(X, labels)
+        return self._fitted[key]
+
 
 class TwoModelUplift(_ResponseLearner):
     """The two-model (T-) learner: one churn classifier per group; uplift is their difference.
@@ -225,9 +255,12 @@ class TwoModelUplift(_ResponseLearner):
 
     def fit(self, X, treatment, y):
         """Fit one classifier on the control rows and one on the offer rows."""
+        return self._fit(X, treatment, y, None)
+
+    def _fit(self, X, treatment, y, shared):
         t, labels = self._start_fit(X, treatment, y)
-        self.control_model_ = self._classifier().fit(X[t == 0], labels[t == 0])
-        self.offer_model_ = self._classifier().fit(X[t == 1], labels[t == 1])
+        self.control_model_ = self._fit_classifier(X[t == 0], labels[t == 0], shared)
+        self.offer_model_ = self._fit_classifier(X[t == 1], labels[t == 1], shared)
         return self
 
     def predict_outcomes(self, X) -> tuple[np.ndarray, np.ndarray]:
@@ -284,15 +317,38 @@ class XLearnerUplift(_ResponseLearner):
 
     def fit(self, X, treatment, y):
         """Fit the outcome models, impute each row's effect, fit the effect models."""
+        return self._fit(X, treatment, y, None)
+
+    def _fit(self, X, treatment, y, shared):
         t, labels = self._start_fit(X, treatment, y)
         control, offer = X[t == 0], X[t == 1]
-        self.control_model_ = self._classifier().fit(control, labels[t == 0])
-        self.offer_model_ = self._classifier().fit(offer, labels[t == 1])
+        self.control_model_ = self._fit_classifier(control, labels[t == 0], shared)
+        self.offer_model_ = self._fit_classifier(offer, labels[t == 1], shared)
         imputed_offer = self.control_model_.predict_proba(offer)[:, 1] - labels[t == 1]
         imputed_control = labels[t == 0] - self.offer_model_.predict_proba(control)[:, 1]
-        self.offer_effect_model_ = self._regressor().fit(offer, imputed_offer)
-        self.control_effect_model_ = self._regressor().fit(control, imputed_control)
+        self.offer_effect_model_ = self._effect_model(self.offer_model_, offer, imputed_offer)
+        self.control_effect_model_ = self._effect_model(self.control_model_, control, imputed_control)
         return self
+
+    def _effect_model(self, classifier, X, imputed):
+        """The effect regressor of one group, fit on ``X`` and its imputed effects.
+
+        When the regressor's preprocessing is the group's classifier's (neither ``params`` nor
+        ``effect_params`` sets a step before the last), the classifier's, already fit on the
+        same rows, is copied and only the regressor itself is fit on its output: the same
+        fitted steps as fitting the whole regressor pipeline, without fitting them twice.
+        """
+        from sklearn.pipeline import Pipeline
+
+        regressor = self._regressor()
+        last_step_only = (all(key.startswith("classifier__") for key in self.params or {})
+                          and all(key.startswith("regressor__") for key in self.effect_params or {}))
+        if not last_step_only:
+            return regressor.fit(X, imputed)
+        steps = copy.deepcopy(classifier.steps[:-1])
+        name, final = regressor.steps[-1]
+        final.fit(Pipeline(steps).transform(X), imputed)
+        return Pipeline([*steps, (name, final)])
 
     def predict_outcomes(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Churn probabilities ``(p_control, p_offer)`` from the outcome models (step 1)."""
@@ -330,6 +386,9 @@ class ClassTransformationUplift(_ResponseLearner):
 
     def fit(self, X, treatment, y):
         """Fit the weighted classifier of ``Z``."""
+        return self._fit(X, treatment, y, None)
+
+    def _fit(self, X, treatment, y, shared):
         t, labels = self._start_fit(X, treatment, y)
         z = transformed_label(t, labels)
         weights = np.where(t == 1, 0.5 / self.propensity_, 0.5 / (1.0 - self.propensity_))
@@ -756,6 +815,7 @@ def _cross_validate(
     from pipeline.model import fit_threads
 
     folds = response_folds(t_train, y_train, config.cv_folds, seed)
+    shared = _SharedFits() if X_train.index.is_unique else None
     rows, oof_by_key, learners = [], {}, {}
     for number, (learner_name, family) in enumerate(order, start=1):
         key = f"{learner_name}/{family}"
@@ -763,7 +823,7 @@ def _cross_validate(
         t0 = time.perf_counter()
         learner = make_learner(learner_name, family, drop_columns=drop_columns, seed=seed)
         with fit_threads(family, threads):
-            oof, fold_qini = _out_of_fold_uplift(learner, key, X_train, t_train, y_train, folds)
+            oof, fold_qini = _out_of_fold_uplift(learner, key, X_train, t_train, y_train, folds, shared)
         oof_by_key[key], learners[key] = oof, learner
         rows.append({
             "candidate": key,
@@ -781,16 +841,18 @@ def _cross_validate(
 
 
 def _out_of_fold_uplift(learner, key: str, X_train: pd.DataFrame, t_train: np.ndarray, y_train: np.ndarray,
-                        folds: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+                        folds: list[tuple[np.ndarray, np.ndarray]],
+                        shared: _SharedFits | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A candidate's out-of-fold raw uplift on the training rows, and its Qini coefficient on
-    each fold.  A fit that fails is a ``ModelError`` naming the candidate ``key``."""
+    each fold.  Group classifiers already fit on a fold's rows by another learner are taken
+    from ``shared``.  A fit that fails is a ``ModelError`` naming the candidate ``key``."""
     from pipeline import evaluate
 
     oof = np.empty(len(y_train), dtype="float64")
     fold_qini = []
     for fold_train, fold_test in folds:
         try:
-            fitted = clone(learner).fit(X_train.iloc[fold_train], t_train[fold_train], y_train[fold_train])
+            fitted = clone(learner)._fit(X_train.iloc[fold_train], t_train[fold_train], y_train[fold_train], shared)
         except (ValueError, TypeError) as err:
             raise ModelError(f"{key} could not be fit: {str(err).splitlines()[0]}") from err
         oof[fold_test] = fitted.predict(X_train.iloc[fold_test])

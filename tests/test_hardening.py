@@ -204,6 +204,20 @@ def test_thousands_separators_are_numbers_everywhere():
     assert to_numbers(pd.Series(["1,2", "abc"])).isna().all()
 
 
+def test_a_column_of_repeated_texts_parses_as_each_text_alone():
+    """``to_numbers`` parses each distinct text once when texts repeat: the same numbers as
+    parsing each value on its own, for texts, blanks, booleans and numbers in one column."""
+    from pipeline.prepare import to_numbers
+
+    pool = ["1", " 2 ", "1,234.5", "1,2", "abc", "", "  ", None, np.nan, "-0", "1e3", "inf", "12345678901234567890",
+            3, True, 2.5]
+    values = pd.Series([pool[i] for i in np.random.default_rng(3).integers(0, len(pool), 400)], dtype=object)
+    alone = [to_numbers(pd.Series([value], dtype=object)).iloc[0] for value in values]
+    np.testing.assert_array_equal(to_numbers(values).to_numpy(), alone)
+    np.testing.assert_array_equal(to_numbers(values.astype("string")).to_numpy(), alone)
+    assert to_numbers(values).index.equals(values.index)
+
+
 def test_infinities_are_refused_in_tables_and_records_without_warnings(recwarn):
     from pipeline.dataset import refuse_infinite
     from pipeline.records import Records, validate_records

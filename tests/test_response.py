@@ -231,14 +231,59 @@ def test_one_standard_error_rule_prefers_the_simpler_candidate():
                          ("x_learner", "hist_gradient_boosting")]
 
 
+@pytest.mark.parametrize("family", ["logistic", "hist_gradient_boosting"])
+def test_the_x_learners_effect_models_reuse_their_groups_fitted_steps_and_predict_as_if_fit_whole(family):
+    X, t, y = _synthetic(1500, seed=6)
+    model = XLearnerUplift(family=family, drop_columns=("subscriber_id",), random_state=3).fit(X, t, y)
+    control, offer = X[t == 0], X[t == 1]
+    imputed_offer = model.control_model_.predict_proba(offer)[:, 1] - y[t == 1]
+    imputed_control = y[t == 0] - model.offer_model_.predict_proba(control)[:, 1]
+    expected_offer = model._regressor().fit(offer, imputed_offer)
+    expected_control = model._regressor().fit(control, imputed_control)
+    np.testing.assert_array_equal(model.offer_effect_model_.predict(X), expected_offer.predict(X))
+    np.testing.assert_array_equal(model.control_effect_model_.predict(X), expected_control.predict(X))
+    # Copies of the classifier's steps, not the same objects.
+    assert model.offer_effect_model_.steps[0][1] is not model.offer_model_.steps[0][1]
+    # A setting of a step before the last: the regressor pipeline is fit whole.
+    whole = XLearnerUplift(drop_columns=("subscriber_id",), effect_params={"typer__drop_columns": ("subscriber_id", "segment")})
+    whole.fit(X, t, y)
+    assert whole.offer_effect_model_.named_steps["typer"].drop_columns == ("subscriber_id", "segment")
+    assert "segment" not in whole.offer_effect_model_.named_steps["typer"].transform(X.head(5)).columns
+
+
+def test_cross_validation_fits_each_group_classifier_once_and_scores_as_without_sharing(monkeypatch):
+    X, t, y = _synthetic(1500, seed=8)
+    order = [(name, "logistic") for name in response.LEARNERS]
+    config = ResponseConfig(cv_folds=3)
+
+    def run():
+        built = []
+        original = response._ResponseLearner._classifier
+        monkeypatch.setattr(response._ResponseLearner, "_classifier", lambda self: built.append(1) or original(self))
+        candidates, oof, _ = response._cross_validate(order, X, t, y, config=config, seed=2, threads=1,
+                                                      drop_columns=("subscriber_id",), say=lambda _: None)
+        monkeypatch.setattr(response._ResponseLearner, "_classifier", original)
+        return candidates.drop(columns="fit_seconds"), oof, len(built)
+
+    shared_candidates, shared_oof, shared_fits = run()
+    monkeypatch.setattr(response, "_SharedFits", lambda: None)
+    plain_candidates, plain_oof, plain_fits = run()
+    pd.testing.assert_frame_equal(shared_candidates, plain_candidates)
+    assert shared_oof.keys() == plain_oof.keys()
+    for key in plain_oof:
+        np.testing.assert_array_equal(shared_oof[key], plain_oof[key])
+    # Per fold: two-model 2, class transformation 1, X-learner 2 (its own) or 0 (the two-model's).
+    assert (shared_fits, plain_fits) == (3 * 3, 5 * 3)
+
+
 class _Recording(TwoModelUplift):
     """A two-model learner that notes the rows it fits on and predicts for."""
 
     calls: list = []
 
-    def fit(self, X, treatment, y):
+    def _fit(self, X, treatment, y, shared):  # what fit and cross-validation both call
         _Recording.calls.append(("fit", frozenset(X["row_id"])))
-        return super().fit(X, treatment, y)
+        return super()._fit(X, treatment, y, shared)
 
     def predict(self, X):
         _Recording.calls.append(("predict", frozenset(X["row_id"])))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,29 @@ def test_parquet_batches_read_every_row_in_order_a_row_group_at_a_time(tmp_path)
     assert pa.Table.from_batches(batches).equals(table.select(["b"]))
     pq.write_table(table.slice(0, 0), tmp_path / "empty.parquet")
     assert list(parquet_batches(pq.ParquetFile(tmp_path / "empty.parquet"), batch_rows=30)) == []
+
+
+def test_compact_gives_the_categories_astype_gives_for_any_text_storage():
+    """Arrow-backed text is coded in Arrow; the result is what ``astype(CategoricalDtype)``
+    gives: values outside the levels and blanks missing, the index and other columns kept."""
+    from pipeline._engine import compact
+
+    rng = np.random.default_rng(4)
+    n = 5_000
+    values = rng.choice(["call", "offer", "skip", "unknown", None], n).tolist()
+    frame = pd.DataFrame({
+        "action": pd.Series(values, dtype="str"),
+        "python_text": pd.Series(values, dtype="string[python]"),
+        "objects": pd.Series(values, dtype=object),
+        "number": np.arange(n),
+    }, index=np.arange(n)[::-1] * 3)
+    levels = {"action": ["call", "offer", "skip"], "python_text": ["call", "offer", "skip"],
+              "objects": ["call", "offer", "skip"], "absent": ["x"]}
+    with warnings.catch_warnings():  # pandas 3 warns that astype will refuse values outside the levels
+        warnings.simplefilter("ignore")
+        expected = frame.astype({name: pd.CategoricalDtype(level) for name, level in levels.items() if name != "absent"})
+    pd.testing.assert_frame_equal(compact(frame, levels), expected)
+    assert compact(frame, {"action": [str(i) for i in range(300)]})["action"].isna().all()
 
 
 def test_lexsort_ranking_matches_a_three_key_sort():
