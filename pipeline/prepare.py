@@ -74,7 +74,8 @@ def to_numbers(values: pd.Series) -> pd.Series:
     if 2 * len(distinct) <= len(text):  # repeated texts (levels, codes): parse each once
         parsed = _parse_numbers(pd.Series(distinct, dtype=text.dtype))
         numbers = np.full(len(text), np.nan)
-        numbers[codes >= 0] = parsed[codes[codes >= 0]]
+        known = codes >= 0
+        numbers[known] = parsed[codes[known]]
     else:
         numbers = _parse_numbers(text)
     return pd.Series(numbers, index=values.index, name=values.name)
