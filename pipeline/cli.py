@@ -642,18 +642,19 @@ def _main(argv: list[str] | None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = _progress()
-    from pipeline.errors import PipelineError, hide_credentials
+    from pipeline.errors import PipelineError, caused_by_interrupt, hide_credentials
 
     try:
         return COMMANDS[args.command](args, progress)
-    except PipelineError as err:
+    except Exception as err:
+        if caused_by_interrupt(err):
+            raise KeyboardInterrupt from err
         if args.debug:
             raise
-        print(f"error: {hide_credentials(err)}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as err:  # an unexpected failure still ends in one line, not a traceback
-        if args.debug:
-            raise
+        if isinstance(err, PipelineError):
+            print(f"error: {hide_credentials(err)}", file=sys.stderr)
+            return EXIT_ERROR
+        # an unexpected failure still ends in one line, not a traceback
         text = str(err).splitlines()[0] if str(err) else ""
         print(f"error: {type(err).__name__}: {hide_credentials(text)} (rerun with --debug for details)", file=sys.stderr)
         return EXIT_ERROR

@@ -29,6 +29,21 @@ class TrackingError(PipelineError):
     """The MLflow tracking store or model registry cannot be used."""
 
 
+def caused_by_interrupt(err: BaseException | None) -> bool:
+    """Whether an interrupt lies in ``err``'s chain.
+
+    A library that catches it while it loads (pybind11 modules turn it into ``ImportError: initialization
+    failed``) or an error wrapped ``from`` it must not hide that the user stopped the command.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def first_rows(labels, limit: int = 5) -> str:
     """Format the first few offending row labels, e.g. ``rows 3, 7, 9 (and 12 more)``."""
     labels = list(labels)

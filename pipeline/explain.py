@@ -534,6 +534,10 @@ def _project_catalogue():
     try:
         from pipeline.features import FEATURE_CATALOGUE, reason_text
     except ImportError as err:  # another stage may be absent in a trimmed install
+        from pipeline.errors import caused_by_interrupt
+
+        if caused_by_interrupt(err):
+            raise KeyboardInterrupt from err
         log.debug("feature catalogue unavailable (%s); using generic reasons", err)
         return None
     return FEATURE_CATALOGUE, reason_text

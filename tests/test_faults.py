@@ -203,3 +203,26 @@ def test_an_interrupt_while_starting_stops_cleanly(tmp_path, silent_server, dela
     assert process.returncode == 130, err
     assert err == "error: interrupted; no output was written\n" and out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+@pytest.mark.parametrize("wrapped", [
+    pytest.param(lambda: ImportError("initialization failed"), id="a library's import error"),  # pybind11's wrapping
+    pytest.param(lambda: __import__("pipeline.errors", fromlist=["PipelineError"]).PipelineError("cannot read x"),
+                 id="the pipeline's own error")])
+def test_an_interrupt_a_library_wrapped_still_ends_as_an_interrupt(monkeypatch, capsys, wrapped):
+    from pipeline import cli
+
+    def interrupted_while_loading(args, progress):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise wrapped() from interrupt
+
+    monkeypatch.setattr(cli, "_stop_cleanly_on_signals", lambda: None)  # keep pytest's own handlers
+    monkeypatch.setitem(cli.COMMANDS, "train", interrupted_while_loading)
+    assert cli.main(["train", "--data", "t.csv", "--target", "Churn"]) == 130
+    assert capsys.readouterr().err == "error: interrupted; no output was written\n"
+    # an unrelated failure is still reported as itself
+    monkeypatch.setitem(cli.COMMANDS, "train", lambda args, progress: (_ for _ in ()).throw(ImportError("no module x")))
+    assert cli.main(["train", "--data", "t.csv", "--target", "Churn"]) == 1
+    assert capsys.readouterr().err == "error: ImportError: no module x (rerun with --debug for details)\n"
