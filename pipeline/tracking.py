@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import ModelError, PipelineError, TrackingError, hide_credentials, one_line
+from pipeline.errors import ModelError, PipelineError, TrackingError, caused_by_interrupt, hide_credentials, one_line
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,8 @@ def connect(uri: str, *, models: bool = False) -> None:
     """Point MLflow at ``uri`` and make sure the store answers; fail fast with one line if not.
 
     A local SQLite store is created once under a file lock, since concurrent first
-    migrations of one SQLite file can corrupt it.  ``models``: the command will save or load a
+    migrations of one SQLite file can corrupt it, as a copy of the user's empty store
+    (``new_store_from_template``).  ``models``: the command will save or load a
     model, so skops is imported first (``import_skops_first``).
     """
     if models:
@@ -151,6 +152,9 @@ def connect(uri: str, *, models: bool = False) -> None:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 from mlflow.tracking import MlflowClient
 
+                if not db.exists():
+                    new_store_from_template(db)
+
                 MlflowClient(uri).search_experiments(max_results=1)
         except OSError as err:
             raise TrackingError(f"cannot create the MLflow store {db}: {one_line(err)}") from err
@@ -158,6 +162,92 @@ def connect(uri: str, *, models: bool = False) -> None:
             raise TrackingError(f"cannot open the MLflow store {shown}: {one_line(err)}") from err
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+
+
+#: Tables that hold what users log; an empty store's template has no row in any of them (its
+#: migrations only write the schema revision and MLflow's default workspace).
+_USER_TABLES = ("experiments", "runs", "registered_models", "model_versions")
+
+
+def store_template_path() -> Path:
+    """Where this user's template of an empty store is kept: one per MLflow and SQLAlchemy version.
+
+    ``$CHURN_CACHE_DIR``, else ``$XDG_CACHE_HOME/churn-pipeline``, else ``~/.cache/churn-pipeline``.
+    """
+    from importlib.metadata import version
+
+    folder = os.environ.get("CHURN_CACHE_DIR") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "churn-pipeline"
+    return Path(folder) / f"mlflow-{version('mlflow')}-sqlalchemy-{version('sqlalchemy')}-empty-store.db"
+
+
+def _is_empty_store(path: Path) -> bool:
+    """Whether ``path`` is an intact SQLite store with MLflow's schema revision and nothing logged."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            if connection.execute("pragma quick_check").fetchone()[0] != "ok":
+                return False
+            if connection.execute("select count(*) from alembic_version").fetchone()[0] != 1:
+                return False
+            return all(connection.execute(f"select count(*) from {table}").fetchone()[0] == 0 for table in _USER_TABLES)
+    except sqlite3.Error:
+        return False
+
+
+def _make_store_template(template: Path) -> None:
+    """MLflow's tables and migrations on an empty SQLite file, moved into place whole."""
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=template.parent, prefix=".template-") as scratch:
+        made = Path(scratch) / template.name
+        engine = sqlalchemy.create_engine(f"sqlite:///{made.as_posix()}")
+        try:
+            _initialize_tables(engine)
+        finally:
+            engine.dispose()
+        if not _is_empty_store(made):
+            raise TrackingError(f"a new store template {made} is not an empty MLflow store")
+        os.replace(made, template)
+
+
+def new_store_from_template(db: Path) -> bool:
+    """Create the new store ``db`` as a copy of an empty store made once per MLflow version.
+
+    Creating a store's tables runs MLflow's schema migrations, about 2.5 CPU-s, which every new
+    folder used to pay; a copy of the same empty store takes milliseconds.  MLflow then opens
+    it as it opens any store: it checks the schema revision and adds the default experiment
+    with this store's own artifact root.  A template that is missing is made; one that is not an
+    empty MLflow store (rows in any table) is made again; the copy is moved into place whole.  Any
+    failure leaves ``db`` absent for MLflow to create the usual way.  Returns whether it copied.
+    The caller holds the store's lock and has checked that ``db`` does not exist.
+    """
+    import shutil
+
+    from pipeline.files import publish, sweep_leftovers, temp_file
+
+    try:
+        template = store_template_path()
+        if not _is_empty_store(template):
+            _make_store_template(template)
+        sweep_leftovers(db)
+        partial = temp_file(db)
+        try:
+            shutil.copyfile(template, partial)
+            if not _is_empty_store(partial):
+                raise TrackingError(f"the store template {template} changed while it was copied")
+            publish(partial, db)
+        finally:
+            partial.unlink(missing_ok=True)
+        return True
+    except Exception as err:  # noqa: BLE001 - an unwritable cache or a changed MLflow: create it the usual way
+        if caused_by_interrupt(err):
+            raise
+        log.debug("new store %s not made from a template (%s); MLflow creates it", db, one_line(err))
+        return False
 
 
 def experiment_id(name: str, uri: str) -> str:

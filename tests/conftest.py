@@ -8,9 +8,19 @@ import os
 # OpenMP threads that spin while waiting make boosting many times slower on shared cores
 # (the CLI sets the same); must be set before scikit-learn loads its OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# The suite's own cache (the empty MLflow store every new store is copied from:
+# ``pipeline.tracking.new_store_from_template``), inherited by the commands the tests run, so the
+# user's cache is neither read nor written; removed when the session ends.
+if "CHURN_CACHE_DIR" not in os.environ:
+    os.environ["CHURN_CACHE_DIR"] = tempfile.mkdtemp(prefix="churn-tests-cache-")
+    atexit.register(shutil.rmtree, os.environ["CHURN_CACHE_DIR"], ignore_errors=True)
 
 # --- records: a private PostgreSQL server (tests/postgres.py) --------------------------
 
@@ -49,26 +59,6 @@ def postgres_database(postgres_url):
 
 
 # --- end records -------------------------------------------------------------------------
-
-
-# --- tracking: an empty MLflow SQLite store, migrated once per session ------------------------
-
-
-@pytest.fixture(scope="session")
-def mlflow_store_template(tmp_path_factory) -> Path:
-    """An empty MLflow SQLite file with every migration applied, to be copied, never written to.
-
-    Creating a SQLite store runs MLflow's schema migrations (a second or more of CPU each
-    time); a copy of this file is the same empty store at once.  Nothing global is set.
-    """
-    from mlflow.tracking import MlflowClient
-
-    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{db.as_posix()}").search_experiments(max_results=1)
-    return db
-
-
-# --- end tracking ------------------------------------------------------------------------------
 
 
 # --- generated bases shared by several modules (read-only) ------------------------------------

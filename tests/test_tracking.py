@@ -45,19 +45,16 @@ def trained():
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch, mlflow_store_template):
+def store(tmp_path, monkeypatch):
     """MLflow pointed at a fresh SQLite store under ``tmp_path`` (global URIs restored afterwards).
 
-    The store starts as a copy of the session's empty, migrated store (tests/conftest.py), so
-    that MLflow's migrations run once per session rather than once per test.
+    ``tracking.connect`` makes it as a copy of the user's empty store template, so MLflow's
+    migrations run once rather than once per test.
     """
-    import shutil
-
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     saved = tracking_utils._tracking_uri, registry_utils._registry_uri
-    shutil.copyfile(mlflow_store_template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
@@ -425,3 +422,60 @@ def test_loading_through_mlflow_itself_does_not_break_the_check(trained, store):
     mlflow.sklearn.load_model(tracking.model_uri(MODEL))  # MLflow writes registered_model_meta into the store
     assert (_model_folder(1) / "registered_model_meta").exists()
     assert tracking.load_model(tracking.model_uri(MODEL)).version == "1"
+
+
+# --- a new store is a copy of an empty store made once ------------------------------------------
+
+
+def _schema_and_rows(db: Path) -> tuple[list, dict]:
+    """The store's schema, and the rows of the tables a new store fills (times and paths left out)."""
+    with sqlite3.connect(db) as connection:
+        # the clauses of a table's definition sorted: MLflow's own migrations order a table's
+        # constraints differently from one run to the next
+        schema = [(kind, name, table, sorted(line.strip().rstrip(",") for line in (sql or "").splitlines()))
+                  for kind, name, table, sql in
+                  connection.execute("select type, name, tbl_name, sql from sqlite_master order by type, name")]
+        rows = {table: connection.execute(f"select * from {table}").fetchall() for table in ("alembic_version", "workspaces")}
+        rows["experiments"] = connection.execute("select experiment_id, name, lifecycle_stage from experiments").fetchall()
+    return schema, rows
+
+
+def test_a_new_store_is_the_store_mlflow_makes_copied_from_a_template_made_once(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("CHURN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    MlflowClient(f"sqlite:///{tmp_path / 'by-mlflow.db'}").search_experiments(max_results=1)
+    first, second = tmp_path / "a" / "mlflow.db", tmp_path / "b" / "mlflow.db"
+    tracking.connect(f"sqlite:///{first}")
+    template = tracking.store_template_path()
+    assert template.parent == tmp_path / "cache" and template.is_file()
+    made = template.stat().st_mtime_ns
+    tracking.connect(f"sqlite:///{second}")
+    assert template.stat().st_mtime_ns == made  # copied, not made again
+    expected = _schema_and_rows(tmp_path / "by-mlflow.db")
+    assert expected[1]["experiments"] == [(0, "Default", "active")]
+    assert _schema_and_rows(first) == expected and _schema_and_rows(second) == expected
+    # the default experiment's artifacts go where MLflow would put them for this store, not the template's
+    for db in (first, second):
+        assert MlflowClient(f"sqlite:///{db}").get_experiment("0").artifact_location == str(tmp_path / "mlruns" / "0")
+    assert sorted(p.name for p in first.parent.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+
+
+def test_a_template_that_holds_anything_is_made_again_and_an_unusable_cache_falls_back(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("CHURN_CACHE_DIR", str(tmp_path / "cache"))
+    tracking.connect(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
+    template = tracking.store_template_path()
+    MlflowClient(f"sqlite:///{template}").create_experiment("left-in-the-template")
+    tracking.connect(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")
+    assert [e.name for e in MlflowClient(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}").search_experiments()] == ["Default"]
+    with sqlite3.connect(template) as connection:  # made again, empty (MLflow's client would read its cached old file)
+        assert connection.execute("select count(*) from experiments").fetchone() == (0,)
+
+    (tmp_path / "not-a-folder").write_text("x")
+    monkeypatch.setenv("CHURN_CACHE_DIR", str(tmp_path / "not-a-folder" / "cache"))
+    tracking.connect(f"sqlite:///{tmp_path / 'c' / 'mlflow.db'}")  # MLflow creates it the usual way
+    assert [e.name for e in MlflowClient(f"sqlite:///{tmp_path / 'c' / 'mlflow.db'}").search_experiments()] == ["Default"]
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["mlflow.db", "mlflow.db.lock"]
