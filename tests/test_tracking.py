@@ -440,6 +440,7 @@ def _schema_and_rows(db: Path) -> tuple[list, dict]:
     return schema, rows
 
 
+@pytest.mark.slow  # MLflow's migrations run two or three times (5-8 s)
 def test_a_new_store_is_the_store_mlflow_makes_copied_from_a_template_made_once(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
@@ -462,6 +463,7 @@ def test_a_new_store_is_the_store_mlflow_makes_copied_from_a_template_made_once(
     assert sorted(p.name for p in first.parent.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
 
 
+@pytest.mark.slow  # MLflow's migrations run two or three times (5-8 s)
 def test_a_template_that_holds_anything_is_made_again_and_an_unusable_cache_falls_back(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
