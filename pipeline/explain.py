@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import _sklearn_internals as internals
-from pipeline.errors import DataError, ModelError
+from pipeline.errors import DataError, ModelError, caused_by_interrupt
 from pipeline.protected import protected_trait
 
 log = logging.getLogger(__name__)
@@ -534,8 +534,6 @@ def _project_catalogue():
     try:
         from pipeline.features import FEATURE_CATALOGUE, reason_text
     except ImportError as err:  # another stage may be absent in a trimmed install
-        from pipeline.errors import caused_by_interrupt
-
         if caused_by_interrupt(err):
             raise KeyboardInterrupt from err
         log.debug("feature catalogue unavailable (%s); using generic reasons", err)

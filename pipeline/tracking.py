@@ -214,16 +214,17 @@ def _make_store_template(template: Path) -> None:
         os.replace(made, template)
 
 
-def new_store_from_template(db: Path) -> bool:
+def new_store_from_template(db: Path) -> None:
     """Create the new store ``db`` as a copy of an empty store made once per MLflow version.
 
     Creating a store's tables runs MLflow's schema migrations, about 2.5 CPU-s, which every new
     folder used to pay; a copy of the same empty store takes milliseconds.  MLflow then opens
     it as it opens any store: it checks the schema revision and adds the default experiment
     with this store's own artifact root.  A template that is missing is made; one that is not an
-    empty MLflow store (rows in any table) is made again; the copy is moved into place whole.  Any
-    failure leaves ``db`` absent for MLflow to create the usual way.  Returns whether it copied.
-    The caller holds the store's lock and has checked that ``db`` does not exist.
+    empty MLflow store (``_is_empty_store``) is made again; templates are only ever replaced
+    whole, so the copy is the template checked.  The copy is moved into place whole.  Any
+    failure leaves ``db`` absent for MLflow to create the usual way.  The caller holds the
+    store's lock and has checked that ``db`` does not exist.
     """
     import shutil
 
@@ -237,17 +238,13 @@ def new_store_from_template(db: Path) -> bool:
         partial = temp_file(db)
         try:
             shutil.copyfile(template, partial)
-            if not _is_empty_store(partial):
-                raise TrackingError(f"the store template {template} changed while it was copied")
             publish(partial, db)
         finally:
             partial.unlink(missing_ok=True)
-        return True
     except Exception as err:  # noqa: BLE001 - an unwritable cache or a changed MLflow: create it the usual way
         if caused_by_interrupt(err):
             raise
         log.debug("new store %s not made from a template (%s); MLflow creates it", db, one_line(err))
-        return False
 
 
 def experiment_id(name: str, uri: str) -> str:
