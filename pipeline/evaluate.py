@@ -659,8 +659,10 @@ def permutation_importance_table(
     shuffled copies are stacked and scored together, about ``batch_rows`` rows per call of
     ``model.predict_proba``: scikit-learn scores each copy on its own, and the model's fixed
     cost per call (typing the frame, checking it, building CatBoost's pool) was most of the
-    time on a hold-out of a few thousand rows.  The model must score each row on its own
-    (every model of this package does).
+    time on a hold-out of a few thousand rows.  Only the rows whose value the shuffle changed
+    are scored again; the others keep their unshuffled probability (a column of a few
+    levels leaves many rows as they were).  The model must score each row on its own,
+    whatever rows it is scored with (every model of this package does).
 
     Parameters
     ----------
@@ -694,24 +696,36 @@ def permutation_importance_table(
         logger.info("permutation importance on %d of %d rows (seed %d)", max_rows, len(X), seed)
     _both_classes(labels, "permutation importance")
     rows = rows.reset_index(drop=True)
-    n = len(rows)
     roc_auc = _roc_auc_of(labels)
-    baseline = roc_auc(model.predict_proba(rows)[:, 1])
+    unshuffled = model.predict_proba(rows)[:, 1]
+    baseline = roc_auc(unshuffled)
     scores = np.empty((rows.shape[1], n_repeats), dtype="float64")
     copies, owners = [], []
 
     def score_copies() -> None:
-        proba = model.predict_proba(pd.concat(copies, ignore_index=True))[:, 1]
-        for k, (j, repeat) in enumerate(owners):
-            scores[j, repeat] = roc_auc(proba[k * n:(k + 1) * n])
+        moved = [copy.iloc[changed] for copy, changed in copies]
+        proba = model.predict_proba(pd.concat(moved, ignore_index=True))[:, 1]
+        start = 0
+        for (j, repeat), (_, changed) in zip(owners, copies):
+            shuffled = unshuffled.copy()
+            shuffled[changed] = proba[start:start + changed.size]
+            start += changed.size
+            scores[j, repeat] = roc_auc(shuffled)
         copies.clear()
         owners.clear()
 
+    pending = 0
     for j, repeat, copy in _shuffled_copies(rows, n_repeats, seed):
-        copies.append(copy)
+        changed = np.flatnonzero(~_unchanged(rows.iloc[:, j], copy.iloc[:, j]))
+        if changed.size == 0:  # the shuffle moved no value (a constant column): nothing to score
+            scores[j, repeat] = baseline
+            continue
+        copies.append((copy, changed))
         owners.append((j, repeat))
-        if len(copies) * n >= batch_rows:
+        pending += changed.size
+        if pending >= batch_rows:
             score_copies()
+            pending = 0
     if copies:
         score_copies()
     importances = pd.Series((baseline - scores).mean(axis=1), index=pd.Index(X.columns, name="feature"), name="importance")
@@ -736,6 +750,35 @@ def _roc_auc_of(labels: np.ndarray):
         return float((rankdata(scores)[positive].sum() - offset) / pairs)
 
     return roc_auc
+
+
+def _unchanged(before: pd.Series, after: pd.Series) -> np.ndarray:
+    """Rows where ``after`` holds exactly ``before``'s value: equal and of the same type (floats
+    bit for bit, so ``-0.0`` differs from ``0.0``), or the same missing value.  A row it cannot
+    tell is counted as changed, which only costs a prediction."""
+    if isinstance(before.dtype, pd.CategoricalDtype) and before.dtype == after.dtype:
+        return before.cat.codes.to_numpy() == after.cat.codes.to_numpy()
+    left, right = before.to_numpy(), after.to_numpy()
+    if left.dtype == right.dtype and left.dtype.kind in "biu":
+        return left == right
+    if left.dtype == right.dtype and left.dtype.kind == "f":
+        bits = f"u{left.dtype.itemsize}"
+        return left.view(bits) == right.view(bits)
+    return np.fromiter((_same_value(x, y) for x, y in zip(left, right)), dtype=bool, count=len(left))
+
+
+def _same_value(x: Any, y: Any) -> bool:
+    """``x`` and ``y`` are the same value of the same type (see ``_unchanged``)."""
+    if x is y:
+        return True
+    if type(x) is not type(y):
+        return False
+    if isinstance(x, float):
+        return np.float64(x).view("u8") == np.float64(y).view("u8")
+    try:
+        return bool(x == y)
+    except (TypeError, ValueError):  # a comparison that answers a missing value or an array
+        return False
 
 
 def _shuffled_copies(rows: pd.DataFrame, n_repeats: int, seed: int):

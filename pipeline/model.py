@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -79,13 +79,34 @@ class _Deadline:
 #: time on one thread than on two (2 cores), and on 200,000 rows still less of both.
 SINGLE_THREADED_FAMILIES = frozenset({"logistic"})
 
+#: HistGradientBoosting fits on fewer rows than this run on one (OpenMP) thread.  Its trees
+#: grow node by node, each node a few short parallel loops, and on a small fit waking the
+#: second thread for each loop costs more than it saves: on 26,700 rows of a generated base
+#: (58 columns; a selection fold of a large base) two fits took 2.9-3.3 CPU-s and 2.4-2.8 s on
+#: two threads against 1.9-2.6 CPU-s and 1.9-2.6 s on one, the same trees.  From about
+#: 90,000 rows two threads pay in time (3.8 s against 4.5-4.9; 10% more CPU), and on
+#: 300,000 rows they save a third of it.  (``/tmp`` scripts, 2 cores, otherwise idle.)
+HGB_PARALLEL_MIN_ROWS = 50_000
 
-def fit_threads(family: str, threads: int):
+
+def fit_threads(family: str, threads: int, rows: int | None = None):
     """The thread pools (BLAS and OpenMP, ``threadpoolctl``) limited for fitting a ``family``
-    model, as a context: ``with fit_threads(family, threads): ...`` (the limit applies at the call)."""
+    model on ``rows`` rows (when known), as a context: ``with fit_threads(family, threads,
+    rows): ...`` (the limit applies at the call).  One thread for ``SINGLE_THREADED_FAMILIES``
+    and for HistGradientBoosting under ``HGB_PARALLEL_MIN_ROWS`` rows."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=1 if family in SINGLE_THREADED_FAMILIES else int(threads))
+    small = family == "hist_gradient_boosting" and rows is not None and rows < HGB_PARALLEL_MIN_ROWS
+    return threadpool_limits(limits=1 if family in SINGLE_THREADED_FAMILIES or small else int(threads))
+
+
+def small_fit_openmp(rows: int):
+    """One OpenMP thread for a fit of fewer than ``HGB_PARALLEL_MIN_ROWS`` rows (a context), for
+    any model: OpenMP is HistGradientBoosting's pool, alone or in a blend (CatBoost keeps its
+    own, BLAS is left as it is); no limit from there on."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="openmp") if rows < HGB_PARALLEL_MIN_ROWS else nullcontext()
 
 
 @contextmanager

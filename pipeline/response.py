@@ -724,7 +724,7 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
     calibrated = _calibration_line(chosen, chosen_key, oof, t_train, y_train, significance=significance,
                                    config=config, seed=seed, say=say)
     say(f"fit of {chosen_key} on {len(train_idx):,} rows")
-    with fit_threads(family, threads):
+    with fit_threads(family, threads, rows=len(X_train)):
         holdout_model = calibrated.set_fitted(clone(chosen).fit(X_train, t_train, y_train))
     timings["final_fit_seconds"] = time.perf_counter() - t0
 
@@ -737,7 +737,7 @@ def _train_response(X, treatment, y, config, seed, threads, risk, say, drop_colu
     if config.refit_all_rows:
         say(f"refit of {chosen_key} on all {len(X):,} rows")
         t0 = time.perf_counter()
-        with fit_threads(family, threads):
+        with fit_threads(family, threads, rows=len(X)):
             refit = clone(chosen).fit(X, t_all, y_all)
         model = clone(calibrated).fit_map(oof, t_train, y_train).set_fitted(refit)
         timings["refit_seconds"] = time.perf_counter() - t0
@@ -822,7 +822,7 @@ def _cross_validate(
         say(f"candidate {number}/{len(order)}: {key}")
         t0 = time.perf_counter()
         learner = make_learner(learner_name, family, drop_columns=drop_columns, seed=seed)
-        with fit_threads(family, threads):
+        with fit_threads(family, threads, rows=len(X_train)):
             oof, fold_qini = _out_of_fold_uplift(learner, key, X_train, t_train, y_train, folds, shared)
         oof_by_key[key], learners[key] = oof, learner
         rows.append({

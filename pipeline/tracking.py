@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -288,17 +288,45 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def pip_requirements(model=None) -> list[str]:
+def pip_requirements(types: Iterable[str] = ()) -> list[str]:
     """Exact requirements of a logged model (given explicitly: inference is slow and needs the network).
 
-    CatBoost is listed only when ``model`` holds a CatBoost part.
+    ``types``: the model's skops types (``check_trusted``); CatBoost is listed only when they
+    hold a CatBoost part.
     """
     from importlib.metadata import version
 
     names = [f"{name}=={v}" for name, v in package_versions().items() if name != "mlflow"]
-    if model is not None and "pipeline.model.CatBoostModel" in check_trusted(model):
+    if "pipeline.model.CatBoostModel" in types:
         names.append(f"catboost=={version('catboost')}")
     return names
+
+
+@contextlib.contextmanager
+def _installed_requirements_not_rechecked() -> Iterator[None]:
+    """Leave out MLflow's check of a model's requirements against the installed packages while it is logged.
+
+    MLflow runs it when it writes the requirements and again when it loads the logged model
+    back to check its input example.  The requirements this tool gives are read from the
+    installed packages themselves (``package_versions``), and MLflow pins its own installed
+    version, so the check cannot find a mismatch; its first call in a process maps every
+    installed distribution to its modules, 1.1-1.3 CPU-s.  The check is MLflow's to run when
+    the model is loaded elsewhere.
+    """
+    import mlflow.pyfunc
+    from mlflow.utils import environment
+
+    name = "warn_dependency_requirement_mismatches"
+    # Where MLflow calls it from (an MLflow without it somewhere: nothing to leave out there).
+    users = [module for module in (environment, mlflow.pyfunc) if callable(getattr(module, name, None))]
+    checks = [getattr(module, name) for module in users]
+    for module in users:
+        setattr(module, name, lambda requirements: None)
+    try:
+        yield
+    finally:
+        for module, check in zip(users, checks):
+            setattr(module, name, check)
 
 
 def _scalar_params(params: dict[str, Any], limit: int = 250) -> dict[str, str]:
@@ -530,18 +558,19 @@ def _log_model(model, *, trusted: list[str], signature, example: pd.DataFrame, p
     """Log ``model`` to the active run (skops, the reviewed trusted types, explicit requirements), then its hash."""
     import mlflow
 
-    logged = mlflow.sklearn.log_model(
-        model,
-        name="model",
-        serialization_format="skops",
-        skops_trusted_types=trusted,
-        signature=signature,
-        input_example=signature_frame(example),
-        pip_requirements=pip_requirements(model),
-        code_paths=[str(Path(__file__).parent)],
-        pyfunc_predict_fn=predict_fn,
-        metadata=metadata,
-    )
+    with _installed_requirements_not_rechecked():
+        logged = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=trusted,
+            signature=signature,
+            input_example=signature_frame(example),
+            pip_requirements=pip_requirements(trusted),
+            code_paths=[str(Path(__file__).parent)],
+            pyfunc_predict_fn=predict_fn,
+            metadata=metadata,
+        )
     record_model_hash(mlflow.get_logged_model(logged.model_id).artifact_location)
 
 
@@ -1581,8 +1610,9 @@ def register_service(model_name: str, *, response_name: str | None, config, uri:
     mlflow.set_experiment(experiment_id=experiment_id(config.tracking.experiment, uri))
     with mlflow.start_run(run_name="service") as run:
         mlflow.set_tags({"stage": "service", "git_commit": git_commit(), SERVICE_TAG: digest})
-        info = mlflow.pyfunc.log_model(name="service", python_model=str(code), model_config=settings,
-                                       code_paths=[str(Path(__file__).parent)], pip_requirements=pip_requirements())
+        with _installed_requirements_not_rechecked():
+            info = mlflow.pyfunc.log_model(name="service", python_model=str(code), model_config=settings,
+                                           code_paths=[str(Path(__file__).parent)], pip_requirements=pip_requirements())
     try:
         version = mlflow.register_model(info.model_uri, name, tags={SERVICE_TAG: digest})
         client.set_registered_model_alias(name, CHAMPION, str(version.version))

@@ -668,6 +668,8 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
     it on the hold-out, and refit it on every row for the registered model."""
     from sklearn.base import clone
 
+    from pipeline.model import small_fit_openmp
+
     timings: dict[str, float] = {}
     started = time.perf_counter()
     split = training_split(dataset, config, say)
@@ -691,8 +693,11 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
         beside = pool.submit(_on_one_thread, _timed_fit, clone(choice.estimator), frame, y_all) if at_once > 1 else None
         say(f"final fit: {choice.family}, {'no' if method == 'none' else method} calibration, on {len(y_train):,} rows"
             + (f", and its refit on all {len(y_all):,} rows beside it" if beside else ""))
-        fitted = (_on_one_thread(clone(choice.estimator).fit, X_train, y_train) if beside
-                  else clone(choice.estimator).fit(X_train, y_train))
+        if beside:
+            fitted = _on_one_thread(clone(choice.estimator).fit, X_train, y_train)
+        else:
+            with small_fit_openmp(len(y_train)):
+                fitted = clone(choice.estimator).fit(X_train, y_train)
         model = calibration.apply(fitted, choice.estimator, config)
         timings["final_fit_seconds"] = time.perf_counter() - t0
         proba, metrics = _evaluate_holdout(model, dataset, frame, y_all, holdout_idx, config)
@@ -704,7 +709,8 @@ def _train(dataset: Dataset, config: Config, threads: int, say: Callable[[str], 
         if refit:
             if beside is None:
                 say(f"refit on all {len(y_all):,} rows")
-                fitted, timings["refit_seconds"] = _timed_fit(clone(choice.estimator), frame, y_all)
+                with small_fit_openmp(len(y_all)):
+                    fitted, timings["refit_seconds"] = _timed_fit(clone(choice.estimator), frame, y_all)
             else:
                 fitted, timings["refit_seconds"] = beside.result()
             model = calibration.apply(fitted, choice.estimator, config)
@@ -870,7 +876,7 @@ def _run_selection(X_train: pd.DataFrame, y_train: np.ndarray, periods_train: np
         stop = ((lambda aucs, leader=leader: race_out(aucs, fold_aucs[leader]))
                 if params and leader is not None and config.train.racing else None)
         try:
-            with fit_threads(family, threads):
+            with fit_threads(family, threads, rows=clock.fold_rows):
                 oof, fold_auc = _oof_proba(
                     estimator, X_sel, y_sel, config, periods_sel, stop=stop,
                     in_time=((lambda seconds, left, family=family: clock.finishes(family, seconds, left))

@@ -498,6 +498,43 @@ def test_permutation_importance_equals_scikit_learns_however_the_copies_are_batc
     assert ours["constant"] == 0.0 and ours["plan"] > 0.05
 
 
+def test_a_shuffle_leaves_a_row_unchanged_only_when_its_value_is_exactly_the_same():
+    unchanged = evaluate._unchanged
+    before = pd.Series([0.0, -0.0, np.nan, 1.5, 2.0])
+    after = pd.Series([-0.0, -0.0, np.nan, 1.5, 2.5])
+    assert unchanged(before, after).tolist() == [False, True, True, True, False]
+    assert unchanged(pd.Series([1, 2, 3]), pd.Series([1, 3, 3])).tolist() == [True, False, True]
+    mixed = pd.Series([1, 1.0, "1", None, np.nan, pd.NA], dtype=object)
+    assert unchanged(mixed, pd.Series([1.0, 1.0, "1", None, 1, pd.NA], dtype=object)).tolist() == \
+        [False, True, True, True, False, True]
+    text = pd.Series(["a", None, "b", "c"], dtype="string")
+    assert unchanged(text, pd.Series(["a", None, "c", None], dtype="string")).tolist() == [True, True, False, False]
+    levels = pd.Series(["x", "y", None, "x"], dtype="category")
+    assert unchanged(levels, levels.iloc[[3, 0, 2, 1]].set_axis(levels.index)).tolist() == [True, False, True, False]
+
+
+def test_permutation_importance_scores_only_the_rows_a_shuffle_changed():
+    model, frame, labels = _fitted_pipeline()
+    frame = frame.assign(flag=(np.arange(len(frame)) % 10 == 0).astype(float), constant=1.0)
+    model = type(model)().fit(frame, labels)
+    scored = []
+
+    class Counting:
+        def predict_proba(self, X):
+            scored.append(len(X))
+            return model.predict_proba(X)
+
+    ours = evaluate.permutation_importance_table(Counting(), frame, labels, n_repeats=3, seed=0)
+    from sklearn.inspection import permutation_importance
+
+    theirs = permutation_importance(model, frame, labels, scoring="roc_auc", n_repeats=3, random_state=0)
+    np.testing.assert_allclose(ours[frame.columns].to_numpy(), theirs.importances_mean, rtol=0, atol=1e-12)
+    # the unshuffled rows, then fewer than every row of every copy: a flag set on one row in ten
+    # moves at most a fifth of the rows, and a constant column none
+    assert scored[0] == len(frame) and sum(scored[1:]) < 2 * 3 * len(frame) + 2 * 3 * len(frame) // 5
+    assert ours["constant"] == 0.0
+
+
 def test_permutation_importance_rejects_arrays():
     model, frame, labels = _fitted_pipeline(50)
     with pytest.raises(ModelError, match="X must be a DataFrame of raw input columns, got ndarray"):

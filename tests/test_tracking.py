@@ -368,6 +368,27 @@ def test_a_version_tag_that_disagrees_with_its_run_is_refused(trained, store):
         tracking.load_model(f"models:/{MODEL}/1")
 
 
+def test_a_model_requires_exactly_the_installed_packages_without_mlflow_scanning_them(trained, store, monkeypatch):
+    from importlib.metadata import version
+
+    import mlflow.pyfunc
+    from mlflow.utils import environment
+
+    checked = []
+    monkeypatch.setattr(environment, "warn_dependency_requirement_mismatches", checked.append)
+    monkeypatch.setattr(mlflow.pyfunc, "warn_dependency_requirement_mismatches", checked.append)
+    registration = _gate(_log(trained, store), 0.7)
+    folder = _model_folder(1)
+    assert (folder / "requirements.txt").read_text().split() == [
+        f"mlflow=={version('mlflow')}", *(f"{name}=={v}" for name, v in tracking.package_versions().items()
+                                          if name != "mlflow")]
+    # MLflow's own check of those pins against the installed packages was left out, and put back.
+    assert checked == []
+    assert environment.warn_dependency_requirement_mismatches == mlflow.pyfunc.warn_dependency_requirement_mismatches \
+        == checked.append
+    assert registration.version == 1
+
+
 # --- the trusted types ----------------------------------------------------------------------
 
 

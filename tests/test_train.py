@@ -115,6 +115,38 @@ def test_training_runs_in_the_configured_number_of_threads():
         len(__import__("os").sched_getaffinity(0)) == 1
 
 
+def test_small_hist_gradient_boosting_fits_run_on_one_thread_and_large_ones_on_every_thread(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from pipeline import model as model_module
+
+    def openmp_threads():
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "openmp"}
+
+    seen = []
+    real_fit = model_module.HistGradientBoosting.fit
+
+    def spy(self, X, y, *args, **kwargs):
+        seen.append((len(y), openmp_threads()))
+        return real_fit(self, X, y, *args, **kwargs)
+
+    monkeypatch.setattr(model_module.HistGradientBoosting, "fit", spy)
+    config = with_overrides(FAST, train={"candidates": ("hist_gradient_boosting",), "search_iterations": 0,
+                                         "n_threads": 2, "racing": False})
+    train(table_dataset(_table(), id_column="id", target="churn"), config)
+    # three selection folds, the fit on the training part and the refit on every row
+    assert [rows for rows, _ in seen] == [1600, 1600, 1600, 2400, 3000]
+    assert all(threads == {1} for _, threads in seen)
+    every = openmp_threads()
+    large = model_module.HGB_PARALLEL_MIN_ROWS
+    with model_module.fit_threads("hist_gradient_boosting", 2, rows=large - 1):
+        assert openmp_threads() == {1}
+    with model_module.fit_threads("hist_gradient_boosting", 2, rows=large), model_module.small_fit_openmp(large):
+        assert openmp_threads() == {min(2, *every)}
+    with model_module.small_fit_openmp(large - 1):
+        assert openmp_threads() == {1}
+
+
 @pytest.mark.slow  # two trainings
 def test_train_is_reproducible_and_reports_the_holdout():
     dataset = table_dataset(_table(), id_column="id", target="churn", value_column="fee")
@@ -153,8 +185,8 @@ def test_catboost_family_trains_explains_exactly_and_round_trips_through_skops()
     assert result.family == "catboost" and list(result.candidates["candidate"]) == ["catboost#1"]
     assert result.metrics["roc_auc"] > 0.7
     assert set(check_trusted(result.model)) <= set(TRUSTED_TYPES)
-    assert any(r.startswith("catboost==") for r in pip_requirements(result.model))
-    assert not any(r.startswith("catboost==") for r in pip_requirements(train(dataset, FAST).model))
+    assert any(r.startswith("catboost==") for r in pip_requirements(check_trusted(result.model)))
+    assert not any(r.startswith("catboost==") for r in pip_requirements(check_trusted(train(dataset, FAST).model)))
     loaded = skops.io.loads(skops.io.dumps(result.model), trusted=list(TRUSTED_TYPES))
     rows = dataset.frame.head(300)
     np.testing.assert_array_equal(loaded.predict_proba(rows), result.model.predict_proba(rows))
