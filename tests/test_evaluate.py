@@ -415,6 +415,7 @@ def test_reliability_table_rejects_unknown_strategy():
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # renders every plot (3 s)
 def test_save_plots_writes_real_pngs(tmp_path):
     labels, scores = _random_case(10, n_rows=200)
     importances = pd.Series({"months_left_on_contract": 0.08, "fraud_loss": 0.03, "tenure_months": -0.001})
@@ -427,6 +428,7 @@ def test_save_plots_writes_real_pngs(tmp_path):
         assert len(data) > 10_000, name
 
 
+@pytest.mark.slow  # renders every plot twice (4 s)
 def test_save_plots_is_reproducible_and_skips_importance_when_absent(tmp_path):
     labels, scores = _random_case(11, n_rows=100)
     first = evaluate.save_plots(labels, scores, tmp_path / "a", value=np.full(100, 300.0))

@@ -30,6 +30,7 @@ def base(tmp_path_factory):
 # --- features do not depend on the chunking, whatever the source ----------------------------
 
 
+@pytest.mark.slow  # builds the features of a database three ways (3.5 s)
 def test_database_features_are_the_same_whole_or_in_chunks(base, tmp_path):
     from pipeline.features import _earliest_notification, build_features
     from pipeline.records import iter_record_chunks, load_records, write_records_sql
