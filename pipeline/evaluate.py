@@ -700,19 +700,18 @@ def permutation_importance_table(
     unshuffled = model.predict_proba(rows)[:, 1]
     baseline = roc_auc(unshuffled)
     scores = np.empty((rows.shape[1], n_repeats), dtype="float64")
-    copies, owners = [], []
+    copies = []  # (column position, repeat, shuffled rows, positions of the rows it changed)
 
     def score_copies() -> None:
-        moved = [copy.iloc[changed] for copy, changed in copies]
+        moved = [copy.iloc[changed] for _, _, copy, changed in copies]
         proba = model.predict_proba(pd.concat(moved, ignore_index=True))[:, 1]
         start = 0
-        for (j, repeat), (_, changed) in zip(owners, copies):
+        for j, repeat, _, changed in copies:
             shuffled = unshuffled.copy()
             shuffled[changed] = proba[start:start + changed.size]
             start += changed.size
             scores[j, repeat] = roc_auc(shuffled)
         copies.clear()
-        owners.clear()
 
     pending = 0
     for j, repeat, copy in _shuffled_copies(rows, n_repeats, seed):
@@ -720,8 +719,7 @@ def permutation_importance_table(
         if changed.size == 0:  # the shuffle moved no value (a constant column): nothing to score
             scores[j, repeat] = baseline
             continue
-        copies.append((copy, changed))
-        owners.append((j, repeat))
+        copies.append((j, repeat, copy, changed))
         pending += changed.size
         if pending >= batch_rows:
             score_copies()

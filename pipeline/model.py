@@ -84,8 +84,8 @@ SINGLE_THREADED_FAMILIES = frozenset({"logistic"})
 #: second thread for each loop costs more than it saves: on 26,700 rows of a generated base
 #: (58 columns; a selection fold of a large base) two fits took 2.9-3.3 CPU-s and 2.4-2.8 s on
 #: two threads against 1.9-2.6 CPU-s and 1.9-2.6 s on one, the same trees.  From about
-#: 90,000 rows two threads pay in time (3.8 s against 4.5-4.9; 10% more CPU), and on
-#: 300,000 rows they save a third of it.  (``/tmp`` scripts, 2 cores, otherwise idle.)
+#: 90,000 rows two threads pay in time (3.8 s against 4.5-4.9; 8-17% more CPU), and on
+#: 300,000 rows they save about 30% of it.  (``/tmp`` scripts, 2 cores, otherwise idle.)
 HGB_PARALLEL_MIN_ROWS = 50_000
 
 
