@@ -17,4 +17,11 @@ import os
 # any OpenMP runtime loads; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# MLflow 3 sends usage telemetry by default: each process that imports it fetches a
+# configuration from mlflow-telemetry.io and then posts records of the calls it makes
+# (log_model, register_model, ...).  A breached company's analytics do not phone home, and
+# this tool runs offline: telemetry is off unless the user set MLFLOW_DISABLE_TELEMETRY
+# (MLflow reads it once, when it is first imported, so this must come before that).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 __version__ = "0.1.0"

@@ -112,10 +112,12 @@ def artifact_root(uri: str) -> str | None:
 
 
 def ui_command(uri: str) -> str:
-    """The exact shell command that opens the MLflow UI on this store."""
+    """The exact shell command that opens the MLflow UI on this store (with MLflow's usage
+    telemetry off, as in every ``churn`` command: ``pipeline/__init__.py``)."""
     if uri.startswith("sqlite:///"):
         root = Path(artifact_root(uri)[len("file://"):])
-        return f"mlflow ui --backend-store-uri {uri} --default-artifact-root {root} --port 5000"
+        return (f"MLFLOW_DISABLE_TELEMETRY=true mlflow ui --backend-store-uri {uri} --default-artifact-root {root}"
+                " --port 5000")
     return f"open {hide_credentials(uri)} in a browser (a tracking server has its own UI)"
 
 

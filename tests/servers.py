@@ -105,7 +105,7 @@ def mlflow_server_command(store: Path) -> list[str]:
 
 #: Environment for ``mlflow server``: no job-execution side processes (six ``huey`` consumers
 #: and a job runner by default; the suite runs no server-side jobs, and they double start-up time).
-MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 def model_server_command(model_uri: str) -> list[str]:

@@ -71,7 +71,8 @@ TRAIN = ["train", "--data", "table.csv", "--id", "customer", "--target", "Churn"
 def _client(workdir):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    return MlflowClient(uri, registry_uri=uri)  # not the registry an earlier test set for the process
 
 
 def test_help_answers_at_once():

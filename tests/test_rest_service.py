@@ -132,7 +132,8 @@ def test_the_wrapper_is_registered_once_per_code_and_settings(demo_folder):
     assert [c["kind"] for c in listing][:1] == ["churn"]  # the service is not a model version of its own
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)  # not the registry an earlier test set for the process
     versions = client.search_model_versions("name = 'post-breach-churn-service'")
     assert len(versions) == 1 and client.get_registered_model("post-breach-churn-service").aliases == {"champion": 1}
     assert os.path.exists(folder / "mlflow.db")

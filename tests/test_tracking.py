@@ -389,6 +389,38 @@ def test_a_model_requires_exactly_the_installed_packages_without_mlflow_scanning
     assert registration.version == 1
 
 
+def _telemetry_state(code: str, **env: str) -> dict:
+    """Run ``code`` (which sets ``state``) in a fresh Python with a bare environment: no CI or
+    test variable, which MLflow takes as a reason to stay quiet on its own."""
+    import os
+    import subprocess
+    import sys
+
+    bare = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env}
+    done = subprocess.run([sys.executable, "-c", f"import json\n{code}\nprint(json.dumps(state))"],
+                          env=bare, capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.slow  # a fresh Python importing MLflow: about 3 s
+def test_mlflow_sends_no_usage_telemetry_from_any_churn_command():
+    # The package turns MLflow's telemetry off before MLflow is imported: no client, no thread
+    # fetching its configuration from the internet.
+    state = _telemetry_state(
+        "import pipeline, mlflow, threading\n"
+        "from mlflow.telemetry import get_telemetry_client\n"
+        "from mlflow.telemetry.utils import is_telemetry_disabled\n"
+        "state = {'disabled': is_telemetry_disabled(), 'client': get_telemetry_client() is not None,\n"
+        "         'threads': sorted(t.name for t in threading.enumerate())}")
+    assert state == {"disabled": True, "client": False, "threads": ["MainThread"]}
+    # A value the user set is kept (MLflow then decides), and the UI command turns it off too.
+    kept = _telemetry_state("import os, pipeline\nstate = os.environ['MLFLOW_DISABLE_TELEMETRY']",
+                            MLFLOW_DISABLE_TELEMETRY="false")
+    assert kept == "false"
+    assert tracking.ui_command("sqlite:////tmp/x/mlflow.db").startswith("MLFLOW_DISABLE_TELEMETRY=true mlflow ui ")
+
+
 # --- the trusted types ----------------------------------------------------------------------
 
 
