@@ -104,7 +104,8 @@ def mlflow_server_command(store: Path) -> list[str]:
 
 
 #: Environment for ``mlflow server``: no job-execution side processes (six ``huey`` consumers
-#: and a job runner by default; the suite runs no server-side jobs, and they double start-up time).
+#: and a job runner by default; the suite runs no server-side jobs, and they double start-up time),
+#: and no usage telemetry (as ``docs/scaling.md``'s command).
 MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
