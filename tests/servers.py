@@ -115,6 +115,16 @@ def model_server_command(model_uri: str) -> list[str]:
             "--workers", "1"]
 
 
+def store_client(folder: Path):
+    """An ``MlflowClient`` on ``folder``'s embedded store (``mlflow.db``), for its runs and its
+    registry both: without ``registry_uri`` the registry would be the one an earlier test set
+    for this process."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{Path(folder) / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def run_churn(args: Sequence[str], cwd: Path, *, env: dict[str, str] | None = None, check: bool = True,
               timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the ``churn`` command beside this Python; MLflow store variables only as ``env`` gives them."""

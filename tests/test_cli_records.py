@@ -35,10 +35,9 @@ def trained(tmp_path_factory):
 def test_generated_base_trains_registers_and_logs(trained):
     work, out = trained
     assert "version 1 is the first model: it is champion" in out.stdout
-    from mlflow.tracking import MlflowClient
+    from servers import store_client
 
-    uri = f"sqlite:///{work / 'mlflow.db'}"
-    client = MlflowClient(uri, registry_uri=uri)  # not the registry an earlier test set for the process
+    client = store_client(work)
     version = client.get_model_version_by_alias("post-breach-churn", "champion")
     assert str(version.version) == "1"
     metrics = client.get_run(version.run_id).data.metrics

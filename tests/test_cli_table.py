@@ -5,7 +5,6 @@ These run the installed console script in a subprocess, as a user would.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -26,9 +25,10 @@ blend = false
 
 
 def run(args, cwd, env=None, check=True):
-    full_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    full_env.update(env or {})
-    result = subprocess.run([CHURN, *args], cwd=cwd, capture_output=True, text=True, env=full_env, timeout=600)
+    from servers import server_env
+
+    result = subprocess.run([CHURN, *args], cwd=cwd, capture_output=True, text=True, env=server_env(**(env or {})),
+                            timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"churn {' '.join(args)} failed:\n{result.stderr}")
     return result
@@ -69,10 +69,9 @@ TRAIN = ["train", "--data", "table.csv", "--id", "customer", "--target", "Churn"
 
 
 def _client(workdir):
-    from mlflow.tracking import MlflowClient
+    from servers import store_client
 
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    return MlflowClient(uri, registry_uri=uri)  # not the registry an earlier test set for the process
+    return store_client(workdir)
 
 
 def test_help_answers_at_once():
@@ -257,7 +256,9 @@ def test_interrupted_scoring_leaves_no_output(scored_model, signal_name):
     pd.concat([churn_table(seed=s).assign(customer=lambda t, s=s: t["customer"] + f"-{s}") for s in range(40)]
               ).to_csv(work / "big.csv", index=False)
     (work / "tiny_chunks.toml").write_text("[scoring]\nchunk_rows = 500\n")
-    env = {**os.environ, "CHURN_PROGRESS": "1"}
+    from servers import server_env
+
+    env = server_env(CHURN_PROGRESS="1")  # no MLflow store variable an earlier test left in this process
     process = subprocess.Popen([CHURN, "score", "--data", "big.csv", "--output", "big_out.csv", "--all", "--config",
                                 "tiny_chunks.toml"], cwd=work, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
                                text=True, env=env)

@@ -26,10 +26,9 @@ def churn(*args, cwd):
 
 
 def client(work):
-    from mlflow.tracking import MlflowClient
+    from servers import store_client
 
-    uri = f"sqlite:///{work / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return store_client(work)
 
 
 @pytest.fixture(scope="module")

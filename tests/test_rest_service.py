@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from servers import _group_alive, _signal_group, free_port, run_churn, server_env
+from servers import _group_alive, _signal_group, free_port, run_churn, server_env, store_client
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
 FAST = ("[train]\nsearch_iterations = 1\ncv_folds = 3\nblend = false\n"
@@ -130,10 +130,7 @@ def test_the_wrapper_is_registered_once_per_code_and_settings(demo_folder):
     folder = demo_folder
     listing = json.loads(run_churn(["models", "--json"], folder).stdout)
     assert [c["kind"] for c in listing][:1] == ["churn"]  # the service is not a model version of its own
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    client = MlflowClient(uri, registry_uri=uri)  # not the registry an earlier test set for the process
+    client = store_client(folder)
     versions = client.search_model_versions("name = 'post-breach-churn-service'")
     assert len(versions) == 1 and client.get_registered_model("post-breach-churn-service").aliases == {"champion": 1}
     assert os.path.exists(folder / "mlflow.db")

@@ -13,19 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from servers import run_churn
+from servers import run_churn, store_client
 from test_cli_table import FAST, churn_table
 
 MODEL = "post-breach-churn"
 TRAIN = ["train", "--data", "table.csv", "--id", "customer", "--target", "Churn", "--positive", "Yes",
          "--value", "monthly", "--config", "logistic.toml"]
-
-
-def _client(folder: Path):
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _one_error_line(result) -> str:
@@ -131,7 +124,7 @@ def test_planted_personal_data_never_reaches_the_store_the_list_the_report_or_th
     assert _found(planted, blobs) == []
     # the canary works: the same search finds planted values where they are
     assert _found(planted, {"table.csv": (tmp_path / "table.csv").read_bytes().lower()})
-    client = _client(tmp_path)
+    client = store_client(tmp_path)
     version = client.get_model_version(MODEL, "1")
     import mlflow
 
@@ -185,7 +178,7 @@ def test_a_tampered_champion_is_never_scored_and_a_failed_training_registers_not
     churn_table().to_csv(tmp_path / "table.csv", index=False)
     (tmp_path / "logistic.toml").write_text(FAST.format(candidates='["logistic"]'))
     run_churn(TRAIN, tmp_path)
-    client = _client(tmp_path)
+    client = store_client(tmp_path)
     source = client.get_model_version_download_uri(MODEL, "1")
     _change_one_number(Path(source[len("file://"):]) / "model.skops")
 
