@@ -1,8 +1,9 @@
 """CatBoost on large fits: category combinations (CatBoost's default) against each category on its own.
 
 ``pipeline.model.make_candidate("catboost")`` sets ``max_ctr_complexity=1``: no combinations
-of categorical columns on fits of 20,000 rows or more (and on smaller fits with two or more
-categorical columns, measured by ``benchmarks/accuracy.py``).
+of categorical columns on the fits that stop early (``pipeline.model.CATBOOST_LARGE_FIT_ROWS``:
+20,000 rows or more when this was measured, 10,000 since), and on smaller fits with two or more
+categorical columns (measured by ``benchmarks/accuracy.py``).
 This benchmark fits the project's CatBoost candidate both ways on the same rows of generated
 breach bases, on all point-in-time features and on the subscriber table alone (where
 categories are most of the columns, so combinations would matter most), with several seeds,

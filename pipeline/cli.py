@@ -524,18 +524,12 @@ def cmd_demo(args, progress: Progress) -> int:
     import pandas as pd
 
     from pipeline.jobs import generate_job, score_job, train_job
-    from pipeline.config import with_overrides
     from pipeline.errors import hide_credentials
     from pipeline.tracking import resolve_uri, ui_command
 
-    # The demo's selection is lighter than a real run's (one random-search draw per family,
-    # three folds, selection on a 20,000-row sample, CatBoost only when its training rows are at
-    # most 40,000, so not on the demo's default base) so the whole job stays within a few minutes
-    # on two cores; README.md says so; --config replaces it with the given file.
+    # The demo trains and scores exactly as churn train and churn score do, with the same
+    # defaults (or the --config file's settings).
     config = _config(args)
-    if args.config is None:
-        config = with_overrides(config, train={"search_iterations": 1, "cv_folds": 3, "selection_max_rows": 20_000,
-                                               "catboost_max_rows": 40_000})
     workdir = Path(args.workdir).resolve()
     data_dir = workdir / "data" / "demo"
     outputs = workdir / "outputs"

@@ -60,8 +60,8 @@ class TrainConfig:
     #: ``cv_folds``).  Every selection row gets one out-of-fold score whatever the number of
     #: folds, and those scores are what candidates are compared and calibrated on; on a large
     #: sample three larger folds lose little precision and save two fits of every candidate.
-    #: From 30,000 rows each of three folds still fits on the 20,000 rows from which CatBoost
-    #: stops early (``pipeline.model.CATBOOST_LARGE_FIT_ROWS``), so no fold costs more.
+    #: From 30,000 rows each of three folds still fits on 20,000 rows, more than the 10,000 from
+    #: which CatBoost stops early (``pipeline.model.CATBOOST_LARGE_FIT_ROWS``), so no fold costs more.
     large_cv_folds: int = 3
     large_cv_rows: int = 30_000
     #: Candidate model families tried by selection: ``logistic``, ``hist_gradient_boosting``,

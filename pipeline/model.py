@@ -23,8 +23,12 @@ FAMILIES = ("logistic", "hist_gradient_boosting", "catboost")
 #: Families tried at their defaults only: random search does not pay for their fit time.
 DEFAULTS_ONLY = ("catboost",)
 
-#: CatBoost fits of this many rows or more stop early with at most 300 trees (``make_candidate``).
-CATBOOST_LARGE_FIT_ROWS = 20_000
+#: CatBoost fits of this many rows or more stop early with at most 300 trees (``make_candidate``):
+#: their early-stopping split (10%) holds at least 1,000 rows.  Smaller fits keep CatBoost's
+#: defaults, where every row counts.  On 20,000-subscriber generated bases (fits of 11,500 to
+#: 18,000 rows) stopping early took about 5 times less CPU than 1,000 trees at the same accuracy
+#: (``docs/BENCHMARKS.md``, Training speed, item 18).
+CATBOOST_LARGE_FIT_ROWS = 10_000
 
 #: CatBoost fits with at least this many categorical columns encode each on its own when
 #: ``CatBoostModel.max_ctr_complexity`` is set (one column has no other to be combined with).
@@ -393,10 +397,10 @@ def make_candidate(family: str, *, drop_columns: tuple[str, ...] = (), seed: int
         steps = [("typer", typer), ("classifier", classifier)]
     elif family == "catboost":
         # CatBoost's 1,000 trees on every row on small tables, where every row and tree counts;
-        # from 20,000 fit rows on, at most 300 trees (CatBoost then picks a larger learning
-        # rate), stopped 30 rounds after the held-out log-loss last improved.  Categories are
-        # encoded one at a time (no combinations) on large fits and wherever two or more
-        # categorical columns could be combined.
+        # from CATBOOST_LARGE_FIT_ROWS (10,000) fit rows on, at most 300 trees (CatBoost then
+        # picks a larger learning rate), stopped 30 rounds after the held-out log-loss last
+        # improved.  Categories are encoded one at a time (no combinations) on large fits and
+        # wherever two or more categorical columns could be combined.
         catboost = CatBoostModel(random_seed=seed, thread_count=n_threads, early_stopping_rounds=30,
                                  early_stopping_min_rows=CATBOOST_LARGE_FIT_ROWS, large_fit_iterations=300,
                                  max_ctr_complexity=1)

@@ -131,14 +131,16 @@ def selection_folds(X: pd.DataFrame, y: np.ndarray, config: Config, periods: np.
 #: ``benchmarks/family_costs.py`` (the project's own candidates at their defaults, one selection
 #: fold's fit, CPU and wall seconds side by side; ``docs/BENCHMARKS.md``): HistGradientBoosting
 #: 0.4 to 3.0 times logistic regression (Telco, BigML, generated bases of 20,000 and 100,000
-#: subscribers), CatBoost 12 to 41 times below 20,000 fit rows.  Each prior is the largest ratio
+#: subscribers), CatBoost 26 to 41 times below 10,000 fit rows (Telco, BigML; 12 to 17 on
+#: 11,534 rows with 1,000 trees, before such fits stopped early).  Each prior is the largest ratio
 #: measured, rounded up: an overestimate only skips a candidate, an underestimate breaks the
 #: budget.  Narrow tables, where logistic regression costs little more than its fixed overhead,
-#: can exceed them (CatBoost 160 times on a 4-column table of 10,700 fit rows).
+#: can exceed them (CatBoost 160 times on a 4-column table of 10,700 fit rows with 1,000 trees).
 COST_RELATIVE_TO_LOGISTIC: dict[str, float] = {"logistic": 1.0, "hist_gradient_boosting": 4.0, "catboost": 45.0}
-#: CatBoost's prior on fits of ``pipeline.model.CATBOOST_LARGE_FIT_ROWS`` (20,000) rows or more,
-#: where it stops early with at most 300 trees: 3.1 to 5.6 times logistic regression on the
-#: 100,000-subscriber base (32,000 fit rows), 7.8 to 9.4 on a 4-column table of 21,000.
+#: CatBoost's prior on fits of ``pipeline.model.CATBOOST_LARGE_FIT_ROWS`` (10,000) rows or more,
+#: where it stops early with at most 300 trees: 1.9 times logistic regression on a
+#: 20,000-subscriber base (11,534 fit rows), 3.1 to 5.6 on the 100,000-subscriber base (32,000
+#: fit rows), 7.8 to 9.4 on a 4-column table of 21,000.
 CATBOOST_LARGE_FIT_RELATIVE_COST = 10.0
 
 

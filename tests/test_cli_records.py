@@ -85,6 +85,14 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "at risk:" in out.stdout and "top 10:" in out.stdout and "mlflow ui --backend-store-uri" in out.stdout
     listed = pd.read_csv(tmp_path / "outputs" / "at_risk.csv")
     assert len(listed) > 0 and listed["rank"].iloc[0] == 1
+    # one set of defaults: the demo's model was selected with every `churn train` default
+    from pipeline.config import Config
+    from servers import store_client
+
+    client = store_client(tmp_path)
+    params = client.get_run(client.get_model_version_by_alias("post-breach-churn", "champion").run_id).data.params
+    defaults = {key: str(value) for key, value in Config().flat().items() if key.startswith("train.")}
+    assert {key: params.get(key) for key in defaults} == defaults
 
 
 def test_database_url_scores_like_the_folder(trained):

@@ -544,7 +544,8 @@ def test_the_selection_clock_estimates_a_family_not_fit_yet_from_its_prior():
     large.record("logistic", 0.5)
     assert large._family_cost("catboost") == pytest.approx(0.5 * CATBOOST_LARGE_FIT_RELATIVE_COST)
     # the fits after selection on rows past CatBoost's threshold use its large-fit prior too
-    small = SelectionClock(budget=100.0, started=0.0, folds=5, fold_rows=10_000, train_rows=25_000, all_rows=0)
+    small = SelectionClock(budget=100.0, started=0.0, folds=5, fold_rows=CATBOOST_LARGE_FIT_ROWS // 2,
+                           train_rows=CATBOOST_LARGE_FIT_ROWS * 5 // 4, all_rows=0)
     small.record("logistic", 0.5)
     small.record("catboost", 20.0)
     assert small.reserve() == pytest.approx(20.0 * 2.5 * CATBOOST_LARGE_FIT_RELATIVE_COST / priors["catboost"]
