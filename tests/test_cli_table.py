@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from servers import server_env, store_client
+
 CHURN = str(Path(sys.executable).with_name("churn"))
 FAST = """
 [train]
@@ -25,8 +27,6 @@ blend = false
 
 
 def run(args, cwd, env=None, check=True):
-    from servers import server_env
-
     result = subprocess.run([CHURN, *args], cwd=cwd, capture_output=True, text=True, env=server_env(**(env or {})),
                             timeout=600)
     if check and result.returncode != 0:
@@ -68,12 +68,6 @@ TRAIN = ["train", "--data", "table.csv", "--id", "customer", "--target", "Churn"
          "--value", "monthly"]
 
 
-def _client(workdir):
-    from servers import store_client
-
-    return store_client(workdir)
-
-
 def test_help_answers_at_once():
     started = time.perf_counter()
     result = subprocess.run([CHURN, "--help"], capture_output=True, text=True)
@@ -85,7 +79,7 @@ def test_help_answers_at_once():
 def test_train_registers_champion_logs_metrics_and_scores(workdir):
     out = run([*TRAIN, "--config", "boosting.toml"], workdir)
     assert "version 1 is the first model: it is champion" in out.stdout
-    client = _client(workdir)
+    client = store_client(workdir)
     assert str(client.get_model_version_by_alias("post-breach-churn", "champion").version) == "1"
     assert str(client.get_model_version_by_alias("post-breach-churn", "challenger").version) == "1"
     run_id = client.get_model_version("post-breach-churn", "1").run_id
@@ -131,7 +125,7 @@ def test_promotion_gate_and_manual_promote(workdir):
     assert "version 2 is champion" in second.stdout
     third = run([*TRAIN, "--config", "logistic.toml"], workdir)
     assert "version 3 stays challenger" in third.stdout
-    client = _client(workdir)
+    client = store_client(workdir)
     assert str(client.get_model_version_by_alias("post-breach-churn", "champion").version) == "2"
     assert str(client.get_model_version_by_alias("post-breach-churn", "challenger").version) == "3"
     tags = client.get_model_version("post-breach-churn", "2").tags
@@ -169,7 +163,7 @@ def test_errors_are_one_line_with_no_output_and_no_registration(workdir, args, m
     assert "Traceback" not in result.stderr
     assert not (workdir / "x.csv").exists() and not (workdir / "x.xlsx").exists()
     if (workdir / "mlflow.db").exists():
-        assert _client(workdir).search_registered_models() == []
+        assert store_client(workdir).search_registered_models() == []
 
 
 @pytest.mark.slow  # loads the training stack first (seconds); tests/test_tracking_server.py checks the same line fast
@@ -210,7 +204,7 @@ def test_drift_is_logged_and_warned(scored_model):
     assert "warning: input drift: x has population stability index" in result.stderr
     quiet = run(["score", "--data", "table.csv", "--output", "same_out.csv"], work)
     assert "input drift" not in quiet.stderr
-    client = _client(work)
+    client = store_client(work)
     runs = client.search_runs([client.get_experiment_by_name("post-breach-churn").experiment_id],
                               filter_string="tags.stage = 'score'", order_by=["attributes.start_time DESC"])
     assert runs[1].data.metrics["psi_max"] > 0.2 and runs[0].data.metrics["psi_max"] < 0.1
@@ -256,8 +250,6 @@ def test_interrupted_scoring_leaves_no_output(scored_model, signal_name):
     pd.concat([churn_table(seed=s).assign(customer=lambda t, s=s: t["customer"] + f"-{s}") for s in range(40)]
               ).to_csv(work / "big.csv", index=False)
     (work / "tiny_chunks.toml").write_text("[scoring]\nchunk_rows = 500\n")
-    from servers import server_env
-
     env = server_env(CHURN_PROGRESS="1")  # no MLflow store variable an earlier test left in this process
     process = subprocess.Popen([CHURN, "score", "--data", "big.csv", "--output", "big_out.csv", "--all", "--config",
                                 "tiny_chunks.toml"], cwd=work, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -280,7 +272,7 @@ def test_a_table_of_several_snapshots_trains_with_folds_by_time(workdir):
     out = run(["train", "--data", "stacked.csv", "--id", "customer", "--target", "Churn", "--positive", "Yes",
                "--time-column", "month", "--config", "logistic.toml"], workdir)
     assert "month (snapshot date of the row (folds by time))" in out.stdout
-    client = _client(workdir)
+    client = store_client(workdir)
     logged = client.get_run(client.get_model_version("post-breach-churn", "1").run_id)
     assert logged.data.tags["folds"] == "time" and logged.data.metrics["n_rows"] == 600  # the latest month
     failed = run(["train", "--data", "stacked.csv", "--id", "customer", "--target", "Churn", "--positive", "Yes",

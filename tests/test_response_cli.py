@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from servers import run_churn, store_client
+
 pytestmark = pytest.mark.slow
 
 FAST = '[train]\nsearch_iterations = 1\ncv_folds = 3\nblend = false\ncandidates = ["logistic"]\n'
@@ -20,15 +22,7 @@ RESPONSE = "post-breach-churn-response"
 
 
 def churn(*args, cwd):
-    from servers import run_churn
-
     return run_churn(args, cwd, timeout=900)
-
-
-def client(work):
-    from servers import store_client
-
-    return store_client(work)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +40,7 @@ def test_training_registers_a_response_model_beside_the_churn_model(trained):
     assert "rows left out of churn training: " in out.stdout and "(outcome reflects the offer)" in out.stdout
     assert "response model " in out.stdout and "campaign rows; hold-out: Qini coefficient" in out.stdout
     assert f"registered {RESPONSE} version 1; version 1 is the first model: it is champion" in out.stdout
-    store = client(work)
+    store = store_client(work)
     version = store.get_model_version_by_alias(RESPONSE, "champion")
     run = store.get_run(version.run_id)
     assert run.data.tags["stage"] == "train-response" and run.data.tags["model_sha256"]
@@ -84,7 +78,7 @@ def test_scoring_targets_by_the_estimated_response(trained):
     assert (every.loc[every["targeted"], "expected_net_value"] > 0).all()
     assert (every.loc[every["do_not_contact"], "action"].str.startswith("Do not contact")).all()
     # The scoring run logs the offer-size sweep.
-    store = client(work)
+    store = store_client(work)
     scoring = store.search_runs([store.get_experiment_by_name("post-breach-churn").experiment_id],
                                 filter_string="tags.stage = 'score'")[0]
     names = {a.path for folder in ("plots", "score") for a in store.list_artifacts(scoring.info.run_id, folder)}
@@ -121,7 +115,7 @@ def test_measure_gives_each_campaigns_realised_uplift_and_logs_it_beside_the_sco
             f"{left[offer].mean():.2%} offered vs {left[~offer].mean():.2%} held out: uplift {uplift * 100:.2f} points "
             "[95% CI ") in out.stdout
     assert "promo-" not in out.stdout  # the promotion had no control group: nothing to measure
-    store = client(work)
+    store = store_client(work)
     experiment = store.get_experiment_by_name("post-breach-churn").experiment_id
     scoring = store.search_runs([experiment], filter_string="tags.campaign_id = 'pilot-2025-05-01'")
     assert len(scoring) == 1 and scoring[0].info.run_id in out.stdout
@@ -161,5 +155,5 @@ def test_too_few_campaign_rows_skip_the_response_model_and_say_how_many_are_need
     assert "version 1 is the first model: it is champion" in out.stdout
     assert "no response model: too few campaign rows to learn a response from: " in out.stdout
     assert "a pilot of " in out.stdout and " subscribers per group" in out.stdout
-    models = {m.name for m in client(tmp_path).search_registered_models()}
+    models = {m.name for m in store_client(tmp_path).search_registered_models()}
     assert models == {"post-breach-churn", "post-breach-churn-service"}  # no response model; the REST wrapper serves the churn model alone
