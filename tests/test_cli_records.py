@@ -7,7 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from pipeline.records import load_records
+from pipeline.config import Config
+from pipeline.records import load_records, write_records_sql
+from servers import run_churn, store_client
 
 # Every test here runs `churn` end to end on a base the module generates and trains a model on
 # (tens of seconds of CPU): all slow.
@@ -18,8 +20,6 @@ LIST_COLUMNS = ["rank", "subscriber_id", "churn_probability", "risk_tier", "expe
 
 
 def churn(*args, cwd):
-    from servers import run_churn
-
     return run_churn(args, cwd, timeout=900)
 
 
@@ -35,8 +35,6 @@ def trained(tmp_path_factory):
 def test_generated_base_trains_registers_and_logs(trained):
     work, out = trained
     assert "version 1 is the first model: it is champion" in out.stdout
-    from servers import store_client
-
     client = store_client(work)
     version = client.get_model_version_by_alias("post-breach-churn", "champion")
     assert str(version.version) == "1"
@@ -86,9 +84,6 @@ def test_demo_runs_end_to_end(tmp_path):
     listed = pd.read_csv(tmp_path / "outputs" / "at_risk.csv")
     assert len(listed) > 0 and listed["rank"].iloc[0] == 1
     # one set of defaults: the demo's model was selected with every `churn train` default
-    from pipeline.config import Config
-    from servers import store_client
-
     client = store_client(tmp_path)
     params = client.get_run(client.get_model_version_by_alias("post-breach-churn", "champion").run_id).data.params
     defaults = {key: str(value) for key, value in Config().flat().items() if key.startswith("train.")}
@@ -96,8 +91,6 @@ def test_demo_runs_end_to_end(tmp_path):
 
 
 def test_database_url_scores_like_the_folder(trained):
-    from pipeline.records import write_records_sql
-
     work, _ = trained
     manifest = json.loads((work / "base" / "manifest.json").read_text())
     url = f"sqlite:///{work / 'records.db'}"
